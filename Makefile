@@ -1,0 +1,69 @@
+# chargelift — `make dev` runs the native stack, `make test` runs the suite.
+# Everything a target needs is installed by the target itself.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PACKAGES := services/contract services/certs services/simulator services/poller \
+            services/ingest services/api tools/devstack
+CERTS_DIR ?= certs
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install -q --python $(PY) --require-hashes -r requirements.lock
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps --config-settings editable_mode=compat $(addprefix -e ,$(PACKAGES))
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## Create .venv with every package and tool (from requirements.lock)
+
+.PHONY: system-deps
+system-deps: ## Install Mosquitto and PostgreSQL when missing (apt-get, as root)
+	@scripts/system-deps.sh
+
+.PHONY: lock
+lock: ## Re-resolve requirements.lock after changing a pyproject.toml
+	@test -x $(VENV)/bin/uv || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv; }
+	scripts/lock.sh
+
+.PHONY: certs
+certs: venv ## Create a complete development certificate set in ./certs
+	$(VENV)/bin/chargelift-certs --dir $(CERTS_DIR) dev-set
+
+.PHONY: fmt
+fmt: venv ## Format the code
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: check
+check: venv ## Lint, format check and type check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: test
+test: venv system-deps ## Run the whole suite against real Mosquitto and PostgreSQL
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: venv ## Unit tests only (no servers)
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: dev
+dev: venv system-deps certs ## Run the native stack with simulated chargers (Ctrl-C stops it)
+	$(VENV)/bin/chargelift-devstack up --certs-dir $(CERTS_DIR)
+
+.PHONY: dev-down
+dev-down: ## Stop a stack started by `make dev` in another terminal
+	@$(PY) -m chargelift_devstack.main down 2>/dev/null || true
+
+.PHONY: clean
+clean: ## Remove the virtual environment, caches and dev state
+	rm -rf $(VENV) .dev .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,56 @@
+"""The chargelift contract: what travels between the services.
+
+Everything a service needs to speak to another one lives here and nowhere else:
+
+* :mod:`.topics` builds and parses MQTT topics (nothing else writes a topic string);
+* :mod:`.envelope` encodes and decodes the ``{"SamplingTime", "Value"}`` payload;
+* :mod:`.fields` is the field catalogue (name, type, unit, description);
+* :mod:`.states` is the generic :class:`OperationState`;
+* :mod:`.mqtt` is a thin async wrapper over gmqtt (the only module here with I/O).
+"""
+
+from chargelift_contract.envelope import (
+    Envelope,
+    EnvelopeError,
+    decode,
+    encode,
+    format_time,
+    parse_time,
+)
+from chargelift_contract.fields import CATALOGUE, FieldSpec, FieldType, FieldValueError, field_spec
+from chargelift_contract.states import OperationState
+from chargelift_contract.topics import (
+    AVAILABILITY,
+    AvailabilityTopic,
+    FieldTopic,
+    TopicError,
+    availability_topic,
+    charger_filter,
+    field_topic,
+    parse_topic,
+    validate_charger_id,
+)
+
+__all__ = [
+    "AVAILABILITY",
+    "CATALOGUE",
+    "AvailabilityTopic",
+    "Envelope",
+    "EnvelopeError",
+    "FieldSpec",
+    "FieldTopic",
+    "FieldType",
+    "FieldValueError",
+    "OperationState",
+    "TopicError",
+    "availability_topic",
+    "charger_filter",
+    "decode",
+    "encode",
+    "field_spec",
+    "field_topic",
+    "format_time",
+    "parse_time",
+    "parse_topic",
+    "validate_charger_id",
+]

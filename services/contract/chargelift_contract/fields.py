@@ -1,0 +1,143 @@
+"""The field catalogue: every field that may travel on ``chargers/{charger}/{Field}``.
+
+One declarative table used by the drivers (what to publish), ingest (what to accept),
+the database (the enum) and the API docs (units and descriptions). Adding a field is
+one line here.
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+
+from chargelift_contract.envelope import Value
+from chargelift_contract.states import OperationState
+
+
+class FieldType(StrEnum):
+    """JSON type of a field's Value (``null`` is always allowed: "no reading")."""
+
+    NUMBER = "number"
+    STRING = "string"
+    BOOLEAN = "boolean"
+    STATE = "state"  # an OperationState label
+
+
+class FieldValueError(ValueError):
+    """A value does not have the type its field declares."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """Description of one field."""
+
+    name: str
+    type: FieldType
+    unit: str | None
+    description: str
+
+    def check(self, value: Value) -> Value:
+        """Return ``value`` if it fits this field, else raise :class:`FieldValueError`."""
+        if value is None:
+            return None
+        ok: bool
+        match self.type:
+            case FieldType.NUMBER:
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            case FieldType.STRING:
+                ok = isinstance(value, str)
+            case FieldType.BOOLEAN:
+                ok = isinstance(value, bool)
+            case FieldType.STATE:
+                ok = isinstance(value, str) and value in _STATES
+        if not ok:
+            expected = (
+                f"one of {sorted(_STATES)}" if self.type is FieldType.STATE else self.type.value
+            )
+            raise FieldValueError(f"{self.name}: expected {expected}, got {value!r}")
+        return value
+
+
+_STATES = frozenset(s.value for s in OperationState)
+
+_FIELDS = (
+    FieldSpec(
+        "OperationState",
+        FieldType.STATE,
+        None,
+        "Generic operation state: " + ", ".join(s.value for s in OperationState) + ".",
+    ),
+    FieldSpec("ConnectedVehicle", FieldType.BOOLEAN, None, "A vehicle is plugged in."),
+    FieldSpec(
+        "PowerOutput", FieldType.NUMBER, "W", "Active power delivered to the vehicle (MHCP ActPwr)."
+    ),
+    FieldSpec(
+        "OutputCurrent",
+        FieldType.NUMBER,
+        "A",
+        "Charging current per phase (MHCP ActCurr; the vendor docs are ambiguous "
+        "between actual and set current).",
+    ),
+    FieldSpec(
+        "MaximumOutputCurrent",
+        FieldType.NUMBER,
+        "A",
+        "Current limit per phase in force now (remote limit or tariff limit).",
+    ),
+    FieldSpec(
+        "SessionEnergy",
+        FieldType.NUMBER,
+        "Wh",
+        "Energy of the current or, when idle, the last charging session (MHCP ChgNrg). "
+        "Restarts from 0 at a new session.",
+    ),
+    FieldSpec(
+        "SessionDuration",
+        FieldType.NUMBER,
+        "s",
+        "Duration of the current or last session (MHCP ChgDuration; unit inferred).",
+    ),
+    FieldSpec(
+        "TotalEnergyConsumption",
+        FieldType.NUMBER,
+        "Wh",
+        "Lifetime energy meter of the charger, never reset. Only drivers whose "
+        "charger has such a meter publish it (MHCP has none).",
+    ),
+    FieldSpec(
+        "EnergyPrice",
+        FieldType.NUMBER,
+        "ct/kWh",
+        "Energy price of the tariff in force (MHCP Price, 0.1 ct/kWh, converted).",
+    ),
+    FieldSpec(
+        "Tariff", FieldType.STRING, None, "Tariff in force, e.g. T1 (main) or T2 (off-peak)."
+    ),
+    FieldSpec(
+        "VendorState",
+        FieldType.STRING,
+        None,
+        "The charger's own state name, unmapped (MHCP ChgState).",
+    ),
+    FieldSpec(
+        "ErrorCode",
+        FieldType.NUMBER,
+        None,
+        "The charger's error code, 0 = none (MHCP DevInfo Err).",
+    ),
+    FieldSpec(
+        "FirmwareVersion",
+        FieldType.STRING,
+        None,
+        "Firmware of the charger's controller (MHCP DevInfo Hcc3).",
+    ),
+)
+
+CATALOGUE: MappingProxyType[str, FieldSpec] = MappingProxyType({f.name: f for f in _FIELDS})
+
+
+def field_spec(name: str) -> FieldSpec:
+    """The spec of ``name``; raise :class:`FieldValueError` naming the known fields."""
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise FieldValueError(f"unknown field {name!r}; known: {', '.join(CATALOGUE)}") from None

@@ -1,0 +1,73 @@
+"""The field catalogue and the OperationState enum."""
+
+import pytest
+
+from chargelift_contract import CATALOGUE, FieldType, FieldValueError, OperationState, field_spec
+
+SEED_FIELDS = {
+    "OperationState",
+    "TotalEnergyConsumption",
+    "PowerOutput",
+    "OutputCurrent",
+    "MaximumOutputCurrent",
+    "ConnectedVehicle",
+    "EnergyPrice",
+}
+
+
+def test_catalogue_holds_the_seed_fields() -> None:
+    assert set(CATALOGUE) >= SEED_FIELDS
+
+
+def test_operation_state_labels_in_order() -> None:
+    assert [s.value for s in OperationState] == [
+        "unknown",
+        "off",
+        "idle",
+        "charging",
+        "scheduled_downtime",
+        "unscheduled_downtime",
+    ]
+
+
+def test_every_field_is_documented() -> None:
+    for spec in CATALOGUE.values():
+        assert spec.description.strip()
+        if spec.type is FieldType.NUMBER and "Energy" in spec.name and "Price" not in spec.name:
+            assert spec.unit == "Wh"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("PowerOutput", 11000),
+        ("PowerOutput", 10.5),
+        ("PowerOutput", None),
+        ("ConnectedVehicle", True),
+        ("OperationState", "charging"),
+        ("Tariff", "T1"),
+    ],
+)
+def test_values_of_the_right_type_pass(field: str, value: object) -> None:
+    assert field_spec(field).check(value) == value  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("PowerOutput", "11000"),
+        ("PowerOutput", True),  # a bool is not a number, although Python says so
+        ("ConnectedVehicle", 1),
+        ("OperationState", "Charging"),
+        ("OperationState", 3),
+        ("Tariff", 1),
+    ],
+)
+def test_values_of_the_wrong_type_fail(field: str, value: object) -> None:
+    with pytest.raises(FieldValueError, match=field):
+        field_spec(field).check(value)  # type: ignore[arg-type]
+
+
+def test_unknown_field_lists_known_ones() -> None:
+    with pytest.raises(FieldValueError, match="PowerOutput"):
+        field_spec("Voltage")

@@ -1,0 +1,136 @@
+"""Run Mosquitto with the one broker configuration of the repository.
+
+``mosquitto/mosquitto.conf.template`` is rendered with the paths and the port of
+this run; the policy (mutual TLS, ACL, queues, persistence) is not touched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import string
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chargelift_devstack.procs import (
+    account,
+    current_user,
+    find_binary,
+    free_port,
+    is_root,
+    kill_group,
+    shared_dir,
+    wait_port,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+TEMPLATE = REPO / "mosquitto" / "mosquitto.conf.template"
+
+
+def render_config(
+    *, certs_dir: Path, data_dir: Path, port: int, bind: str = "127.0.0.1", run_user: str
+) -> str:
+    """The broker configuration for these paths (every ${...} must be known)."""
+    template = string.Template(TEMPLATE.read_text())
+    return template.substitute(
+        CERTS_DIR=str(certs_dir),
+        DATA_DIR=str(data_dir),
+        PORT=str(port),
+        BIND=bind,
+        RUN_USER=run_user,
+    )
+
+
+@dataclass
+class MosquittoServer:
+    """A Mosquitto process on 127.0.0.1 using ``certs_dir`` (layout of chargelift-certs)."""
+
+    certs_dir: Path
+    run_dir: Path
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "mosquitto.log"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.run_dir / "data"
+
+    def _prepare(self) -> Path:
+        shared_dir(self.run_dir)
+        shared_dir(self.data_dir)
+        run_user = current_user()
+        if is_root():
+            # Mosquitto started as root drops to this account *before* it reads the
+            # key, so the account must own the key and the persistence directory.
+            acct = account("mosquitto")
+            if acct is not None:
+                run_user = acct.pw_name
+                os.chown(self.certs_dir / "broker.key", acct.pw_uid, acct.pw_gid)
+                os.chown(self.data_dir, acct.pw_uid, acct.pw_gid)
+                for f in self.data_dir.iterdir():
+                    os.chown(f, acct.pw_uid, acct.pw_gid)
+            else:
+                run_user = "root"
+        conf = self.run_dir / "mosquitto.conf"
+        conf.write_text(
+            render_config(
+                certs_dir=self.certs_dir,
+                data_dir=self.data_dir,
+                port=self.port,
+                bind=self.host,
+                run_user=run_user,
+            )
+        )
+        return conf
+
+    def start(self, timeout: float = 15.0) -> None:
+        conf = self._prepare()
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [find_binary("mosquitto"), "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        wait_port(self.host, self.port, self.proc, self.log_path, timeout)
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads the ACL file and the CRL."""
+        self._signal(signal.SIGHUP)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Clean shutdown (SIGTERM): Mosquitto writes its persistence file."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to save anything."""
+        if self.proc is not None:
+            kill_group(self.proc)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        time.sleep(0.1)
+        self.start()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError("mosquitto is not running")
+        self.proc.send_signal(sig)
