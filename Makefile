@@ -62,7 +62,7 @@ dev: venv system-deps certs ## Run the native stack with simulated chargers (Ctr
 
 .PHONY: dev-down
 dev-down: ## Stop a stack started by `make dev` in another terminal
-	@$(PY) -m chargelift_devstack.main down 2>/dev/null || true
+	@$(PY) -m chargelift_devstack.main down
 
 .PHONY: clean
 clean: ## Remove the virtual environment, caches and dev state

@@ -19,7 +19,7 @@ is sent and the broker redelivers after the next reconnect. gmqtt supports this 
 with MQTT 5 (``optimistic_acknowledgement=False``).
 
 gmqtt internals used (pinned in requirements.lock): the PUBACK packet handler of the
-package handler (to read the reason code) and ``_temporarily_stop_reconnect``.
+package handler (to read the reason code) and ``Client.reconnect`` (overridden).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from typing import Any, Self
 
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50
+from gmqtt.mqtt.handler import MQTTConnectError
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,18 @@ class _AckTracker(gmqtt.storage.PersistentStorage):  # type: ignore[misc]
                 fut.set_exception(exc)
         self.pending.clear()
         self.reason_codes.clear()
+
+
+class _Client(gmqtt.Client):  # type: ignore[misc]
+    """gmqtt's client without its own reconnect.
+
+    gmqtt reconnects from fire-and-forget tasks with a fixed delay, and even after a
+    disconnect() it may come back from its sleep and connect again. Reconnecting is
+    the supervisor's job (fresh client, bounded backoff), so this is a no-op.
+    """
+
+    async def reconnect(self, delay: bool = False) -> None:
+        return
 
 
 @dataclass
@@ -313,12 +326,7 @@ class MqttClient:
         while True:
             try:
                 conn = await self._connect()
-            except (
-                OSError,
-                ssl.SSLError,
-                TimeoutError,
-                gmqtt.mqtt.handler.MQTTConnectError,
-            ) as exc:
+            except (OSError, TimeoutError, MQTTConnectError, ConnectionLostError) as exc:
                 self.last_error = exc
                 delay = next(delays)
                 log.warning(
@@ -364,7 +372,7 @@ class MqttClient:
             will = gmqtt.Message(
                 self._will.topic, self._will.payload, qos=self._will.qos, retain=self._will.retain
             )
-        client = gmqtt.Client(
+        client = _Client(
             self.client_id,
             clean_session=not self._persistent,
             optimistic_acknowledgement=not self._manual_ack,
@@ -376,16 +384,31 @@ class MqttClient:
         conn = _Connection(client, tracker)
         self._install_callbacks(conn)
         ctx = self._tls.context() if self._tls is not None else False
+        connecting = asyncio.ensure_future(
+            client.connect(
+                self.host, self.port, ssl=ctx, keepalive=self._keepalive, version=MQTTv50
+            )
+        )
+        lost = asyncio.ensure_future(conn.lost.wait())
         try:
+            # With TLS 1.3 a refused client certificate shows only after the handshake:
+            # the broker closes the connection instead of sending a CONNACK.
+            waiters: list[asyncio.Future[Any]] = [connecting, lost]
             async with asyncio.timeout(self._connect_timeout):
-                await client.connect(
-                    self.host, self.port, ssl=ctx, keepalive=self._keepalive, version=MQTTv50
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if not connecting.done():
+                raise ConnectionLostError(
+                    "broker closed the connection before CONNACK (certificate refused?)"
                 )
+            connecting.result()
         except BaseException:
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
             await self._close(conn, 0)
             raise
-        # Reconnecting is ours (bounded backoff, fresh client), not gmqtt's.
-        client._temporarily_stop_reconnect()
+        finally:
+            lost.cancel()
         if conn.lost.is_set():
             await self._close(conn, 0)
             raise ConnectionLostError("connection closed right after CONNACK")

@@ -32,7 +32,14 @@ DATABASE = "chargelift"
 
 
 def pg_bindir() -> Path:
-    """The bin directory of the newest installed PostgreSQL >= 15."""
+    """The bin directory of the newest installed PostgreSQL >= 15 (or ``$PG_BINDIR``).
+
+    ``PG_BINDIR`` points the stack and the tests at another installation, e.g. one
+    with TimescaleDB built in (docs/schema.md, "Trying the TimescaleDB path").
+    """
+    override = os.environ.get("PG_BINDIR")
+    if override:
+        return Path(override)
     candidates = []
     for d in glob.glob("/usr/lib/postgresql/*/bin"):
         m = re.search(r"/postgresql/(\d+)/bin$", d)
@@ -41,6 +48,17 @@ def pg_bindir() -> Path:
     if not candidates:
         raise FileNotFoundError("PostgreSQL >= 15 not found: run `make system-deps`")
     return max(candidates)[1]
+
+
+def preload_settings() -> dict[str, str]:
+    """Preload TimescaleDB when the installation has it; the schema then uses it."""
+    pkglibdir = subprocess.run(
+        [str(pg_bindir() / "pg_config"), "--pkglibdir"], capture_output=True, text=True,
+        check=True,
+    ).stdout.strip()
+    if (Path(pkglibdir) / "timescaledb.so").exists():
+        return {"shared_preload_libraries": "timescaledb", "timescaledb.telemetry_level": "off"}
+    return {}
 
 
 @dataclass
@@ -110,6 +128,7 @@ class PostgresServer:
         log = self.log_path.open("ab")
         self._chown(self.log_path)
         opts = {
+            **preload_settings(),
             "listen_addresses": self.host,
             "port": str(self.port),
             "unix_socket_directories": str(self.data_dir),

@@ -1,0 +1,1 @@
+"""chargelift-certs: the small certificate authority of a chargelift installation."""

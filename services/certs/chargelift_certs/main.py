@@ -1,0 +1,151 @@
+"""``chargelift-certs`` — the command line over :mod:`chargelift_certs.pki`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from chargelift_certs import pki
+
+RELOAD_HINT = (
+    "reload the broker so it re-reads the CRL and the ACL: "
+    'kill -HUP "$(pgrep -x mosquitto)" (compose: docker compose kill -s HUP mosquitto)'
+)
+
+
+def _print_table(rows: list[pki.CertInfo]) -> None:
+    header = ("identity", "kind", "role", "serial", "not after (UTC)", "days", "status")
+    table = [header] + [
+        (
+            c.identity,
+            c.kind,
+            c.role,
+            f"{c.serial:x}"[:16],
+            c.not_after.strftime("%Y-%m-%d %H:%M"),
+            str(c.days_left),
+            c.status,
+        )
+        for c in rows
+    ]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def run(args: argparse.Namespace) -> int:
+    d = Path(args.dir)
+    match args.cmd:
+        case "init":
+            existed = (d / "ca.crt").exists()
+            pki.create_ca(d, force=args.force, days=args.days, key_type=args.key_type)
+            print(
+                "CA exists, kept (use --force to replace)"
+                if existed and not args.force
+                else f"created CA in {d}"
+            )
+        case "server":
+            print(pki.issue_server(d, sans=args.san, days=args.days, force=args.force))
+        case "client":
+            print(
+                pki.issue_client(d, args.identity, role=args.role, days=args.days, force=args.force)
+            )
+            print(RELOAD_HINT)
+        case "rotate":
+            print(pki.rotate(d, args.identity, days=args.days))
+            print(RELOAD_HINT)
+        case "revoke":
+            serial = pki.revoke(d, args.identity)
+            print(f"revoked {args.identity} (serial {serial:x}); {RELOAD_HINT}")
+        case "list":
+            rows = pki.list_certs(d)
+            if args.json:
+                print(
+                    json.dumps(
+                        [
+                            {
+                                "identity": c.identity,
+                                "kind": c.kind,
+                                "role": c.role,
+                                "serial": f"{c.serial:x}",
+                                "not_after": c.not_after.isoformat(),
+                                "days_left": c.days_left,
+                                "status": c.status,
+                            }
+                            for c in rows
+                        ],
+                        indent=2,
+                    )
+                )
+            else:
+                _print_table(rows)
+        case "crl":
+            pki.refresh_crl(d)
+            print(f"re-signed {d / 'crl.pem'}; {RELOAD_HINT}")
+        case "acl":
+            print(pki.write_acl(d))
+        case "dev-set":
+            pki.dev_set(d)
+            print(f"development certificates ready in {d}")
+        case "expiry":
+            soon = pki.expiring(d, args.warn_days)
+            for c in soon:
+                print(
+                    f"{c.identity} ({c.kind}) expires {c.not_after:%Y-%m-%d} ({c.days_left} days)"
+                )
+            return 1 if soon else 0
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chargelift-certs",
+        description=pki.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--dir", default="certs", help="certificate directory (default: certs)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("init", help="create the CA, an empty CRL and the ACL")
+    s.add_argument("--force", action="store_true", help="replace an existing CA")
+    s.add_argument("--days", type=int, default=3650)
+    s.add_argument("--key-type", choices=["ec", "rsa"], default="ec")
+    s = sub.add_parser("server", help="issue the broker's certificate")
+    s.add_argument("--san", action="append", default=[], help="extra DNS name or IP")
+    s.add_argument("--days", type=int, default=825)
+    s.add_argument("--force", action="store_true")
+    s = sub.add_parser("client", help="issue a client certificate")
+    s.add_argument("identity")
+    s.add_argument("--role", choices=["charger", "service"], default="charger")
+    s.add_argument("--days", type=int, default=825)
+    s.add_argument("--force", action="store_true")
+    s = sub.add_parser("rotate", help="revoke and reissue a client certificate")
+    s.add_argument("identity")
+    s.add_argument("--days", type=int, default=825)
+    s = sub.add_parser("revoke", help="revoke a client certificate")
+    s.add_argument("identity")
+    s = sub.add_parser("list", help="list certificates with expiry and status")
+    s.add_argument("--json", action="store_true")
+    sub.add_parser("crl", help="re-sign the CRL (fresh nextUpdate)")
+    sub.add_parser("acl", help="regenerate mosquitto.acl")
+    sub.add_parser("dev-set", help="complete development set (idempotent)")
+    s = sub.add_parser("expiry", help="exit 1 if a certificate expires within N days")
+    s.add_argument("--warn-days", type=int, default=30)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except pki.CertError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

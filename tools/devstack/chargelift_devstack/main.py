@@ -1,0 +1,327 @@
+"""``chargelift-devstack up`` — the whole native stack with simulated chargers (``make dev``).
+
+Starts, in order: Mosquitto (mutual TLS, :8883), PostgreSQL (:5433), the schema
+migration (one-shot), ingest, the charger simulator, the edge poller and the API, all
+as local processes on loopback, with their state under ``.dev/``. Writes what a
+client needs to ``.dev/dev.env`` (shell-sourceable ``KEY=value``) and prints it.
+Ctrl-C (or ``chargelift-devstack down`` / ``make dev-down`` from another terminal)
+stops everything it started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from chargelift_devstack.mosquitto import REPO, MosquittoServer
+from chargelift_devstack.postgres import PostgresServer
+from chargelift_devstack.procs import shared_dir, tail
+
+DEV_DIR = REPO / ".dev"
+PID_FILE = DEV_DIR / "devstack.pid"
+
+
+@dataclass(frozen=True)
+class Ports:
+    mqtt: int = 8883
+    postgres: int = 5433
+    api: int = 8000
+    simulator: int = 25000
+    simulator_control: int = 25099
+    poller_metrics: int = 9101
+    ingest_metrics: int = 9102
+
+
+@dataclass
+class Service:
+    """A long-running service of ours, started as a child process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def check(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with {self.proc.returncode}; log {self.log}:\n{tail(self.log)}"
+            )
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Stack:
+    certs_dir: Path
+    chargers: int
+    speed: float
+    ports: Ports = field(default_factory=Ports)
+    services: list[Service] = field(default_factory=list)
+    broker: MosquittoServer | None = None
+    postgres: PostgresServer | None = None
+
+    def bin(self, name: str) -> str:
+        path = Path(sys.executable).parent / name
+        if not path.exists():
+            raise FileNotFoundError(f"{path} missing: run `make venv`")
+        return str(path)
+
+    def secret(self, name: str, nbytes: int = 16) -> str:
+        """A development secret, made once and kept in .dev/ (mode 0600)."""
+        path = DEV_DIR / name
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(nbytes))
+        return path.read_text().strip()
+
+    def charger_ids(self) -> list[str]:
+        return [f"amtron-{i}" for i in range(1, self.chargers + 1)]
+
+    def ensure_charger_certs(self) -> None:
+        missing = [
+            c for c in self.charger_ids() if not (self.certs_dir / "clients" / f"{c}.crt").exists()
+        ]
+        for charger in missing:
+            subprocess.run(
+                [self.bin("chargelift-certs"), "--dir", str(self.certs_dir), "client", charger],
+                check=True,
+            )
+
+    def poller_config(self, pin_env: str) -> Path:
+        lines = ["# Written by chargelift-devstack: the simulated chargers of `make dev`.", ""]
+        for i, charger in enumerate(self.charger_ids()):
+            lines += [
+                "[[chargers]]",
+                f'id = "{charger}"',
+                'driver = "mhcp"',
+                f'url = "http://127.0.0.1:{self.ports.simulator + i}"',
+                f'pin_env = "{pin_env}"',
+                "interval = 1.0",
+                "",
+            ]
+        path = DEV_DIR / "poller.toml"
+        path.write_text("\n".join(lines))
+        return path
+
+    def up(self) -> dict[str, str]:
+        shared_dir(DEV_DIR)
+        logs = shared_dir(DEV_DIR / "logs")
+        self.ensure_charger_certs()
+        self.broker = MosquittoServer(
+            certs_dir=self.certs_dir.resolve(), run_dir=DEV_DIR / "mosquitto", port=self.ports.mqtt
+        )
+        self.broker.start()
+        self.postgres = PostgresServer(run_dir=DEV_DIR / "postgres", port=self.ports.postgres)
+        self.postgres.start()
+
+        pin = self.secret("charger-pin", 6)
+        api_token = self.secret("api-token", 24)
+        token_hash = hashlib.sha256(api_token.encode()).hexdigest()
+        certs = self.certs_dir.resolve()
+        common = {
+            "MQTT_HOST": "127.0.0.1",
+            "MQTT_PORT": str(self.ports.mqtt),
+            "MQTT_CA_FILE": str(certs / "ca.crt"),
+            "MQTT_CERTS_DIR": str(certs),
+            "DATABASE_URL": self.postgres.dsn,
+        }
+        subprocess.run(
+            [self.bin("chargelift-ingest"), "migrate"], env={**os.environ, **common}, check=True
+        )
+        specs = [
+            (
+                "ingest",
+                [self.bin("chargelift-ingest"), "run"],
+                {"INGEST_METRICS_PORT": str(self.ports.ingest_metrics)},
+            ),
+            (
+                "simulator",
+                [
+                    self.bin("chargelift-simulator"),
+                    "--count",
+                    str(self.chargers),
+                    "--base-port",
+                    str(self.ports.simulator),
+                    "--control-port",
+                    str(self.ports.simulator_control),
+                    "--speed",
+                    str(self.speed),
+                    "--truth-log",
+                    str(DEV_DIR / "truth.jsonl"),
+                ],
+                {"SIMULATOR_PIN": pin},
+            ),
+            (
+                "poller",
+                [self.bin("chargelift-poller")],
+                {
+                    "POLLER_CONFIG": str(self.poller_config("AMTRON_PIN")),
+                    "POLLER_OUTBOX": str(DEV_DIR / "outbox.sqlite"),
+                    "POLLER_METRICS_PORT": str(self.ports.poller_metrics),
+                    "AMTRON_PIN": pin,
+                },
+            ),
+            (
+                "api",
+                [self.bin("chargelift-api")],
+                {
+                    "API_PORT": str(self.ports.api),
+                    "API_HOST": "127.0.0.1",
+                    "API_TOKENS": f"dev:read:{token_hash}",
+                },
+            ),
+        ]
+        for name, argv, env in specs:
+            svc = Service(name, argv, {**common, **env}, logs / f"{name}.log")
+            svc.start()
+            self.services.append(svc)
+        time.sleep(1.0)
+        for svc in self.services:
+            svc.check()
+        return {
+            **common,
+            "API_URL": f"http://127.0.0.1:{self.ports.api}",
+            "API_TOKEN": api_token,
+            "SIMULATOR_CONTROL_URL": f"http://127.0.0.1:{self.ports.simulator_control}",
+            "POLLER_METRICS_URL": f"http://127.0.0.1:{self.ports.poller_metrics}/metrics",
+            "INGEST_METRICS_URL": f"http://127.0.0.1:{self.ports.ingest_metrics}/metrics",
+        }
+
+    def down(self) -> None:
+        for svc in reversed(self.services):
+            svc.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def write_env(values: dict[str, str]) -> Path:
+    path = DEV_DIR / "dev.env"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# chargelift dev stack — source it: `set -a; . .dev/dev.env; set +a`\n")
+        f.writelines(f"{k}={v}\n" for k, v in values.items())
+    return path
+
+
+class _Stop(Exception):  # noqa: N818 - a signal, not an error
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    if PID_FILE.exists():
+        try:
+            os.kill(int(PID_FILE.read_text()), 0)
+        except (OSError, ValueError):
+            PID_FILE.unlink()
+        else:
+            print("a dev stack is already running (make dev-down stops it)", file=sys.stderr)
+            return 1
+    stack = Stack(certs_dir=Path(args.certs_dir), chargers=args.chargers, speed=args.speed)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    try:
+        env = stack.up()
+        PID_FILE.write_text(str(os.getpid()))
+        path = write_env(env)
+        print(f"chargelift dev stack is up; {path}:")
+        for k, v in env.items():
+            print(f"  {k}={v}")
+        print("logs in .dev/logs/; Ctrl-C or `make dev-down` stops everything.", flush=True)
+        while True:
+            time.sleep(1)
+            for svc in stack.services:
+                svc.check()
+    except _Stop:
+        print("stopping...", flush=True)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.down()
+        PID_FILE.unlink(missing_ok=True)
+    return 0
+
+
+def cmd_down(_args: argparse.Namespace) -> int:
+    try:
+        pid = int(PID_FILE.read_text())
+    except (OSError, ValueError):
+        print("no dev stack is running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            print("dev stack stopped")
+            return 0
+        time.sleep(0.2)
+    print("dev stack did not stop within 60 s", file=sys.stderr)
+    return 1
+
+
+def cmd_reset(_args: argparse.Namespace) -> int:
+    """Forget all dev state (database, broker persistence, outbox), keep the certificates."""
+    if PID_FILE.exists():
+        print("stop the stack first (make dev-down)", file=sys.stderr)
+        return 1
+    shutil.rmtree(DEV_DIR, ignore_errors=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chargelift-devstack", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start the stack in the foreground")
+    up.add_argument("--certs-dir", default=str(REPO / "certs"))
+    up.add_argument("--chargers", type=int, default=3)
+    up.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop a running stack").set_defaults(func=cmd_down)
+    sub.add_parser("reset", help="delete .dev/ (not the certificates)").set_defaults(func=cmd_reset)
+    args = parser.parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
