@@ -1,0 +1,169 @@
+"""The CA tool: idempotence, file modes, names, revocation, the generated ACL, the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import ssl
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from chargelift_certs import pki
+from chargelift_certs.main import main
+
+SERVICES_ACL = Path(__file__).resolve().parents[3] / "mosquitto" / "acl.services"
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> Path:
+    pki.create_ca(tmp_path)
+    pki.issue_server(tmp_path)
+    return tmp_path
+
+
+def load(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def test_ca_is_never_overwritten_without_force(tmp_path: Path) -> None:
+    pki.create_ca(tmp_path)
+    first = (tmp_path / "ca.crt").read_bytes()
+    pki.create_ca(tmp_path)
+    assert (tmp_path / "ca.crt").read_bytes() == first
+    pki.create_ca(tmp_path, force=True)
+    assert (tmp_path / "ca.crt").read_bytes() != first
+
+
+def test_private_keys_are_0600(ca: Path) -> None:
+    pki.issue_client(ca, "amtron-1")
+    for key in (ca / "ca.key", ca / "broker.key", ca / "clients" / "amtron-1.key"):
+        assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+
+
+def test_broker_certificate_names(ca: Path) -> None:
+    pki.issue_server(ca, sans=["broker.example", "10.1.2.3"], force=True)
+    san = load(ca / "broker.crt").extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    dns = san.value.get_values_for_type(x509.DNSName)
+    ips = [str(i) for i in san.value.get_values_for_type(x509.IPAddress)]
+    assert {"localhost", "mosquitto", "broker.example"} <= set(dns)
+    assert {"127.0.0.1", "10.1.2.3"} <= set(ips)
+
+
+def test_client_certificate_carries_identity_and_role(ca: Path) -> None:
+    cert = load(pki.issue_client(ca, "ingest", role="service"))
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "ingest"
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value == (
+        "service"
+    )
+
+
+def test_the_broker_chain_verifies_with_the_ca(ca: Path) -> None:
+    ctx = ssl.create_default_context(cafile=str(ca / "ca.crt"))
+    assert ctx.get_ca_certs()[0]["subject"]  # the CA parses as a trust anchor
+    load(ca / "broker.crt").verify_directly_issued_by(load(ca / "ca.crt"))
+
+
+@pytest.mark.parametrize("identity", ["ingest", "api", "poller", "monitor"])
+def test_service_names_are_reserved(ca: Path, identity: str) -> None:
+    with pytest.raises(pki.CertError, match="reserved"):
+        pki.issue_client(ca, identity, role="charger")
+
+
+@pytest.mark.parametrize("identity", ["Amtron", "a/b", "", "x" * 65, "a b"])
+def test_invalid_identities_are_refused(ca: Path, identity: str) -> None:
+    with pytest.raises(pki.CertError, match="invalid identity"):
+        pki.issue_client(ca, identity)
+
+
+def test_a_charger_cannot_be_a_service(ca: Path) -> None:
+    with pytest.raises(pki.CertError, match="not a service"):
+        pki.issue_client(ca, "amtron-1", role="service")
+
+
+def test_reissue_needs_force(ca: Path) -> None:
+    pki.issue_client(ca, "amtron-1")
+    with pytest.raises(pki.CertError, match="--force"):
+        pki.issue_client(ca, "amtron-1")
+
+
+def test_acl_lists_valid_chargers_and_services_only(ca: Path) -> None:
+    pki.issue_client(ca, "amtron-1")
+    pki.issue_client(ca, "amtron-2")
+    pki.issue_client(ca, "ingest", role="service")
+    acl = pki.render_acl(ca, SERVICES_ACL)
+    assert "pattern" not in acl.replace("No `pattern` lines", "")
+    assert "user amtron-1\ntopic readwrite chargers/amtron-1/#" in acl
+    assert "user ingest\ntopic read chargers/#" in acl
+    assert "topic readwrite chargers/ingest" not in acl
+
+
+def test_revoke_keeps_earlier_entries_and_updates_the_acl(ca: Path) -> None:
+    s1 = load(pki.issue_client(ca, "amtron-1")).serial_number
+    s2 = load(pki.issue_client(ca, "amtron-2")).serial_number
+    assert pki.revoke(ca, "amtron-1") == s1
+    assert pki.revoke(ca, "amtron-2") == s2
+    crl = x509.load_pem_x509_crl((ca / "crl.pem").read_bytes())
+    assert {e.serial_number for e in crl} == {s1, s2}
+    assert crl.is_signature_valid(load(ca / "ca.crt").public_key())  # type: ignore[arg-type]
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number >= 3
+    acl = (ca / "mosquitto.acl").read_text()
+    assert "amtron-1" not in acl
+    assert "amtron-2" not in acl
+    assert not (ca / "clients" / "amtron-1.crt").exists()
+    assert list((ca / "clients" / "revoked").glob("amtron-1-*.crt"))
+
+
+def test_rotate_issues_a_new_serial_and_revokes_the_old(ca: Path) -> None:
+    old = load(pki.issue_client(ca, "amtron-1")).serial_number
+    new = load(pki.rotate(ca, "amtron-1")).serial_number
+    assert new != old
+    assert old in pki.revoked_serials(ca)
+    assert "user amtron-1" in (ca / "mosquitto.acl").read_text()
+
+
+def test_list_shows_valid_expired_and_revoked(ca: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
+    pki.issue_client(ca, "amtron-1")
+    pki.issue_client(
+        ca, "old-one", not_before=now - dt.timedelta(days=9), not_after=now - dt.timedelta(days=1)
+    )
+    pki.issue_client(ca, "gone")
+    pki.revoke(ca, "gone")
+    status = {c.identity: c.status for c in pki.list_certs(ca)}
+    assert status["amtron-1"] == "valid"
+    assert status["old-one"] == "expired"
+    assert status["gone"] == "revoked"
+    assert status["ca"] == "valid"
+    assert status["broker"] == "valid"
+    assert "old-one" not in (ca / "mosquitto.acl").read_text()
+
+
+def test_expiry_command_exit_codes(ca: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pki.issue_client(ca, "amtron-1", days=10)
+    assert main(["--dir", str(ca), "expiry", "--warn-days", "5"]) == 0
+    assert main(["--dir", str(ca), "expiry", "--warn-days", "30"]) == 1
+    assert "amtron-1" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--dir", str(tmp_path), "client", "amtron-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no CA")
+    assert "Traceback" not in err
+
+
+def test_dev_set_is_complete_and_idempotent(tmp_path: Path) -> None:
+    assert main(["--dir", str(tmp_path), "dev-set"]) == 0
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.crt")}
+    assert main(["--dir", str(tmp_path), "dev-set"]) == 0
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.crt")} == before
+    for name in ("ingest", "api", "monitor", "amtron-1", "amtron-2", "amtron-3"):
+        assert (tmp_path / "clients" / f"{name}.key").exists()
+    assert (tmp_path / "crl.pem").exists()
+    assert (tmp_path / "mosquitto.acl").exists()
