@@ -1,0 +1,67 @@
+"""Bearer API tokens: configured as SHA-256 hashes, each with a scope (read, admin).
+
+A token is a random string the operator hands out; the API only ever stores and
+compares its hash (``chargelift-api hash-token`` prints a new token and its entry).
+``admin`` includes ``read``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+Scope = Literal["read", "admin"]
+_ENTRY = re.compile(r"([A-Za-z0-9_.-]{1,64}):(read|admin):([0-9a-f]{64})")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEntry:
+    name: str
+    scope: Scope
+    sha256: str
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def parse_tokens(text: str) -> list[TokenEntry]:
+    """Parse ``name:scope:sha256hex,...``; raise ValueError naming the bad entry's position."""
+    entries = []
+    for i, raw in enumerate(t.strip() for t in text.split(",")):
+        if not raw:
+            continue
+        m = _ENTRY.fullmatch(raw)
+        if m is None:
+            raise ValueError(f"API_TOKENS entry {i + 1} is not name:read|admin:<sha256 hex>")
+        scope: Scope = "admin" if m.group(2) == "admin" else "read"
+        entries.append(TokenEntry(m.group(1), scope, m.group(3)))
+    if not entries:
+        raise ValueError("API_TOKENS has no token")
+    return entries
+
+
+class TokenStore:
+    def __init__(self, entries: list[TokenEntry]) -> None:
+        self._entries = entries
+
+    def check(self, token: str, scope: Scope) -> TokenEntry | None:
+        """The entry of ``token`` if it exists and grants ``scope``; compared in constant time."""
+        digest = hash_token(token)
+        found = None
+        for entry in self._entries:
+            if hmac.compare_digest(entry.sha256, digest):
+                found = entry
+        if found is None:
+            return None
+        if scope == "admin" and found.scope != "admin":
+            return None
+        return found

@@ -1,0 +1,52 @@
+"""Settings of the API, from the environment (built in ``main()``, never at import)."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chargelift_api.auth import TokenEntry, parse_tokens
+
+
+class Settings(BaseSettings):
+    """``DATABASE_URL`` and ``API_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="API_", extra="ignore")
+
+    database_url: SecretStr = Field(validation_alias="DATABASE_URL")
+    tokens: str = Field(
+        description="comma-separated name:scope:sha256hex (see `chargelift-api hash-token`)"
+    )
+    timezone: str = "Europe/Berlin"
+    currency: str = "EUR"
+    max_points: int = Field(10_000, ge=10)
+    min_bucket_seconds: int = Field(60, ge=1)
+    max_window_days: int = Field(400, ge=1)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    pool_min: int = 2
+    pool_max: int = 10
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("tokens")
+    @classmethod
+    def _valid_tokens(cls, value: str) -> str:
+        parse_tokens(value)
+        return value
+
+    def token_entries(self) -> list[TokenEntry]:
+        return parse_tokens(self.tokens)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
