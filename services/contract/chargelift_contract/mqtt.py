@@ -396,19 +396,18 @@ class MqttClient:
             waiters: list[asyncio.Future[Any]] = [connecting, lost]
             async with asyncio.timeout(self._connect_timeout):
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            if not connecting.done():
-                raise ConnectionLostError(
-                    "broker closed the connection before CONNACK (certificate refused?)"
-                )
-            connecting.result()
+            if connecting.done():
+                connecting.result()  # raises the connect error, if any
         except BaseException:
-            connecting.cancel()
-            with contextlib.suppress(BaseException):
-                await connecting
-            await self._close(conn, 0)
+            await self._abort(connecting, conn)
             raise
         finally:
             lost.cancel()
+        if not connecting.done():
+            await self._abort(connecting, conn)
+            raise ConnectionLostError(
+                "broker closed the connection before CONNACK (certificate refused?)"
+            )
         if conn.lost.is_set():
             await self._close(conn, 0)
             raise ConnectionLostError("connection closed right after CONNACK")
@@ -465,6 +464,13 @@ class MqttClient:
             return 0  # gmqtt sends the PUBACK (success) now, after the handler is done
 
         return on_message
+
+    @classmethod
+    async def _abort(cls, connecting: asyncio.Future[Any], conn: _Connection) -> None:
+        connecting.cancel()
+        with contextlib.suppress(BaseException):
+            await connecting
+        await cls._close(conn, 0)
 
     @staticmethod
     async def _close(conn: _Connection, reason_code: int) -> None:
