@@ -53,7 +53,9 @@ def pg_bindir() -> Path:
 def preload_settings() -> dict[str, str]:
     """Preload TimescaleDB when the installation has it; the schema then uses it."""
     pkglibdir = subprocess.run(
-        [str(pg_bindir() / "pg_config"), "--pkglibdir"], capture_output=True, text=True,
+        [str(pg_bindir() / "pg_config"), "--pkglibdir"],
+        capture_output=True,
+        text=True,
         check=True,
     ).stdout.strip()
     if (Path(pkglibdir) / "timescaledb.so").exists():
