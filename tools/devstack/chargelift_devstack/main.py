@@ -26,7 +26,7 @@ from types import FrameType
 
 from chargelift_devstack.mosquitto import REPO, MosquittoServer
 from chargelift_devstack.postgres import PostgresServer
-from chargelift_devstack.procs import shared_dir, tail
+from chargelift_devstack.procs import kill_group, shared_dir, tail
 
 DEV_DIR = REPO / ".dev"
 PID_FILE = DEV_DIR / "devstack.pid"
@@ -70,6 +70,15 @@ class Service:
                 f"{self.name} exited with {self.proc.returncode}; log {self.log}:\n{tail(self.log)}"
             )
 
+    def kill(self) -> None:
+        """SIGKILL the service and anything it started."""
+        if self.proc is not None:
+            kill_group(self.proc)
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -83,10 +92,16 @@ class Service:
 
 @dataclass
 class Stack:
+    """The native stack. ``make dev`` runs it in ``.dev/``; the chaos soak in a scratch dir."""
+
     certs_dir: Path
     chargers: int
     speed: float
+    run_dir: Path = DEV_DIR
     ports: Ports = field(default_factory=Ports)
+    env: dict[str, dict[str, str]] = field(default_factory=dict)  # extra env per service
+    pg_settings: dict[str, str] = field(default_factory=dict)
+    seed: int = 1
     services: list[Service] = field(default_factory=list)
     broker: MosquittoServer | None = None
     postgres: PostgresServer | None = None
@@ -99,7 +114,7 @@ class Stack:
 
     def secret(self, name: str, nbytes: int = 16) -> str:
         """A development secret, made once and kept in .dev/ (mode 0600)."""
-        path = DEV_DIR / name
+        path = self.run_dir / name
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -131,19 +146,23 @@ class Stack:
                 "interval = 1.0",
                 "",
             ]
-        path = DEV_DIR / "poller.toml"
+        path = self.run_dir / "poller.toml"
         path.write_text("\n".join(lines))
         return path
 
     def up(self) -> dict[str, str]:
-        shared_dir(DEV_DIR)
-        logs = shared_dir(DEV_DIR / "logs")
+        shared_dir(self.run_dir)
+        logs = shared_dir(self.run_dir / "logs")
         self.ensure_charger_certs()
         self.broker = MosquittoServer(
-            certs_dir=self.certs_dir.resolve(), run_dir=DEV_DIR / "mosquitto", port=self.ports.mqtt
+            certs_dir=self.certs_dir.resolve(),
+            run_dir=self.run_dir / "mosquitto",
+            port=self.ports.mqtt,
         )
         self.broker.start()
-        self.postgres = PostgresServer(run_dir=DEV_DIR / "postgres", port=self.ports.postgres)
+        self.postgres = PostgresServer(
+            run_dir=self.run_dir / "postgres", port=self.ports.postgres, settings=self.pg_settings
+        )
         self.postgres.start()
 
         pin = self.secret("charger-pin", 6)
@@ -178,8 +197,10 @@ class Stack:
                     str(self.ports.simulator_control),
                     "--speed",
                     str(self.speed),
+                    "--seed",
+                    str(self.seed),
                     "--truth-log",
-                    str(DEV_DIR / "truth.jsonl"),
+                    str(self.run_dir / "truth.jsonl"),
                 ],
                 {"SIMULATOR_PIN": pin},
             ),
@@ -188,7 +209,7 @@ class Stack:
                 [self.bin("chargelift-poller")],
                 {
                     "POLLER_CONFIG": str(self.poller_config("AMTRON_PIN")),
-                    "POLLER_OUTBOX": str(DEV_DIR / "outbox.sqlite"),
+                    "POLLER_OUTBOX": str(self.run_dir / "outbox.sqlite"),
                     "POLLER_METRICS_PORT": str(self.ports.poller_metrics),
                     "AMTRON_PIN": pin,
                 },
@@ -204,7 +225,9 @@ class Stack:
             ),
         ]
         for name, argv, env in specs:
-            svc = Service(name, argv, {**common, **env}, logs / f"{name}.log")
+            svc = Service(
+                name, argv, {**common, **env, **self.env.get(name, {})}, logs / f"{name}.log"
+            )
             svc.start()
             self.services.append(svc)
         time.sleep(1.0)
@@ -218,6 +241,12 @@ class Stack:
             "POLLER_METRICS_URL": f"http://127.0.0.1:{self.ports.poller_metrics}/metrics",
             "INGEST_METRICS_URL": f"http://127.0.0.1:{self.ports.ingest_metrics}/metrics",
         }
+
+    def service(self, name: str) -> Service:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise KeyError(name)
 
     def down(self) -> None:
         for svc in reversed(self.services):
