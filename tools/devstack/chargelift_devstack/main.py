@@ -103,6 +103,7 @@ class Stack:
     pg_settings: dict[str, str] = field(default_factory=dict)
     seed: int = 1
     services: list[Service] = field(default_factory=list)
+    env_values: dict[str, str] = field(default_factory=dict)  # what up() wrote to dev.env
     broker: MosquittoServer | None = None
     postgres: PostgresServer | None = None
 
@@ -233,7 +234,7 @@ class Stack:
         time.sleep(1.0)
         for svc in self.services:
             svc.check()
-        return {
+        self.env_values = {
             **common,
             "API_URL": f"http://127.0.0.1:{self.ports.api}",
             "API_TOKEN": api_token,
@@ -241,6 +242,7 @@ class Stack:
             "POLLER_METRICS_URL": f"http://127.0.0.1:{self.ports.poller_metrics}/metrics",
             "INGEST_METRICS_URL": f"http://127.0.0.1:{self.ports.ingest_metrics}/metrics",
         }
+        return self.env_values
 
     def service(self, name: str) -> Service:
         for svc in self.services:

@@ -1,0 +1,514 @@
+"""Whole-system chaos soak: charger → poller → Mosquitto → ingest → PostgreSQL → API.
+
+``make chaos DURATION=600 CHARGERS=50`` runs the native stack (the same
+:class:`chargelift_devstack.main.Stack` as ``make dev``) in a scratch directory on free
+loopback ports, with time-accelerated simulated chargers, and on a seeded random
+schedule
+
+* SIGKILLs and restarts the poller, Mosquitto, ingest and PostgreSQL, several times each;
+* freezes processes with SIGSTOP for a few seconds (SIGCONT after);
+* once, holds the broker down long enough to drive the poller's outbox to its bound;
+* all along, feeds malformed messages from a separate identity (``chaos-junk``).
+
+Then it lets everything drain and reconciles (docs/reliability.md):
+
+* every sample the poller durably accepted (its outbox, kept whole for the run by a
+  replay window longer than the run) is in ``readings`` exactly once, same value and
+  SamplingTime; the only gaps are the outbox's counted drops;
+* ``latest`` equals the last accepted value of every charger and field;
+* session energy per charger from the API equals the simulator's ground truth;
+* dead letters equal the malformed messages sent (distinct).
+
+The last line: ``chaos: samples=… stored=… lost=… duplicated=… dead_letters=… kills=…``;
+the exit code is non-zero on any unexplained loss, any duplicate or any mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+
+from chargelift_certs import pki
+from chargelift_contract import decode, parse_time
+from chargelift_contract.mqtt import MqttClient, MqttError, TlsFiles
+from chargelift_contract.topics import FieldTopic, parse_topic
+from chargelift_devstack.main import Ports, Stack
+from chargelift_devstack.procs import free_port, shared_dir
+
+log = logging.getLogger("chaos")
+
+JUNK_ID = "chaos-junk"
+
+
+def free_port_run(count: int) -> int:
+    """A base port with ``count`` consecutive free ports on 127.0.0.1."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(30000, 60000 - count)
+        socks = []
+        try:
+            for p in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
+    raise RuntimeError("no run of free ports")
+
+
+@dataclass
+class Tally:
+    kills: Counter[str] = field(default_factory=Counter)
+    freezes: Counter[str] = field(default_factory=Counter)
+    outages: list[tuple[str, float]] = field(default_factory=list)  # (what, seconds down)
+    junk_sent: set[tuple[str, bytes]] = field(default_factory=set)
+
+
+# --- faults -----------------------------------------------------------------------------
+
+
+class Chaos:
+    """Applies faults to the running stack (blocking calls run in a thread)."""
+
+    def __init__(self, stack: Stack, rng: random.Random, tally: Tally) -> None:
+        self.stack = stack
+        self.rng = rng
+        self.tally = tally
+
+    async def kill_restart(self, target: str) -> None:
+        stack = self.stack
+        down = self.rng.uniform(1.0, 5.0)
+        started = time.monotonic()
+        log.info("SIGKILL %s, restart in %.1fs", target, down)
+        if target == "mosquitto":
+            assert stack.broker is not None
+            stack.broker.kill()
+            await asyncio.sleep(down)
+            await asyncio.to_thread(stack.broker.start)
+        elif target == "postgres":
+            assert stack.postgres is not None
+            stack.postgres.kill()
+            await asyncio.sleep(down)
+            await asyncio.to_thread(stack.postgres.start)
+        else:
+            svc = stack.service(target)
+            svc.kill()
+            await asyncio.sleep(down)
+            svc.start()
+        self.tally.kills[target] += 1
+        self.tally.outages.append((f"kill {target}", time.monotonic() - started))
+
+    async def freeze(self, target: str) -> None:
+        stack = self.stack
+        seconds = self.rng.uniform(1.0, 6.0)
+        log.info("SIGSTOP %s for %.1fs", target, seconds)
+        if target == "mosquitto":
+            assert stack.broker is not None
+            assert stack.broker.proc is not None
+            pid = stack.broker.proc.pid
+            os.kill(pid, signal.SIGSTOP)
+            await asyncio.sleep(seconds)
+            os.kill(pid, signal.SIGCONT)
+        else:
+            svc = stack.service(target)
+            svc.signal(signal.SIGSTOP)
+            await asyncio.sleep(seconds)
+            svc.signal(signal.SIGCONT)
+        self.tally.freezes[target] += 1
+
+    async def hold_broker_down(self, seconds: float) -> None:
+        """Keep the broker down long enough for the outbox to reach its bound."""
+        assert self.stack.broker is not None
+        log.info("broker down for %.0fs (outbox bound)", seconds)
+        self.stack.broker.stop()
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(self.stack.broker.start)
+        self.tally.outages.append(("broker held down", seconds))
+
+
+def schedule(rng: random.Random, duration: float, kills_each: int) -> list[tuple[float, str, str]]:
+    """(at seconds, action, target), sorted; the last 15 % of the run is calm."""
+    events: list[tuple[float, str, str]] = []
+    active = duration * 0.85
+    for target in ("poller", "mosquitto", "ingest", "postgres"):
+        events += [(rng.uniform(5, active), "kill", target) for _ in range(kills_each)]
+    for target in ("poller", "ingest", "mosquitto", "postgres"):
+        events.append((rng.uniform(5, active), "freeze", target))
+    events.append((active * rng.uniform(0.3, 0.6), "bound", "mosquitto"))
+    return sorted(events)
+
+
+# --- junk from a separate identity ------------------------------------------------------
+
+
+def junk_messages(rng: random.Random, n: int) -> tuple[str, bytes]:
+    """One malformed message, unique by ``n`` (each kind of the contract's rejections)."""
+    now = datetime.now(UTC)
+    base = f"chargers/{JUNK_ID}"
+    kind = n % 7
+    stamp = (now + timedelta(microseconds=n)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if kind == 0:
+        return f"{base}/PowerOutput", b'{"SamplingTime": "%s", "Value": ' % stamp.encode()
+    if kind == 1:
+        return f"{base}/NoSuchField{n}", orjson.dumps({"SamplingTime": stamp, "Value": 1})
+    if kind == 2:
+        return f"{base}/PowerOutput", orjson.dumps({"SamplingTime": stamp, "Value": f"x{n}"})
+    if kind == 3:
+        return f"{base}/PowerOutput", b'{"SamplingTime": "%s", "Value": NaN}' % stamp.encode()
+    if kind == 4:
+        return f"{base}/bad topic {n}", b"{}"
+    if kind == 5:
+        far = (now + timedelta(days=3650, microseconds=n)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return f"{base}/PowerOutput", orjson.dumps({"SamplingTime": far, "Value": 1})
+    big = {"SamplingTime": stamp, "Value": "x" * 20_000, "n": n}
+    return f"{base}/Tariff", orjson.dumps(big)
+
+
+async def junk_publisher(
+    stack: Stack,
+    certs_dir: Path,
+    tally: Tally,
+    stop: asyncio.Event,
+    rng: random.Random,
+    replay_s: float = 60.0,
+) -> None:
+    """Publish junk at ~5/s; after every reconnect re-send what the last ``replay_s``
+    seconds sent (a SIGKILLed Mosquitto forgets what it acknowledged since its last
+    save — the same reason the poller replays)."""
+    tls = TlsFiles.for_identity(certs_dir / "ca.crt", certs_dir, JUNK_ID)
+    sent: list[tuple[float, str, bytes]] = []
+    n = 0
+    async with MqttClient(
+        host="127.0.0.1", port=stack.ports.mqtt, client_id=JUNK_ID, tls=tls
+    ) as client:
+        seen_connections = 0
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(1.0):
+                    await client.wait_connected()
+            except TimeoutError:
+                continue
+            try:
+                if client.connections != seen_connections:
+                    seen_connections = client.connections
+                    horizon = time.monotonic() - replay_s
+                    for _, topic, payload in [s for s in sent if s[0] >= horizon]:
+                        await client.publish(topic, payload)
+                topic, payload = junk_messages(rng, n)
+                await client.publish(topic, payload)
+            except MqttError:
+                continue
+            sent.append((time.monotonic(), topic, payload))
+            tally.junk_sent.add((topic, payload))
+            n += 1
+            await asyncio.sleep(0.2)
+
+
+# --- reconciliation ---------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    samples: int = 0
+    stored: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    mismatched: int = 0
+    dropped: int = 0
+    phantom: int = 0
+    latest_wrong: int = 0
+    dead_letters: int = 0
+    junk_sent: int = 0
+    junk_missing: int = 0
+    energy_wrong: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.lost > self.dropped
+            or self.duplicated
+            or self.mismatched
+            or self.phantom
+            or self.latest_wrong
+            or self.junk_missing
+            or self.energy_wrong
+        )
+
+
+def ledger(outbox: Path) -> tuple[dict[tuple[str, str, datetime], Any], int, int]:
+    """Accepted samples from the outbox: key -> value; duplicates in it; drops recorded."""
+    db = sqlite3.connect(outbox)
+    try:
+        rows = db.execute("SELECT topic, payload FROM outbox ORDER BY seq").fetchall()
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        dropped = 0
+        if "dropped" in tables:
+            dropped = int(db.execute("SELECT count(*) FROM dropped").fetchone()[0])
+    finally:
+        db.close()
+    out: dict[tuple[str, str, datetime], Any] = {}
+    dups = 0
+    for topic, payload in rows:
+        parsed = parse_topic(topic)
+        if not isinstance(parsed, FieldTopic):
+            continue
+        env = decode(payload)
+        key = (parsed.charger, parsed.field, env.sampling_time)
+        if key in out and out[key] != env.value:
+            dups += 1
+        out[key] = env.value
+    return out, dups, dropped
+
+
+async def reconcile(stack: Stack, tally: Tally, outbox: Path, truth_log: Path) -> Result:
+    res = Result()
+    accepted, outbox_dups, dropped = ledger(outbox)
+    res.samples, res.dropped = len(accepted), dropped
+    assert stack.postgres is not None
+    conn = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT charger, field, time, value_num, value_text, value_bool, count(*) OVER "
+            "(PARTITION BY charger, field, time) AS n FROM readings WHERE charger <> $1",
+            JUNK_ID,
+        )
+        stored: dict[tuple[str, str, datetime], Any] = {}
+        for r in rows:
+            value = next(
+                (r[c] for c in ("value_num", "value_bool", "value_text") if r[c] is not None), None
+            )
+            stored[(r["charger"], r["field"], r["time"])] = value
+            if r["n"] > 1:
+                res.duplicated += 1
+        res.duplicated += outbox_dups
+        for key, value in accepted.items():
+            if key not in stored:
+                res.lost += 1
+            elif not _same(stored[key], value):
+                res.mismatched += 1
+        res.stored = sum(1 for k in accepted if k in stored)
+        res.phantom = sum(1 for k in stored if k not in accepted and k[1] in _fields(accepted))
+        last: dict[tuple[str, str], tuple[datetime, Any]] = {}
+        for (charger, fld, t), value in accepted.items():
+            if (charger, fld) not in last or t > last[(charger, fld)][0]:
+                last[(charger, fld)] = (t, value)
+        for r in await conn.fetch(
+            "SELECT charger, field, time, value_num, value_text, "
+            "value_bool FROM latest WHERE charger <> $1",
+            JUNK_ID,
+        ):
+            want = last.get((r["charger"], r["field"]))
+            value = next(
+                (r[c] for c in ("value_num", "value_bool", "value_text") if r[c] is not None), None
+            )
+            if want is None or want[0] != r["time"] or not _same(value, want[1]):
+                res.latest_wrong += 1
+        res.latest_wrong += len(
+            {k for k in last}
+            - {
+                (r["charger"], r["field"])
+                for r in await conn.fetch("SELECT charger, field FROM latest")
+            }
+        )
+        dead = await conn.fetch("SELECT DISTINCT topic, payload FROM dead_letters")
+        res.dead_letters = len(dead)
+        got = {(r["topic"], bytes(r["payload"])) for r in dead}
+        res.junk_sent = len(tally.junk_sent)
+        res.junk_missing = len(tally.junk_sent - got)
+    finally:
+        await conn.close()
+    res.energy_wrong = await check_energy(stack, truth_log)
+    return res
+
+
+def _fields(accepted: dict[tuple[str, str, datetime], Any]) -> set[str]:
+    return {k[1] for k in accepted}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and abs(float(a) - float(b)) < 1e-9
+    return bool(a == b)
+
+
+async def check_energy(stack: Stack, truth_log: Path) -> list[str]:
+    """Energy of the sessions the simulator finished, against the API's sessions."""
+    truth: dict[str, list[dict[str, Any]]] = {}
+    text = await asyncio.to_thread(truth_log.read_text)
+    for line in text.splitlines():
+        rec = json.loads(line)
+        if rec.get("event") == "session_end":
+            truth.setdefault(rec["charger"], []).append(rec)
+    env = stack.env_values
+    wrong = []
+    headers = {"Authorization": f"Bearer {env['API_TOKEN']}"}
+    async with httpx.AsyncClient(base_url=env["API_URL"], headers=headers, timeout=60) as http:
+        for charger, ends in sorted(truth.items()):
+            start = min(parse_time(e["start"]) for e in ends) - timedelta(hours=1)
+            end = datetime.now(UTC) + timedelta(minutes=1)
+            resp = await http.get(
+                f"/api/v1/chargers/{charger}/sessions",
+                params={"from": start.isoformat(), "to": end.isoformat()},
+            )
+            if resp.status_code != 200:
+                wrong.append(f"{charger}: HTTP {resp.status_code}")
+                continue
+            api_wh = sum(s["energy_wh"] for s in resp.json()["sessions"] if s["end"])
+            true_wh = sum(float(e["energy_wh"]) for e in ends)
+            # The API sees the register at the poller's sampling instants: a session's
+            # last increment may fall after the sample that saw the unplug (≤ one poll).
+            if abs(api_wh - true_wh) > max(1.0, 0.01 * true_wh):
+                wrong.append(f"{charger}: api {api_wh:.0f} Wh vs truth {true_wh:.0f} Wh")
+    return wrong
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed)
+    work = shared_dir(Path(tempfile.mkdtemp(prefix="chargelift-chaos-")))
+    certs = shared_dir(work / "certs")
+    pki.dev_set(certs)
+    for i in range(1, args.chargers + 1):
+        if not (certs / "clients" / f"amtron-{i}.crt").exists():
+            pki.issue_client(certs, f"amtron-{i}")
+    pki.issue_client(certs, JUNK_ID)
+    ports = Ports(
+        mqtt=free_port(),
+        postgres=free_port(),
+        api=free_port(),
+        simulator=free_port_run(args.chargers),
+        simulator_control=free_port(),
+        poller_metrics=free_port(),
+        ingest_metrics=free_port(),
+    )
+    outbox = work / "outbox.sqlite"
+    stack = Stack(
+        certs_dir=certs,
+        chargers=args.chargers,
+        speed=args.speed,
+        run_dir=work,
+        ports=ports,
+        seed=args.seed,
+        env={
+            "poller": {
+                "POLLER_OUTBOX": str(outbox),
+                "POLLER_REPLAY_WINDOW": str(args.duration * 3 + 600),
+                "POLLER_OUTBOX_MAX_ROWS": str(args.outbox_max_rows),
+            }
+        },
+        pg_settings={"fsync": "on"},
+    )
+    tally = Tally()
+    stop = asyncio.Event()
+    started = time.monotonic()
+    try:
+        await asyncio.to_thread(stack.up)
+        chaos = Chaos(stack, rng, tally)
+        junk = asyncio.create_task(junk_publisher(stack, certs, tally, stop, random.Random(7)))
+        for at, action, target in schedule(rng, args.duration, args.kills):
+            await asyncio.sleep(max(0.0, started + at - time.monotonic()))
+            if action == "kill":
+                await chaos.kill_restart(target)
+            elif action == "freeze":
+                await chaos.freeze(target)
+            else:
+                await chaos.hold_broker_down(args.bound_seconds)
+        await asyncio.sleep(max(0.0, started + args.duration - time.monotonic()))
+        stop.set()
+        await junk
+        log.info("faults done; letting the pipeline drain")
+        await drain(outbox, timeout=args.drain_timeout)
+        await asyncio.sleep(5)  # ingest's last batch
+        res = await reconcile(stack, tally, outbox, work / "truth.jsonl")
+    finally:
+        stop.set()
+        stack.down()
+    report(res, tally, work)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if res.ok else 1
+
+
+async def drain(outbox: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db = sqlite3.connect(outbox)
+        try:
+            left = db.execute("SELECT count(*) FROM outbox WHERE acked_at IS NULL").fetchone()[0]
+        finally:
+            db.close()
+        if left == 0:
+            return
+        await asyncio.sleep(1)
+    log.warning("outbox not drained after %.0fs", timeout)
+
+
+def report(res: Result, tally: Tally, work: Path) -> None:
+    print(f"kills: {dict(tally.kills)}  freezes: {dict(tally.freezes)}")
+    for what, seconds in tally.outages:
+        print(f"  {what}: {seconds:.1f}s")
+    print(f"outbox drops (counted, the only allowed gaps): {res.dropped}")
+    print(
+        f"mismatched values: {res.mismatched}  phantom rows: {res.phantom}  "
+        f"latest wrong: {res.latest_wrong}"
+    )
+    print(f"junk sent: {res.junk_sent}  missing from dead letters: {res.junk_missing}")
+    for line in res.energy_wrong:
+        print(f"energy mismatch: {line}")
+    print(f"work dir: {work}")
+    print(
+        f"chaos: samples={res.samples} stored={res.stored} lost={res.lost} "
+        f"duplicated={res.duplicated} dead_letters={res.dead_letters} "
+        f"kills={sum(tally.kills.values())}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=600)
+    parser.add_argument("--chargers", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--speed", type=float, default=30.0)
+    parser.add_argument("--kills", type=int, default=3, help="SIGKILLs per component")
+    parser.add_argument("--outbox-max-rows", type=int, default=20_000)
+    parser.add_argument("--bound-seconds", type=float, default=40)
+    parser.add_argument("--drain-timeout", type=float, default=180)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
