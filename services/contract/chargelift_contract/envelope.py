@@ -103,6 +103,11 @@ def decode(payload: bytes | str) -> Envelope:
         doc: Any = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise EnvelopeError(f"payload is not JSON: {exc}") from None
+    return from_document(doc)
+
+
+def from_document(doc: Any) -> Envelope:
+    """Validate an already parsed JSON document as an envelope."""
     if not isinstance(doc, dict):
         raise EnvelopeError("payload is not a JSON object")
     if "SamplingTime" not in doc:

@@ -202,6 +202,7 @@ class MqttClient:
         on_message: MessageHandler | None = None,
         manual_ack: bool = False,
         receive_maximum: int | None = None,
+        retain_handling: int = 0,
         keepalive: int = 30,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
@@ -219,6 +220,7 @@ class MqttClient:
         self._on_message = on_message
         self._manual_ack = manual_ack
         self._receive_maximum = receive_maximum
+        self._retain_handling = retain_handling
         self._keepalive = keepalive
         self._backoff = backoff or Backoff()
         self._connect_timeout = connect_timeout
@@ -344,7 +346,9 @@ class MqttClient:
             self._conn = conn
             try:
                 for topic in self._subscriptions:
-                    granted = await self.subscribe(topic, qos=1)
+                    granted = await self.subscribe(
+                        topic, qos=1, retain_handling=self._retain_handling
+                    )
                     if granted >= 0x80:
                         log.error(
                             "mqtt %s: subscription to %s refused (%#04x)",

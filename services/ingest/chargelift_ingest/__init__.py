@@ -1,0 +1,1 @@
+"""chargelift ingest: MQTT readings into PostgreSQL/TimescaleDB, each stored exactly once."""

@@ -1,0 +1,41 @@
+"""Settings of ingest, from the environment (built in ``main()``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """``DATABASE_URL``, ``MQTT_*`` and ``INGEST_*`` variables."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: SecretStr = Field(validation_alias="DATABASE_URL")
+    mqtt_host: str = Field("127.0.0.1", validation_alias="MQTT_HOST")
+    mqtt_port: int = Field(8883, validation_alias="MQTT_PORT")
+    mqtt_ca_file: Path = Field(validation_alias="MQTT_CA_FILE")
+    mqtt_certs_dir: Path = Field(validation_alias="MQTT_CERTS_DIR")
+    mqtt_identity: str = Field("ingest", validation_alias="MQTT_IDENTITY")
+    client_id: str = Field("ingest", validation_alias="INGEST_CLIENT_ID")
+    share_group: str | None = Field(None, validation_alias="INGEST_SHARE_GROUP")
+    batch_size: int = Field(5000, ge=1, le=30000, validation_alias="INGEST_BATCH_SIZE")
+    batch_age_ms: int = Field(200, ge=1, validation_alias="INGEST_BATCH_AGE_MS")
+    metrics_port: int = Field(9102, validation_alias="INGEST_METRICS_PORT")
+    metrics_host: str = Field("127.0.0.1", validation_alias="INGEST_METRICS_HOST")
+    max_payload_bytes: int = Field(4096, ge=64, validation_alias="INGEST_MAX_PAYLOAD_BYTES")
+    max_future_seconds: float = Field(300.0, ge=0, validation_alias="INGEST_MAX_FUTURE_SECONDS")
+    retention_days: int | None = Field(None, ge=1, validation_alias="INGEST_RETENTION_DAYS")
+
+    @property
+    def subscription(self) -> str:
+        if self.share_group:
+            return f"$share/{self.share_group}/chargers/#"
+        return "chargers/#"
+
+    @property
+    def receive_maximum(self) -> int:
+        # Two batches in flight: one being written, one filling (max 65535 in MQTT 5).
+        return min(65535, 2 * self.batch_size)

@@ -1,0 +1,31 @@
+"""Prometheus metrics of ingest."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECEIVED = Counter("ingest_messages_received_total", "MQTT messages received")
+ROWS = Counter("ingest_rows_written_total", "readings inserted")
+DUPLICATES = Counter(
+    "ingest_duplicates_total", "readings already stored (redelivery, replay, retained re-send)"
+)
+DEAD = Counter("ingest_dead_letters_total", "messages that can never be stored", ["reason"])
+AVAILABILITY = Counter("ingest_availability_messages_total", "availability messages")
+BATCH_SIZE = Histogram(
+    "ingest_batch_size",
+    "messages per committed batch",
+    buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 20000),
+)
+BATCH_SECONDS = Histogram(
+    "ingest_batch_write_seconds",
+    "time to write and commit one batch",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LAG = Histogram(
+    "ingest_lag_seconds",
+    "commit time minus SamplingTime",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
+)
+DB_ERRORS = Counter("ingest_db_errors_total", "failed batch writes", ["kind"])
+PENDING = Gauge("ingest_pending_messages", "messages received and not yet committed")
+MQTT_CONNECTED = Gauge("ingest_mqtt_connected", "1 while connected to the broker")

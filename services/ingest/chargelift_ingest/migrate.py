@@ -1,0 +1,97 @@
+"""The migration runner: numbered SQL files, applied once each, in order.
+
+``schema_migrations`` records what was applied; a session-level advisory lock makes
+concurrent runners (two containers starting at once) take turns. Each file runs in
+its own transaction. Retention (TimescaleDB only) is configuration and is applied
+after the migrations from ``INGEST_RETENTION_DAYS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parents[3] / "timescale" / "migrations"
+_LOCK_KEY = 0x63686C6D  # "chlm"
+_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def discover(directory: Path = MIGRATIONS) -> list[Migration]:
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        m = _NAME.fullmatch(path.name)
+        if m is None:
+            raise ValueError(f"migration file {path.name} is not NNNN_name.sql")
+        found.append(Migration(int(m.group(1)), path.name, path.read_text()))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError("two migrations share a number")
+    return found
+
+
+async def migrate(
+    dsn: str, *, directory: Path = MIGRATIONS, retention_days: int | None = None
+) -> list[str]:
+    """Apply what is missing; return the names applied (empty when up to date)."""
+    migrations = discover(directory)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            applied = []
+            for mig in migrations:
+                if mig.version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(mig.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                        mig.version,
+                        mig.name,
+                    )
+                log.info("applied migration %s", mig.name)
+                applied.append(mig.name)
+            await apply_retention(conn, retention_days)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+    finally:
+        await conn.close()
+    return applied
+
+
+async def has_timescaledb(conn: asyncpg.Connection) -> bool:
+    return bool(
+        await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")
+    )
+
+
+async def apply_retention(conn: asyncpg.Connection, days: int | None) -> None:
+    """Drop raw readings older than ``days`` (TimescaleDB policy); None removes the policy."""
+    if not await has_timescaledb(conn):
+        if days is not None:
+            log.warning("INGEST_RETENTION_DAYS needs TimescaleDB; ignored on plain PostgreSQL")
+        return
+    await conn.execute("SELECT remove_retention_policy('readings', if_exists => true)")
+    if days is not None:
+        await conn.execute(
+            "SELECT add_retention_policy('readings', make_interval(days => $1))", days
+        )

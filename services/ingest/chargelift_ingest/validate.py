@@ -1,0 +1,139 @@
+"""Validation of every message against the contract: a reading, an availability, or a
+dead letter with a reason (a fixed set: it is a Prometheus label)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import orjson
+
+from chargelift_contract import CATALOGUE, FieldType
+from chargelift_contract.envelope import EnvelopeError, from_document
+from chargelift_contract.fields import FieldValueError
+from chargelift_contract.topics import AvailabilityTopic, TopicError, parse_topic
+
+Reason = Literal[
+    "bad_topic",
+    "bad_json",
+    "bad_envelope",
+    "non_finite",
+    "wrong_type",
+    "unknown_field",
+    "too_large",
+    "future_time",
+    "db_rejected",
+]
+REASONS: tuple[Reason, ...] = (
+    "bad_topic",
+    "bad_json",
+    "bad_envelope",
+    "non_finite",
+    "wrong_type",
+    "unknown_field",
+    "too_large",
+    "future_time",
+    "db_rejected",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    charger: str
+    field: str
+    time: datetime
+    value_num: float | None
+    value_text: str | None
+    value_bool: bool | None
+
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        return (self.charger, self.field, self.time)
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    charger: str
+    online: bool
+    received: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    topic: str
+    payload: bytes
+    reason: Reason
+    detail: str
+
+
+Item = Reading | Availability | DeadLetter
+
+
+def _loads(payload: bytes) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses NaN, Infinity and numbers that overflow a double; the standard
+        # library reads them, which tells a non-finite number from broken JSON.
+        try:
+            json.loads(payload)
+        except ValueError:
+            raise _Dead("bad_json", f"payload is not JSON: {exc}") from None
+        raise _Dead("non_finite", "Value is not a finite number") from None
+
+
+class _Dead(Exception):  # noqa: N818 - internal control flow, never escapes
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def validate(
+    topic: str, payload: bytes, *, now: datetime, max_bytes: int, max_future: timedelta
+) -> Item:
+    """Classify one message. Never raises."""
+    try:
+        return _validate(topic, payload, now, max_bytes, max_future)
+    except _Dead as dead:
+        return DeadLetter(topic, payload, dead.reason, dead.detail)
+
+
+def _validate(
+    topic: str, payload: bytes, now: datetime, max_bytes: int, max_future: timedelta
+) -> Item:
+    if len(payload) > max_bytes:
+        raise _Dead("too_large", f"payload of {len(payload)} bytes exceeds {max_bytes}")
+    try:
+        parsed = parse_topic(topic)
+    except TopicError as exc:
+        raise _Dead("bad_topic", str(exc)) from None
+    if isinstance(parsed, AvailabilityTopic):
+        state = payload.strip().lower()
+        if state not in (b"online", b"offline"):
+            raise _Dead("bad_envelope", "availability payload must be online or offline")
+        return Availability(parsed.charger, state == b"online", now)
+    spec = CATALOGUE.get(parsed.field)
+    if spec is None:
+        raise _Dead("unknown_field", f"unknown field {parsed.field!r}")
+    try:
+        env = from_document(_loads(payload))
+    except EnvelopeError as exc:
+        raise _Dead("bad_envelope", str(exc)) from None
+    try:
+        value = spec.check(env.value)
+    except FieldValueError as exc:
+        raise _Dead("wrong_type", str(exc)) from None
+    if env.sampling_time > now + max_future:
+        raise _Dead("future_time", f"SamplingTime {env.sampling_time.isoformat()} is in the future")
+    num = text = flag = None
+    if value is not None:
+        if spec.type is FieldType.NUMBER:
+            num = float(value)
+        elif spec.type is FieldType.BOOLEAN:
+            flag = bool(value)
+        else:
+            text = str(value)
+    return Reading(parsed.charger, parsed.field, env.sampling_time, num, text, flag)

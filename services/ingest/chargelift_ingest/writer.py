@@ -1,0 +1,122 @@
+"""The batch writer: one transaction per batch, idempotent.
+
+Per batch, in ONE transaction:
+
+1. readings are COPYed into a temporary staging table (COPY is an order of magnitude
+   faster than INSERTs), then ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING``
+   moves them into ``readings``: a row already stored (redelivery, replay, retained
+   re-send) is absorbed and counted as a duplicate;
+2. ``latest`` takes the newest of the inserted rows per charger and field, only if it
+   is newer than what it has (a late replay never moves the shadow back);
+3. ``chargers`` learns first/last seen; availability changes are recorded;
+4. dead letters are COPYed into ``dead_letters``.
+
+Only after the commit does the caller acknowledge the batch's MQTT messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from chargelift_ingest.validate import Availability, DeadLetter, Reading
+
+_COLUMNS = ("time", "charger", "field", "value_num", "value_text", "value_bool")
+
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS staging_readings (
+    time timestamptz NOT NULL, charger text NOT NULL, field text NOT NULL,
+    value_num double precision, value_text text, value_bool boolean
+) ON COMMIT DELETE ROWS
+"""
+
+_MOVE = """
+WITH ins AS (
+    INSERT INTO readings (time, charger, field, value_num, value_text, value_bool)
+    SELECT time, charger, field, value_num, value_text, value_bool FROM staging_readings
+    ON CONFLICT DO NOTHING
+    RETURNING time, charger, field, value_num, value_text, value_bool
+), newest AS (
+    INSERT INTO latest AS l (charger, field, time, value_num, value_text, value_bool)
+    SELECT DISTINCT ON (charger, field) charger, field, time, value_num, value_text, value_bool
+      FROM ins ORDER BY charger, field, time DESC
+    ON CONFLICT (charger, field) DO UPDATE
+       SET time = excluded.time, value_num = excluded.value_num,
+           value_text = excluded.value_text, value_bool = excluded.value_bool,
+           received_at = now()
+     WHERE excluded.time > l.time
+), seen AS (
+    INSERT INTO chargers AS c (charger, first_seen, last_seen)
+    SELECT charger, min(time), max(time) FROM staging_readings GROUP BY charger
+    ON CONFLICT (charger) DO UPDATE
+       SET first_seen = least(c.first_seen, excluded.first_seen),
+           last_seen = greatest(c.last_seen, excluded.last_seen)
+)
+SELECT count(*) FROM ins
+"""
+
+# An availability change is kept on the charger and as a reading of the pseudo-field
+# "Availability" (history for the API); a retained re-send of the same state is not a change.
+_AVAILABILITY = """
+WITH changed AS (
+    INSERT INTO chargers AS c (charger, first_seen, last_seen, availability,
+                               availability_changed_at)
+    VALUES ($1, $3, $3, $2, $3)
+    ON CONFLICT (charger) DO UPDATE
+       SET availability = excluded.availability,
+           availability_changed_at = excluded.availability_changed_at
+     WHERE c.availability IS DISTINCT FROM excluded.availability
+    RETURNING charger, availability, availability_changed_at
+)
+INSERT INTO readings (time, charger, field, value_text)
+SELECT availability_changed_at, charger, 'Availability', availability FROM changed
+ON CONFLICT DO NOTHING
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+    dead_letters: int
+
+
+class Writer:
+    """Writes batches through a pool (its connections get the staging table on demand)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def write(
+        self,
+        readings: Sequence[Reading],
+        dead_letters: Sequence[DeadLetter] = (),
+        availability: Sequence[Availability] = (),
+    ) -> WriteResult:
+        unique = {r.key: r for r in readings}  # the same sample twice in one batch
+        async with self.pool.acquire() as conn, conn.transaction():
+            inserted = 0
+            if unique:
+                await conn.execute(_STAGING)
+                await conn.copy_records_to_table(
+                    "staging_readings",
+                    records=[
+                        (r.time, r.charger, r.field, r.value_num, r.value_text, r.value_bool)
+                        for r in unique.values()
+                    ],
+                    columns=_COLUMNS,
+                )
+                inserted = int(await conn.fetchval(_MOVE))
+            for a in availability:
+                await conn.execute(
+                    _AVAILABILITY, a.charger, "online" if a.online else "offline", a.received
+                )
+            if dead_letters:
+                await conn.copy_records_to_table(
+                    "dead_letters",
+                    records=[(d.topic, d.payload, d.reason, d.detail) for d in dead_letters],
+                    columns=("topic", "payload", "reason", "detail"),
+                )
+        return WriteResult(inserted, len(readings) - inserted, len(dead_letters))
