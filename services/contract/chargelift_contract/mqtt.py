@@ -306,6 +306,10 @@ class MqttClient:
         conn = self._conn
         if conn is None or not self._connected.is_set():
             raise ConnectionLostError("not connected")
+        return await self._subscribe(conn, topic, qos, retain_handling)
+
+    @staticmethod
+    async def _subscribe(conn: _Connection, topic: str, qos: int, retain_handling: int) -> int:
         mid = conn.client.subscribe(
             gmqtt.Subscription(topic, qos=qos, retain_handling_options=retain_handling)
         )
@@ -345,10 +349,10 @@ class MqttClient:
             self.connections += 1
             self._conn = conn
             try:
+                # Subscribed before "connected": whoever waits for the connection may rely
+                # on the subscriptions being in place.
                 for topic in self._subscriptions:
-                    granted = await self.subscribe(
-                        topic, qos=1, retain_handling=self._retain_handling
-                    )
+                    granted = await self._subscribe(conn, topic, 1, self._retain_handling)
                     if granted >= 0x80:
                         log.error(
                             "mqtt %s: subscription to %s refused (%#04x)",
@@ -358,6 +362,15 @@ class MqttClient:
                         )
             except ConnectionLostError:
                 pass  # dropped while subscribing: conn.lost is set, handled just below
+            if not conn.lost.is_set():
+                self._connected.set()
+                log.info(
+                    "mqtt %s: connected to %s:%d (session present: %s)",
+                    self.client_id,
+                    self.host,
+                    self.port,
+                    self.session_present,
+                )
             await conn.lost.wait()
             self._connected.clear()
             conn.tracker.fail_all(ConnectionLostError("connection lost"))
@@ -415,14 +428,6 @@ class MqttClient:
         if conn.lost.is_set():
             await self._close(conn, 0)
             raise ConnectionLostError("connection closed right after CONNACK")
-        self._connected.set()
-        log.info(
-            "mqtt %s: connected to %s:%d (session present: %s)",
-            self.client_id,
-            self.host,
-            self.port,
-            self.session_present,
-        )
         return conn
 
     def _install_callbacks(self, conn: _Connection) -> None:
