@@ -67,3 +67,9 @@ dev-down: ## Stop a stack started by `make dev` in another terminal
 .PHONY: clean
 clean: ## Remove the virtual environment, caches and dev state
 	rm -rf $(VENV) .dev .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# --- benchmarks ---
+
+.PHONY: bench-poller
+bench-poller: venv system-deps ## Poller: 10/100/1000 simulated chargers at 1 Hz, one poller, mTLS
+	$(PY) tests/bench/poller/bench_poller.py $(BENCH_ARGS)

@@ -1,0 +1,227 @@
+"""Configuration: environment variables (:class:`Settings`) and the chargers file.
+
+Settings are built in ``main()``, never at import time. The chargers file is TOML::
+
+    [defaults]                  # optional; any per-charger key except id/url/pin_*
+    interval = 1.0              # s between polls
+    timeout = 5.0               # s per device call (asyncio.timeout and httpx)
+
+    [[chargers]]
+    id = "amtron-1"             # charger id: topic chargers/amtron-1/...
+    driver = "mhcp"             # a registered driver name
+    url = "http://192.168.1.50:25000"
+    pin_env = "AMTRON_1_PIN"    # the PIN is read from this variable, or:
+    # pin_file = "/run/secrets/amtron-1-pin"   (first line, whitespace stripped)
+    # identity = "amtron-1"     # MQTT client identity (certificate); default: id
+    # interval = 1.0
+    # timeout = 5.0
+    # [chargers.options]        # driver-specific, e.g. api_path = "/MHCP/1.0"
+
+PINs are :class:`~pydantic.SecretStr` from the moment they are read; error messages
+name the charger and the *reference* (variable or file), never the value.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chargelift_contract import TopicError, validate_charger_id
+from chargelift_poller.models import OptionValue
+
+
+class ConfigFileError(ValueError):
+    """The chargers file is missing, unreadable or invalid; the message says where."""
+
+
+class Settings(BaseSettings):
+    """Environment of the poller (12-factor). Required values have no default."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    poller_config: Path = Field(description="path of the chargers file (TOML)")
+    poller_outbox: Path = Field(description="path of the SQLite outbox file")
+    mqtt_host: str
+    mqtt_port: int = Field(default=8883, ge=1, le=65535)
+    mqtt_ca_file: Path
+    mqtt_certs_dir: Path = Field(description="directory with clients/<identity>.crt/.key")
+    poller_metrics_host: str = "127.0.0.1"
+    poller_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    #: Full snapshot of every field at least this often (s). Must be shorter than the
+    #: smallest time bucket of the API so that no bucket misses a value.
+    poller_snapshot_interval: PositiveFloat = 300.0
+    #: Acknowledged rows are kept this long (s) and re-published after every reconnect:
+    #: Mosquitto saves its state only every autosave_interval (10 s), so a killed broker
+    #: forgets messages it has already acknowledged.
+    poller_replay_window: float = Field(default=60.0, ge=0)
+    #: Bound on unacknowledged rows; beyond it the oldest are dropped (docs/poller.md).
+    poller_outbox_max_rows: PositiveInt = 1_000_000
+    #: Bound on the age (s) of unacknowledged rows (default 7 days).
+    poller_outbox_max_age: PositiveFloat = 7 * 24 * 3600.0
+    #: NORMAL survives a killed process (not a power cut); FULL also a power cut, slower.
+    poller_outbox_synchronous: str = Field(default="NORMAL", pattern="^(NORMAL|FULL)$")
+    #: Publishes in flight per MQTT connection (QoS 1 on one connection keeps order).
+    poller_inflight: PositiveInt = 100
+    #: Upper bound of the MQTT reconnect backoff (s).
+    poller_mqtt_max_backoff: PositiveFloat = 10.0
+    #: Upper bound of the retry backoff (s) of a charger with transient errors.
+    poller_max_backoff: PositiveFloat = 60.0
+    #: Retry period (s) of a charger with a permanent error (wrong PIN, bad address).
+    poller_permanent_retry: PositiveFloat = 300.0
+    #: On SIGTERM: how long (s) to keep publishing the outbox before closing.
+    poller_shutdown_grace: float = Field(default=5.0, ge=0)
+    poller_log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerConfig:
+    """One charger, resolved: the PIN is read, the identity is known."""
+
+    id: str
+    driver: str
+    url: str
+    identity: str
+    interval: float
+    timeout: float
+    pin: SecretStr | None = field(repr=False)
+    pin_ref: str
+    options: Mapping[str, OptionValue]
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    driver: str
+    url: str
+    pin_env: str | None = None
+    pin_file: Path | None = None
+    identity: str | None = None
+    interval: PositiveFloat = 1.0
+    timeout: PositiveFloat = 5.0
+    options: dict[str, OptionValue] = Field(default_factory=dict)
+
+    @field_validator("id", "identity")
+    @classmethod
+    def _charger_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                validate_charger_id(value)
+            except TopicError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+_DEFAULTABLE = frozenset({"driver", "interval", "timeout", "options"})
+
+
+def load_chargers(
+    path: Path, environ: Mapping[str, str] | None = None
+) -> tuple[ChargerConfig, ...]:
+    """Read and validate the chargers file, resolving every PIN reference."""
+    env = os.environ if environ is None else environ
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigFileError(f"chargers file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"chargers file {path}: invalid TOML: {exc}") from None
+    unknown = set(doc) - {"defaults", "chargers"}
+    if unknown:
+        raise ConfigFileError(f"chargers file {path}: unknown table(s) {sorted(unknown)}")
+    defaults: dict[str, Any] = doc.get("defaults", {})
+    bad_defaults = set(defaults) - _DEFAULTABLE
+    if bad_defaults:
+        raise ConfigFileError(
+            f"chargers file {path}: [defaults] may set only {sorted(_DEFAULTABLE)}, "
+            f"not {sorted(bad_defaults)}"
+        )
+    raw = doc.get("chargers", [])
+    if not isinstance(raw, list) or not raw:
+        raise ConfigFileError(f"chargers file {path}: no [[chargers]] entries")
+    chargers: list[ChargerConfig] = []
+    for index, item in enumerate(raw, start=1):
+        where = f"chargers file {path}, charger #{index}"
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            where += f" ({item['id']})"
+        try:
+            entry = _Entry.model_validate({**defaults, **item})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_input=False, include_url=False)
+            )
+            raise ConfigFileError(f"{where}: {problems}") from None
+        pin, pin_ref = _resolve_pin(entry, env, where)
+        chargers.append(
+            ChargerConfig(
+                id=entry.id,
+                driver=entry.driver,
+                url=entry.url,
+                identity=entry.identity or entry.id,
+                interval=entry.interval,
+                timeout=entry.timeout,
+                pin=pin,
+                pin_ref=pin_ref,
+                options=dict(entry.options),
+            )
+        )
+    _check_unique(path, chargers)
+    return tuple(chargers)
+
+
+def _resolve_pin(entry: _Entry, env: Mapping[str, str], where: str) -> tuple[SecretStr | None, str]:
+    if entry.pin_env is not None and entry.pin_file is not None:
+        raise ConfigFileError(f"{where}: set pin_env or pin_file, not both")
+    if entry.pin_env is not None:
+        ref = f"env {entry.pin_env}"
+        value = env.get(entry.pin_env)
+        if not value:
+            raise ConfigFileError(f"{where}: the PIN variable {entry.pin_env} is not set")
+        return SecretStr(value), ref
+    if entry.pin_file is not None:
+        ref = f"file {entry.pin_file}"
+        try:
+            text = entry.pin_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigFileError(
+                f"{where}: cannot read the PIN file {entry.pin_file}: {exc.strerror}"
+            ) from None
+        lines = text.strip().splitlines()
+        value = lines[0].strip() if lines else ""
+        if not value:
+            raise ConfigFileError(f"{where}: the PIN file {entry.pin_file} is empty")
+        return SecretStr(value), ref
+    return None, "no PIN configured"
+
+
+def _check_unique(path: Path, chargers: list[ChargerConfig]) -> None:
+    seen_ids: set[str] = set()
+    seen_identities: set[str] = set()
+    for c in chargers:
+        if c.id in seen_ids:
+            raise ConfigFileError(f"chargers file {path}: charger id {c.id!r} appears twice")
+        # One MQTT connection per identity carries that charger's last will; two
+        # chargers on one identity would fight over the connection.
+        if c.identity in seen_identities:
+            raise ConfigFileError(
+                f"chargers file {path}: identity {c.identity!r} is used by two chargers"
+            )
+        seen_ids.add(c.id)
+        seen_identities.add(c.identity)

@@ -1,0 +1,236 @@
+"""One coordinator per charger: polls at a fixed cadence and writes to the outbox.
+
+* Fixed cadence (``interval``), ``asyncio.timeout`` around every device read.
+* A failure is retried with bounded exponential backoff (``interval`` doubling up to
+  ``max_backoff``); a permanent error (wrong PIN, bad address) takes the charger out
+  of fast rotation: it is retried every ``permanent_retry`` seconds.
+* "Down" is logged once when it happens (loudly, at ERROR, for permanent errors) and
+  "up again" once when the charger recovers; in between, failures go to DEBUG.
+* Availability (``online``/``offline``) is written to the outbox on every transition,
+  so it travels in order with the samples.
+* Coordinators share nothing but the outbox: one charger's failure cannot delay or
+  disturb another's polls. A *bug* (an exception outside the
+  :class:`~chargelift_poller.errors.ChargerError` tree) is not swallowed: it stops
+  the process, so that it surfaces in tests and logs instead of as "charger offline".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from chargelift_contract import Envelope, availability_topic, encode, field_topic
+from chargelift_contract.topics import OFFLINE, ONLINE
+from chargelift_poller.changes import ChangeDetector
+from chargelift_poller.clock import Clock
+from chargelift_poller.drivers import Driver
+from chargelift_poller.errors import ChargerError, ChargerTimeoutError, PermanentError
+from chargelift_poller.metrics import PollerMetrics
+from chargelift_poller.models import ChargerReading
+from chargelift_poller.outbox import Entry
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Where a coordinator writes (the outbox): one call is one transaction."""
+
+    def append(self, entries: Sequence[Entry]) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Cadence settings of one coordinator (seconds)."""
+
+    interval: float
+    timeout: float
+    max_backoff: float = 60.0
+    permanent_retry: float = 300.0
+    start_delay: float = 0.0
+
+    def backoff(self, failures: int) -> float:
+        """Delay before the next attempt after ``failures`` consecutive failures."""
+        factor = 2.0 ** min(max(failures - 1, 0), 30)
+        return max(self.interval, min(self.interval * factor, self.max_backoff))
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerStatus:
+    """What the health endpoint shows about one charger."""
+
+    charger: str
+    up: bool | None  # None: not polled yet
+    since: datetime | None
+    failures: int
+    last_error: str | None
+
+
+class Coordinator:
+    """Polls one charger for the life of the process (see the module docstring)."""
+
+    def __init__(
+        self,
+        charger_id: str,
+        driver: Driver,
+        sink: Sink,
+        metrics: PollerMetrics,
+        *,
+        timing: Timing,
+        snapshot_interval: float,
+        clock: Clock,
+    ) -> None:
+        self.charger_id = charger_id
+        self._driver = driver
+        self._sink = sink
+        self._timing = timing
+        self._clock = clock
+        self._changes = ChangeDetector(snapshot_interval)
+        self._topics: dict[str, str] = {}
+        self._availability_topic = availability_topic(charger_id)
+        self._up: bool | None = None
+        self._since: datetime | None = None
+        self._failures = 0
+        self._last_error: str | None = None
+        self._permanent_logged = False
+        self._next_due: float | None = None
+        self._m_ok = metrics.polls_ok.labels(charger_id)
+        self._m_failed = metrics.polls_failed
+        self._m_up = metrics.charger_up.labels(charger_id)
+        self._m_duration = metrics.poll_duration
+        self._m_samples = metrics.samples.labels(charger_id)
+
+    # -- state -------------------------------------------------------------------
+
+    @property
+    def status(self) -> ChargerStatus:
+        """The charger as this coordinator sees it now."""
+        return ChargerStatus(
+            self.charger_id, self._up, self._since, self._failures, self._last_error
+        )
+
+    def availability(self) -> bytes | None:
+        """Current availability payload (``None`` before the first poll)."""
+        if self._up is None:
+            return None
+        return ONLINE if self._up else OFFLINE
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        await self._clock.sleep(self._timing.start_delay)
+        while True:
+            delay = await self.poll_once()
+            await self._clock.sleep(delay)
+
+    async def poll_once(self) -> float:
+        """Read the charger once, record the outcome; return the delay until the next read."""
+        started = self._clock.monotonic()
+        full = self._changes.snapshot_due(started)
+        try:
+            async with asyncio.timeout(self._timing.timeout):
+                reading = await self._driver.read(full=full)
+        except TimeoutError:
+            error: ChargerError = ChargerTimeoutError(
+                self.charger_id, f"no answer within {self._timing.timeout:g} s"
+            )
+            return self._failed(error)
+        except ChargerError as exc:
+            return self._failed(exc)
+        self._succeeded(reading, full, started)
+        return self._next_delay(started)
+
+    def _next_delay(self, started: float) -> float:
+        # Keep the phase of the cadence; if a poll overran, skip the missed ticks
+        # instead of bursting to catch up.
+        interval = self._timing.interval
+        due = started + interval if self._next_due is None else self._next_due + interval
+        now = self._clock.monotonic()
+        if due < now:
+            due += interval * (int((now - due) / interval) + 1)
+        self._next_due = due
+        return max(0.0, due - now)
+
+    # -- outcomes ----------------------------------------------------------------
+
+    def _topic(self, field: str) -> str:
+        topic = self._topics.get(field)
+        if topic is None:
+            topic = self._topics[field] = field_topic(self.charger_id, field)
+        return topic
+
+    def _succeeded(self, reading: ChargerReading, full: bool, started: float) -> None:
+        recovered = self._up is not True
+        sampled_at = reading.sampling_time.timestamp()
+        entries: list[Entry] = []
+        if recovered:
+            entries.append(Entry(self.charger_id, self._availability_topic, ONLINE, sampled_at))
+        changed = self._changes.select(reading.values, full=full)
+        for name, value in changed.items():
+            payload = encode(Envelope(reading.sampling_time, value))
+            entries.append(Entry(self.charger_id, self._topic(name), payload, sampled_at))
+        self._sink.append(entries)  # one transaction; raises only if the disk fails
+        self._changes.commit(changed, full=full, now=started)
+        self._m_ok.inc()
+        self._m_samples.inc(len(changed))
+        self._m_duration.observe(self._clock.monotonic() - started)
+        if recovered:
+            if self._up is False:
+                assert self._since is not None
+                down_for = (reading.sampling_time - self._since).total_seconds()
+                log.info(
+                    "charger %s is up again after %.0f s down (%d failed polls)",
+                    self.charger_id,
+                    down_for,
+                    self._failures,
+                )
+            else:
+                log.info("charger %s is up", self.charger_id)
+            self._up = True
+            self._since = reading.sampling_time
+            self._m_up.set(1)
+        self._failures = 0
+        self._last_error = None
+        self._permanent_logged = False
+
+    def _failed(self, error: ChargerError) -> float:
+        self._failures += 1
+        self._last_error = str(error)
+        self._next_due = None
+        self._m_failed.labels(self.charger_id, error.kind).inc()
+        permanent = isinstance(error, PermanentError)
+        if self._up is not False:
+            now = self._clock.now()
+            self._up = False
+            self._since = now
+            self._m_up.set(0)
+            # The next successful read is a full snapshot: consumers may have
+            # discarded what they knew while the charger was offline.
+            self._changes.forget()
+            self._sink.append(
+                [Entry(self.charger_id, self._availability_topic, OFFLINE, now.timestamp())]
+            )
+            if permanent:
+                self._log_permanent(error)
+            else:
+                log.warning("%s; charger marked down, retrying with backoff", error)
+        elif permanent and not self._permanent_logged:
+            self._log_permanent(error)
+        else:
+            log.debug("%s (still down, %d failed polls)", error, self._failures)
+        if permanent:
+            self._permanent_logged = True
+            return self._timing.permanent_retry
+        return self._timing.backoff(self._failures)
+
+    def _log_permanent(self, error: ChargerError) -> None:
+        log.error(
+            "%s; charger marked down and taken out of rotation: retried every %.0f s, "
+            "fix the configuration and restart the poller",
+            error,
+            self._timing.permanent_retry,
+        )

@@ -1,0 +1,124 @@
+"""Blueprint: copy this file to add a driver (it is not registered).
+
+Steps:
+
+1. Copy to ``drivers/<protocol>.py`` and rename :class:`BlueprintDriver`.
+2. At the top, show the endpoint and an annotated sample response *with units*, and
+   record every device quirk you learn in a comment where the code deals with it.
+3. Declare the mapping as a frozen table (:data:`FIELDS`): one line per catalogue field
+   (``chargelift_contract.fields``). Map vendor states onto ``OperationState`` in a
+   table; an unknown state becomes ``unknown`` and is logged once per value.
+4. Translate every transport/parse error once into :mod:`chargelift_poller.errors`
+   (``raise ... from None``; never put a URL that carries a secret in a message).
+5. Register it in ``drivers/__init__.py``: ``REGISTRY.register("<name>", YourDriver)``.
+6. Add recorded responses under ``tests/unit/poller/fixtures/<name>/`` (one file per
+   endpoint, named after the last path segment, ``.json``) and unit tests of the
+   mapping; the contract test (``tests/unit/poller/test_driver_contract.py``) then runs
+   over the new driver automatically.
+
+The example device: ``GET <url>/api/status`` with header ``Authorization: Bearer <PIN>``::
+
+    {"state": "charging",   # "available" | "charging" | "fault"
+     "power_w": 7200,       # W
+     "energy_wh": 5120}     # Wh, lifetime meter (never reset)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chargelift_contract import OperationState
+from chargelift_contract.envelope import Value
+from chargelift_poller.errors import (
+    AuthError,
+    ChargerConnectionError,
+    ChargerHttpError,
+    ChargerProtocolError,
+    ChargerTimeoutError,
+    ConfigError,
+)
+from chargelift_poller.models import ChargerReading, DriverSpec
+
+log = logging.getLogger(__name__)
+
+STATE_MAP: Mapping[str, OperationState] = MappingProxyType(
+    {
+        "available": OperationState.IDLE,
+        "charging": OperationState.CHARGING,
+        "fault": OperationState.UNSCHEDULED_DOWNTIME,
+    }
+)
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    state: str
+    power_w: int | float | None = Field(default=None)
+    energy_wh: int | float | None = Field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class BlueprintField:
+    """How one catalogue field is read from the device's payload."""
+
+    name: str
+    read: Callable[[_Status, OperationState], Value]
+
+
+FIELDS: tuple[BlueprintField, ...] = (
+    BlueprintField("OperationState", lambda _s, state: state.value),
+    BlueprintField("VendorState", lambda s, _state: s.state),
+    BlueprintField("PowerOutput", lambda s, _state: s.power_w),
+    BlueprintField("TotalEnergyConsumption", lambda s, _state: s.energy_wh),
+)
+
+
+class BlueprintDriver:
+    """Example driver; construction does no I/O, the HTTP client is injected."""
+
+    def __init__(self, spec: DriverSpec, http: httpx.AsyncClient) -> None:
+        if spec.pin is None:
+            raise ConfigError(spec.charger_id, "this driver needs a PIN (pin_env or pin_file)")
+        self._id = spec.charger_id
+        self._url = spec.url.rstrip("/") + "/api/status"
+        self._pin = spec.pin
+        self._clock = spec.clock
+        self._http = http
+        self._unknown: set[str] = set()
+
+    async def read(self, *, full: bool) -> ChargerReading:
+        """One GET; this device has nothing slow to read, so ``full`` changes nothing."""
+        try:
+            response = await self._http.get(
+                self._url, headers={"Authorization": f"Bearer {self._pin.get_secret_value()}"}
+            )
+        except httpx.TimeoutException:
+            raise ChargerTimeoutError(self._id, "no answer in time") from None
+        except httpx.TransportError as exc:
+            raise ChargerConnectionError(self._id, type(exc).__name__) from None
+        if response.status_code in (401, 403):
+            raise AuthError(self._id, f"credentials refused (HTTP {response.status_code})")
+        if response.status_code != 200:
+            raise ChargerHttpError(self._id, f"HTTP {response.status_code}")
+        sampling_time = self._clock()
+        try:
+            status = _Status.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ChargerProtocolError(
+                self._id, f"malformed response ({exc.error_count()} error(s))"
+            ) from None
+        state = STATE_MAP.get(status.state)
+        if state is None:
+            state = OperationState.UNKNOWN
+            if status.state not in self._unknown:
+                self._unknown.add(status.state)
+                log.warning("charger %s: unknown state %r (logged once)", self._id, status.state)
+        values = {f.name: v for f in FIELDS if (v := f.read(status, state)) is not None}
+        return ChargerReading(sampling_time, values)

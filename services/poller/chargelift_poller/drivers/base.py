@@ -1,0 +1,81 @@
+"""Capability protocols of drivers and the registry they are listed in.
+
+A driver is one class per charger protocol. It is constructed with a
+:class:`~chargelift_poller.models.DriverSpec` and an injected ``httpx.AsyncClient``
+(never one of its own), returns typed :class:`~chargelift_poller.models.ChargerReading`
+objects, raises only :mod:`chargelift_poller.errors`, and knows nothing of MQTT, SQL
+or metrics.
+
+Capabilities are small protocols: :class:`Driver` (``read``) is required; control
+capabilities such as :class:`CurrentLimiter` are optional and detected with
+``isinstance`` when the poller grows commands.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import httpx
+
+from chargelift_poller.models import ChargerReading, DriverSpec
+
+
+class Driver(Protocol):
+    """The one required capability: read the charger's current values."""
+
+    async def read(self, *, full: bool) -> ChargerReading:
+        """Read the charger.
+
+        ``full`` is set for the first read, after a recovery and for every periodic
+        snapshot: the driver then also reads what changes slowly (device info,
+        firmware), which it may skip otherwise to spare the device.
+        """
+        ...
+
+
+@runtime_checkable
+class CurrentLimiter(Protocol):
+    """Optional capability: set the charging current limit per phase (A)."""
+
+    async def set_max_current(self, amps: float) -> None:
+        """Set the limit; raise :class:`~chargelift_poller.errors.ChargerError` on failure."""
+        ...
+
+
+class DriverFactory(Protocol):
+    """How the registry builds a driver: usually the driver class itself."""
+
+    def __call__(self, spec: DriverSpec, http: httpx.AsyncClient) -> Driver: ...
+
+
+class DriverRegistryError(LookupError):
+    """A driver name is registered twice, or is not registered at all."""
+
+
+class DriverRegistry:
+    """Explicit name → factory table. Names come from the chargers file, never the wire."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, DriverFactory] = {}
+
+    def register(self, name: str, factory: DriverFactory) -> None:
+        """Add a driver; registering a name twice is a programming error."""
+        if name in self._factories:
+            raise DriverRegistryError(f"driver {name!r} is already registered")
+        self._factories[name] = factory
+
+    def names(self) -> tuple[str, ...]:
+        """The registered names, sorted."""
+        return tuple(sorted(self._factories))
+
+    def factory(self, name: str) -> DriverFactory:
+        """The factory of ``name``; an unknown name raises, listing the known ones."""
+        try:
+            return self._factories[name]
+        except KeyError:
+            known = ", ".join(self.names()) or "none"
+            raise DriverRegistryError(f"unknown driver {name!r}; known drivers: {known}") from None
+
+    def create(self, name: str, spec: DriverSpec, http: httpx.AsyncClient) -> Driver:
+        """Build the driver ``name`` for one charger."""
+        return self.factory(name)(spec, http)

@@ -1,0 +1,90 @@
+"""The exception tree of the charger boundary, translated once in the driver.
+
+::
+
+    ChargerError                      anything that went wrong talking to a charger
+    ├── TransientError                retried with bounded backoff
+    │   ├── ChargerTimeoutError       no answer in time
+    │   ├── ChargerConnectionError    refused, reset, closed mid-response
+    │   ├── ChargerHttpError          5xx or another unexpected status
+    │   └── ChargerProtocolError      malformed / truncated / wrong-typed payload
+    └── PermanentError                taken out of fast rotation, logged loudly
+        ├── AuthError                 the charger refused the PIN (401/403)
+        └── ConfigError               wrong address, unsupported device, bad options
+
+Drivers raise only these (``raise ... from None``: the underlying httpx exception
+carries the request URL, and MHCP puts the PIN in the query string). Messages name the
+charger and never contain a secret. ``kind`` is the metrics label of the class.
+"""
+
+
+class ChargerError(Exception):
+    """Base of every error raised while reading a charger."""
+
+    kind = "error"
+
+    def __init__(self, charger: str, message: str) -> None:
+        super().__init__(f"charger {charger}: {message}")
+        self.charger = charger
+
+
+class TransientError(ChargerError):
+    """Worth retrying soon: the charger or the network may recover by itself."""
+
+    kind = "transient"
+
+
+class ChargerTimeoutError(TransientError):
+    """The charger did not answer within the call's timeout."""
+
+    kind = "timeout"
+
+
+class ChargerConnectionError(TransientError):
+    """The TCP connection failed, was reset or closed before a complete response."""
+
+    kind = "connection"
+
+
+class ChargerHttpError(TransientError):
+    """The charger answered with a server error or an unexpected status."""
+
+    kind = "http"
+
+
+class ChargerProtocolError(TransientError):
+    """The response could not be understood (malformed, truncated, wrong types)."""
+
+    kind = "protocol"
+
+
+class PermanentError(ChargerError):
+    """Will not go away by retrying: needs a person (PIN, address, configuration)."""
+
+    kind = "permanent"
+
+
+class AuthError(PermanentError):
+    """The charger refused our credentials."""
+
+    kind = "auth"
+
+
+class ConfigError(PermanentError):
+    """The configuration does not fit the device (wrong address, unknown option...)."""
+
+    kind = "config"
+
+
+#: Every concrete ``kind`` label, for pre-declaring metric series.
+ERROR_KINDS = tuple(
+    cls.kind
+    for cls in (
+        ChargerTimeoutError,
+        ChargerConnectionError,
+        ChargerHttpError,
+        ChargerProtocolError,
+        AuthError,
+        ConfigError,
+    )
+)

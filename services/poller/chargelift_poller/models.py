@@ -1,0 +1,59 @@
+"""What a driver is given (:class:`DriverSpec`) and what it returns (:class:`ChargerReading`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+from pydantic import SecretStr
+
+from chargelift_contract import CATALOGUE
+from chargelift_contract.envelope import Value, check_value
+
+OptionValue = str | int | float | bool
+
+
+def utc_now() -> datetime:
+    """The wall clock in UTC (the default clock of drivers)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerReading:
+    """One read of one charger: catalogue field → value, all sampled at ``sampling_time``.
+
+    ``sampling_time`` is the moment the charger's response was received (not when the
+    value is published). Only catalogue fields are allowed and every value must have
+    its field's type; a field the charger did not report this time is simply absent.
+    """
+
+    sampling_time: datetime
+    values: Mapping[str, Value]
+
+    def __post_init__(self) -> None:
+        if self.sampling_time.tzinfo is None:
+            raise ValueError("ChargerReading.sampling_time must be timezone-aware")
+        for name, value in self.values.items():
+            spec = CATALOGUE.get(name)
+            if spec is None:
+                raise ValueError(f"{name!r} is not in the field catalogue")
+            spec.check(check_value(value))
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+
+
+@dataclass(frozen=True, slots=True)
+class DriverSpec:
+    """Everything a driver needs to know about its charger (no I/O objects but the clock).
+
+    ``pin_ref`` says where the PIN came from (``env AMTRON_1_PIN``); it is safe to put in
+    an error message, the PIN itself never is.
+    """
+
+    charger_id: str
+    url: str
+    pin: SecretStr | None = None
+    pin_ref: str = "no PIN configured"
+    options: Mapping[str, OptionValue] = field(default_factory=dict)
+    clock: Callable[[], datetime] = utc_now

@@ -1,0 +1,356 @@
+"""The durable outbox: every message to publish is a row in SQLite until the broker's PUBACK.
+
+Guarantees (docs/poller.md has the long version):
+
+* **Durable before published.** A poll's messages are inserted in one transaction;
+  publishers only ever publish rows that have committed. With ``journal_mode=WAL`` and
+  ``synchronous=NORMAL`` a commit survives the poller being killed (``kill -9``): the
+  WAL write is in the kernel's page cache. It may not survive a power cut or a kernel
+  crash; ``synchronous=FULL`` (``POLLER_OUTBOX_SYNCHRONOUS``) adds an fsync per commit.
+* **Leaves only after PUBACK.** A row is marked ``acked_at`` when the broker
+  acknowledged it (marks are batched: a crash before the batch is written repeats a
+  few messages, it loses none; consumers deduplicate on topic + SamplingTime).
+* **Order.** ``seq`` (AUTOINCREMENT, never reused) is the order of insertion; each
+  publisher sends its charger's rows in ``seq`` order.
+* **Replay window.** Acknowledged rows are kept ``replay_window`` seconds and
+  re-published after every reconnect, because Mosquitto persists to disk only every
+  ``autosave_interval`` and a killed broker forgets messages it already acknowledged.
+  Older acknowledged rows are pruned.
+* **Bounds and drop policy.** At most ``max_rows`` unacknowledged rows, none older than
+  ``max_age``; beyond that the *oldest* unacknowledged rows are deleted first, except
+  that the newest row of each topic is never dropped (the retained value — the shadow —
+  stays right). Every drop is counted by reason (``max_rows``, ``max_age``, ``refused``).
+
+The outbox is synchronous and single-threaded on purpose: it runs on the event loop,
+each call is a short local transaction, and there is exactly one writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    charger    TEXT NOT NULL,
+    topic      TEXT NOT NULL,
+    payload    BLOB NOT NULL,
+    sampled_at REAL NOT NULL,  -- unix seconds: when the value was read (SamplingTime)
+    created_at REAL NOT NULL,  -- unix seconds: when the row was inserted
+    acked_at   REAL            -- unix seconds of the first PUBACK; NULL = not yet sent
+);
+CREATE INDEX IF NOT EXISTS outbox_by_charger ON outbox (charger, seq);
+CREATE INDEX IF NOT EXISTS outbox_unacked ON outbox (seq) WHERE acked_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (acked_at) WHERE acked_at IS NOT NULL;
+"""
+
+DROP_REASONS = ("max_rows", "max_age", "refused")
+
+
+class OutboxError(RuntimeError):
+    """The outbox file cannot be used (wrong schema, unreadable...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A message to store: where it goes, what it says, when its value was sampled."""
+
+    charger: str
+    topic: str
+    payload: bytes
+    sampled_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A stored message. ``acked`` rows are replays of already acknowledged ones."""
+
+    seq: int
+    charger: str
+    topic: str
+    payload: bytes
+    sampled_at: float
+    acked: bool = False
+
+
+class OutboxListener(Protocol):
+    """A charger's publisher, told about its rows as they change."""
+
+    def rows_added(self, rows: Sequence[Row]) -> None:
+        """New rows committed (in ``seq`` order)."""
+
+    def rows_dropped(self) -> None:
+        """Some of this charger's unsent rows were deleted by the bounds."""
+
+
+def _prepare(db: sqlite3.Connection, path: Path, synchronous: str) -> None:
+    mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode != "wal":
+        raise OutboxError(f"outbox {path}: cannot use WAL mode (got {mode})")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version not in (0, SCHEMA_VERSION):
+        raise OutboxError(f"outbox {path}: schema version {version} is not supported")
+    db.executescript(_SCHEMA)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+class Outbox:
+    """The SQLite outbox. Build it with :meth:`open`; use it as a context manager."""
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        *,
+        max_rows: int,
+        max_age: float,
+        replay_window: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = db
+        self.max_rows = max_rows
+        self.max_age = max_age
+        self.replay_window = replay_window
+        self._clock = clock
+        self._listeners: dict[str, OutboxListener] = {}
+        self._acks: dict[int, float] = {}
+        count = "SELECT COUNT(*) FROM outbox WHERE acked_at IS {} NULL"
+        self._unacked: int = db.execute(count.format("")).fetchone()[0]
+        self._acked: int = db.execute(count.format("NOT")).fetchone()[0]
+        # Newest seq per topic: the drop policy never deletes it.
+        self._newest: dict[str, int] = dict(
+            db.execute("SELECT topic, MAX(seq) FROM outbox GROUP BY topic").fetchall()
+        )
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        max_rows: int = 1_000_000,
+        max_age: float = 7 * 24 * 3600.0,
+        replay_window: float = 60.0,
+        synchronous: str = "NORMAL",
+        clock: Callable[[], float] = time.time,
+    ) -> Outbox:
+        """Open (creating if needed) the outbox at ``path``."""
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be NORMAL or FULL")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            _prepare(db, path, synchronous)
+            return cls(
+                db,
+                max_rows=max_rows,
+                max_age=max_age,
+                replay_window=replay_window,
+                clock=clock,
+            )
+        except BaseException:
+            db.close()
+            raise
+
+    def close(self) -> None:
+        """Write pending acknowledgements, fold the WAL into the file, close."""
+        with contextlib.suppress(sqlite3.Error):
+            self.flush_acks()
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- state -------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Rows not yet acknowledged (as of the last written acknowledgement batch)."""
+        return self._unacked
+
+    @property
+    def size(self) -> int:
+        """All rows, including acknowledged ones kept for the replay window."""
+        return self._unacked + self._acked
+
+    def oldest_unsent_age(self) -> float:
+        """Seconds since the oldest unacknowledged row was sampled; 0 if there is none."""
+        row = self._db.execute(
+            "SELECT sampled_at FROM outbox WHERE acked_at IS NULL ORDER BY seq LIMIT 1"
+        ).fetchone()
+        return 0.0 if row is None else max(0.0, self._clock() - row[0])
+
+    def listen(self, charger: str, listener: OutboxListener) -> None:
+        """Tell ``listener`` about ``charger``'s rows (one listener per charger)."""
+        self._listeners[charger] = listener
+
+    # -- writing -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+
+    def append(self, entries: Sequence[Entry]) -> list[Row]:
+        """Store ``entries`` in one transaction; return the rows (committed) in order."""
+        if not entries:
+            return []
+        now = self._clock()
+        rows: list[Row] = []
+        with self._transaction() as cur:
+            for e in entries:
+                cur.execute(
+                    "INSERT INTO outbox (charger, topic, payload, sampled_at, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (e.charger, e.topic, e.payload, e.sampled_at, now),
+                )
+                seq = cur.lastrowid
+                assert seq is not None
+                rows.append(Row(seq, e.charger, e.topic, e.payload, e.sampled_at))
+        self._unacked += len(rows)
+        by_charger: dict[str, list[Row]] = {}
+        for r in rows:
+            self._newest[r.topic] = r.seq
+            by_charger.setdefault(r.charger, []).append(r)
+        for charger, added in by_charger.items():
+            listener = self._listeners.get(charger)
+            if listener is not None:
+                listener.rows_added(added)
+        return rows
+
+    def ack(self, seq: int, at: float | None = None) -> None:
+        """Note the broker's PUBACK of row ``seq``; written by the next :meth:`flush_acks`."""
+        self._acks.setdefault(seq, self._clock() if at is None else at)
+
+    @property
+    def pending_acks(self) -> int:
+        """Acknowledgements noted but not yet written."""
+        return len(self._acks)
+
+    def flush_acks(self) -> int:
+        """Write the noted acknowledgements in one transaction; return how many rows."""
+        if not self._acks:
+            return 0
+        items = [(at, seq) for seq, at in self._acks.items()]
+        self._acks.clear()
+        with self._transaction() as cur:
+            cur.executemany(
+                "UPDATE outbox SET acked_at = ? WHERE seq = ? AND acked_at IS NULL", items
+            )
+            changed = max(0, cur.rowcount)
+        self._unacked -= changed
+        self._acked += changed
+        return changed
+
+    def discard(self, seq: int) -> bool:
+        """Delete one row that can never be delivered (the broker refused it)."""
+        self._acks.pop(seq, None)
+        with self._transaction() as cur:
+            cur.execute("DELETE FROM outbox WHERE seq = ? RETURNING acked_at", (seq,))
+            found = cur.fetchall()
+        if not found:
+            return False
+        if found[0][0] is None:
+            self._unacked -= 1
+        else:
+            self._acked -= 1
+        return True
+
+    # -- reading -----------------------------------------------------------------
+
+    def load(self, charger: str, *, after: int, limit: int) -> list[Row]:
+        """``charger``'s rows after ``after`` that are unsent or inside the replay window."""
+        since = self._clock() - self.replay_window
+        cursor = self._db.execute(
+            "SELECT seq, topic, payload, sampled_at, acked_at IS NOT NULL FROM outbox "
+            "WHERE charger = ? AND seq > ? AND (acked_at IS NULL OR acked_at >= ?) "
+            "ORDER BY seq LIMIT ?",
+            (charger, after, since, limit),
+        )
+        return [Row(s, charger, t, bytes(p), at, bool(a)) for s, t, p, at, a in cursor]
+
+    # -- maintenance -------------------------------------------------------------
+
+    def prune(self) -> int:
+        """Delete acknowledged rows older than the replay window; return how many."""
+        cutoff = self._clock() - self.replay_window
+        with self._transaction() as cur:
+            cur.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?", (cutoff,))
+            removed = max(0, cur.rowcount)
+        self._acked -= removed
+        return removed
+
+    def enforce_bounds(self) -> dict[str, int]:
+        """Apply ``max_rows`` and ``max_age`` to unsent rows; return drops by reason."""
+        self.flush_acks()  # a row acknowledged in memory must not count as dropped
+        drops: dict[str, int] = {}
+        excess = self._unacked - self.max_rows
+        if excess > 0:
+            drops["max_rows"] = self._drop_oldest(count=excess, created_before=None)
+        aged = self._drop_oldest(count=None, created_before=self._clock() - self.max_age)
+        if aged:
+            drops["max_age"] = aged
+        return {k: v for k, v in drops.items() if v}
+
+    def _drop_oldest(self, *, count: int | None, created_before: float | None) -> int:
+        victims: list[tuple[int]] = []
+        chargers: set[str] = set()
+        after = 0
+        done = False
+        while not done:
+            batch = self._db.execute(
+                "SELECT seq, charger, topic, created_at FROM outbox "
+                "WHERE acked_at IS NULL AND seq > ? ORDER BY seq LIMIT 1000",
+                (after,),
+            ).fetchall()
+            if not batch:
+                break
+            for seq, charger, topic, created_at in batch:
+                if created_before is not None and created_at >= created_before:
+                    done = True
+                    break
+                if self._newest.get(topic) == seq:
+                    continue  # the newest value of a topic is never dropped
+                victims.append((seq,))
+                chargers.add(charger)
+                if count is not None and len(victims) >= count:
+                    done = True
+                    break
+            after = batch[-1][0]
+        if not victims:
+            return 0
+        with self._transaction() as cur:
+            cur.executemany("DELETE FROM outbox WHERE seq = ? AND acked_at IS NULL", victims)
+            dropped = max(0, cur.rowcount)
+        self._unacked -= dropped
+        for charger in chargers:
+            listener = self._listeners.get(charger)
+            if listener is not None:
+                listener.rows_dropped()
+        return dropped

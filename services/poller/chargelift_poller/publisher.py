@@ -1,0 +1,220 @@
+"""One publisher per charger identity: sends the charger's outbox rows over its MQTT connection.
+
+Per connection ("session"):
+
+1. write pending acknowledgements, then start from the oldest row that is either
+   unsent or was acknowledged within the replay window (see :mod:`.outbox`) — so
+   recently acknowledged rows are re-published *before* anything new;
+2. append the charger's current availability (the broker may have published our last
+   will ``offline`` while we were away) — it gets the newest ``seq``, so it lands after
+   the backlog;
+3. publish rows in ``seq`` order, retained, QoS 1, with at most ``inflight`` awaiting
+   their PUBACK (one connection, in order: the broker keeps the order);
+4. on each PUBACK mark the row acknowledged; if the connection drops, unacknowledged
+   rows simply stay in the outbox for the next session.
+
+Rows reach the publisher in memory as they are committed (:meth:`rows_added`); when
+more than ``buffer_limit`` are waiting (a long outage) it stops buffering and reads
+them back from the outbox in pages, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from chargelift_contract import availability_topic
+from chargelift_contract.mqtt import ConnectionLostError, PublishRefusedError
+from chargelift_poller.metrics import PollerMetrics
+from chargelift_poller.outbox import Entry, Outbox, Row
+
+log = logging.getLogger(__name__)
+
+#: MQTT 5 PUBACK reason codes that no retry can fix: the row is dropped and counted
+#: (``refused``). 0x87 not authorised (ACL), 0x90 topic name invalid,
+#: 0x95 packet too large, 0x99 payload format invalid. Other error codes (quota
+#: exceeded, server busy...) are retried after a pause.
+UNDELIVERABLE = frozenset({0x87, 0x90, 0x95, 0x99})
+
+#: Pause before retrying after a transient refusal by the broker (s).
+REFUSED_PAUSE = 1.0
+
+
+class PublishClient(Protocol):
+    """The part of :class:`chargelift_contract.mqtt.MqttClient` a publisher uses."""
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    async def wait_connected(self) -> None: ...
+
+    async def wait_disconnected(self) -> None: ...
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> asyncio.Future[None]: ...
+
+
+class Publisher:
+    """Drains one charger's outbox rows into its MQTT connection (see module docstring)."""
+
+    def __init__(
+        self,
+        charger_id: str,
+        client: PublishClient,
+        outbox: Outbox,
+        metrics: PollerMetrics,
+        *,
+        availability: Callable[[], bytes | None],
+        inflight: int = 100,
+        buffer_limit: int = 1000,
+        page: int = 500,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.charger_id = charger_id
+        self._client = client
+        self._outbox = outbox
+        self._availability = availability
+        self._availability_topic = availability_topic(charger_id)
+        self._window = inflight
+        self._buffer_limit = buffer_limit
+        self._page = page
+        self._clock = clock
+        self._buffer: deque[Row] = deque()
+        self._cursor = 0  # highest seq taken into the buffer in this session
+        self._last_sent = 0  # highest seq handed to the client in this session
+        self._spilled = True  # rows after _cursor may be in the outbox only
+        self._inflight = 0
+        self._epoch = 0
+        self._restart = False
+        self._wake = asyncio.Event()
+        self._refused_topics: set[str] = set()
+        self._metrics = metrics
+        self._m_published = metrics.published.labels(charger_id)
+        self._m_replayed = metrics.replayed.labels(charger_id)
+        self._m_connected = metrics.mqtt_connected.labels(charger_id)
+        outbox.listen(charger_id, self)
+
+    # -- OutboxListener ----------------------------------------------------------
+
+    def rows_added(self, rows: Sequence[Row]) -> None:
+        """New committed rows of this charger."""
+        if not self._spilled:
+            if len(self._buffer) + len(rows) > self._buffer_limit:
+                self._spilled = True  # from now on they are read back from the outbox
+            else:
+                self._buffer.extend(rows)
+                self._cursor = rows[-1].seq
+        self._wake.set()
+
+    def rows_dropped(self) -> None:
+        """The bounds deleted unsent rows: forget the buffer, re-read after the last sent."""
+        self._buffer.clear()
+        self._cursor = self._last_sent
+        self._spilled = True
+        self._wake.set()
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Publish for the life of the process, one session per MQTT connection."""
+        while True:
+            await self._client.wait_connected()
+            self._m_connected.set(1)
+            try:
+                await self._session()
+            finally:
+                self._m_connected.set(0)
+            if self._restart:  # the broker refused a publish for a transient reason
+                await asyncio.sleep(REFUSED_PAUSE)
+
+    async def _session(self) -> None:
+        self._epoch += 1
+        epoch = self._epoch
+        self._outbox.flush_acks()  # so that what was acknowledged is known as such
+        self._buffer.clear()
+        self._cursor = self._last_sent = 0
+        self._spilled = True
+        self._inflight = 0
+        self._restart = False
+        current = self._availability()
+        if current is not None:
+            self._outbox.append(
+                [Entry(self.charger_id, self._availability_topic, current, self._clock())]
+            )
+        lost = asyncio.ensure_future(self._client.wait_disconnected())
+        lost.add_done_callback(lambda _: self._wake.set())
+        try:
+            while not lost.done() and not self._restart:
+                self._wake.clear()
+                self._fill(epoch)
+                await self._wake.wait()
+        finally:
+            lost.cancel()
+            self._epoch += 1  # late callbacks of this session are ignored
+
+    def _fill(self, epoch: int) -> None:
+        while self._inflight < self._window:
+            row = self._next_row()
+            if row is None:
+                return
+            try:
+                fut = self._client.publish_nowait(row.topic, row.payload, qos=1, retain=True)
+            except ConnectionLostError:
+                return  # the session ends; the row is still in the outbox
+            self._last_sent = row.seq
+            self._inflight += 1
+            fut.add_done_callback(functools.partial(self._done, epoch, row))
+
+    def _next_row(self) -> Row | None:
+        if not self._buffer and self._spilled:
+            rows = self._outbox.load(self.charger_id, after=self._cursor, limit=self._page)
+            if rows:
+                self._buffer.extend(rows)
+                self._cursor = rows[-1].seq
+            if len(rows) < self._page:
+                self._spilled = False
+        return self._buffer.popleft() if self._buffer else None
+
+    def _done(self, epoch: int, row: Row, fut: asyncio.Future[None]) -> None:
+        exc = None if fut.cancelled() else fut.exception()  # always retrieve it
+        if epoch != self._epoch:
+            return
+        self._inflight -= 1
+        self._wake.set()
+        if fut.cancelled():
+            return
+        if exc is None:
+            if row.acked:
+                self._m_replayed.inc()
+                return
+            now = self._clock()
+            self._outbox.ack(row.seq, now)
+            self._m_published.inc()
+            self._metrics.publish_latency.observe(max(0.0, now - row.sampled_at))
+        elif isinstance(exc, PublishRefusedError):
+            self._refused(row, exc)
+        else:
+            self._metrics.publish_errors.labels(self.charger_id, "connection_lost").inc()
+
+    def _refused(self, row: Row, exc: PublishRefusedError) -> None:
+        self._metrics.publish_errors.labels(self.charger_id, "refused").inc()
+        if exc.reason_code not in UNDELIVERABLE:
+            log.warning("%s; retrying in %.0f s", exc, REFUSED_PAUSE)
+            self._restart = True
+            return
+        if self._outbox.discard(row.seq):
+            self._metrics.outbox_dropped.labels("refused").inc()
+        if row.topic not in self._refused_topics:
+            self._refused_topics.add(row.topic)
+            log.error(
+                "charger %s: %s; the message is dropped (counted in "
+                'poller_outbox_dropped_total{reason="refused"}); check the identity\'s ACL',
+                self.charger_id,
+                exc,
+            )

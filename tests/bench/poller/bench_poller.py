@@ -1,0 +1,337 @@
+"""``make bench-poller``: N simulated chargers at 1 Hz through one poller to a local broker.
+
+For each N (default 10, 100, 1000) this starts, as separate processes: Mosquitto (the
+repository's configuration, mutual TLS), the simulator (``chargelift-simulator``), and
+the poller (``python -m chargelift_poller.main``) with one certificate per charger.
+After a warm-up it measures for ``--duration`` seconds:
+
+* the poller's CPU (utime + stime from /proc, as % of one core) and peak RSS (VmHWM);
+* the achieved poll rate and publish rate (PUBACKed rows) from the poller's metrics;
+* p99 sample-to-PUBACK latency, interpolated from the poller's histogram;
+* for context, the CPU of the simulator and of Mosquitto (they share the machine).
+
+Certificates are issued once with ``chargelift_certs.pki`` and kept in
+``.dev/bench-poller/certs`` for the next run. Traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from chargelift_devstack.mosquitto import REPO, MosquittoServer
+from chargelift_devstack.procs import free_port, shared_dir
+
+STATE = REPO / ".dev" / "bench-poller"
+PIN = "bench-7319"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    chargers: int
+    duration_s: float
+    poller_cpu_pct: float
+    poller_peak_rss_mb: float
+    poller_rss_mb: float
+    polls_per_s: float
+    failed_polls_per_s: float
+    publishes_per_s: float
+    p99_sample_to_puback_ms: float
+    p50_sample_to_puback_ms: float
+    simulator_cpu_pct: float
+    broker_cpu_pct: float
+
+
+def charger_id(i: int) -> str:
+    return f"bench-{i}"  # the simulator's ids with --prefix bench-
+
+
+def ensure_certs(n: int) -> Path:
+    from chargelift_certs import pki
+
+    certs = shared_dir(STATE / "certs")
+    if not (certs / "ca.crt").exists():
+        pki.create_ca(certs)
+        pki.issue_server(certs)
+        pki.issue_client(certs, "ingest", role="service")
+    missing = [
+        charger_id(i)
+        for i in range(1, n + 1)
+        if not (certs / "clients" / f"{charger_id(i)}.crt").exists()
+    ]
+    if missing:
+        print(f"  issuing {len(missing)} charger certificate(s)...", flush=True)
+        for identity in missing:
+            pki.issue_client(certs, identity, role="charger")
+    for path in [certs, certs / "clients"]:
+        path.chmod(0o755)
+    return certs
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def total(metrics: dict[str, float], prefix: str) -> float:
+    return sum(v for k, v in metrics.items() if k.startswith(prefix))
+
+
+def quantile(before: dict[str, float], after: dict[str, float], q: float) -> float:
+    """Quantile (s) of poller_publish_latency_seconds over the window, linear in a bucket."""
+    name = "poller_publish_latency_seconds_bucket"
+    buckets: list[tuple[float, float]] = []
+    for k, v in after.items():
+        if k.startswith(name + "{"):
+            le = k.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets.append((bound, v - before.get(k, 0.0)))
+    buckets.sort()
+    count = buckets[-1][1] if buckets else 0.0
+    if count <= 0:
+        return float("nan")
+    rank = q * count
+    lower, below = 0.0, 0.0
+    for bound, cumulative in buckets:
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, cumulative
+    return lower
+
+
+def wait(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():  # type: ignore[operator]
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def write_config(path: Path, n: int, base_port: int) -> None:
+    lines = ["[defaults]", 'driver = "mhcp"', "interval = 1.0", "timeout = 2.0", ""]
+    for i in range(1, n + 1):
+        lines += [
+            "[[chargers]]",
+            f'id = "{charger_id(i)}"',
+            f'url = "http://127.0.0.1:{base_port + i - 1}"',
+            'pin_env = "BENCH_PIN"',
+            "",
+        ]
+    path.write_text("\n".join(lines))
+
+
+def find_base_port(n: int) -> int:
+    """A base port with ``n`` consecutive free ports (checked, not reserved)."""
+    import socket
+
+    for base in range(30000, 60000 - n, 1000):
+        ok = True
+        for port in range(base, base + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def plug_all(control_port: int, n: int) -> None:
+    """A car at every charger: the worst case, every charger changes values every second."""
+    for i in range(1, n + 1):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{control_port}/chargers/{charger_id(i)}/plug", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=5) as r:
+            r.read()
+
+
+def run_one(n: int, duration: float, warmup: float, work: Path, all_charging: bool) -> Result:
+    certs = ensure_certs(n)
+    broker = MosquittoServer(certs_dir=certs, run_dir=shared_dir(work / f"broker-{n}"))
+    base_port = find_base_port(n)
+    metrics_port = free_port()
+    control_port = free_port()
+    logs = shared_dir(work / "logs")
+    procs: list[subprocess.Popen[bytes]] = []
+    broker.start()
+    try:
+        simulator_bin = Path(sys.executable).parent / "chargelift-simulator"
+        with (logs / f"simulator-{n}.log").open("wb") as out:
+            sim = subprocess.Popen(
+                [
+                    str(simulator_bin), "--count", str(n), "--base-port", str(base_port),
+                    "--control-port", str(control_port), "--pin", PIN, "--seed", "1",
+                    "--speed", "1", "--prefix", "bench-", "--log-level", "WARNING",
+                ],
+                env={**os.environ, "SIMULATOR_PIN": PIN},
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        procs.append(sim)
+        config = work / f"chargers-{n}.toml"
+        write_config(config, n, base_port)
+        env = {
+            **os.environ,
+            "POLLER_CONFIG": str(config),
+            "POLLER_OUTBOX": str(work / f"outbox-{n}.sqlite"),
+            "POLLER_METRICS_PORT": str(metrics_port),
+            "MQTT_HOST": broker.host,
+            "MQTT_PORT": str(broker.port),
+            "MQTT_CA_FILE": str(certs / "ca.crt"),
+            "MQTT_CERTS_DIR": str(certs),
+            "BENCH_PIN": PIN,
+            "POLLER_LOG_LEVEL": "WARNING",
+        }
+        wait(lambda: _port_open(control_port), 60, "the simulator")
+        if all_charging:
+            plug_all(control_port, n)
+        with (logs / f"poller-{n}.log").open("wb") as out:
+            poller = subprocess.Popen(
+                [sys.executable, "-m", "chargelift_poller.main"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        procs.append(poller)
+        wait(lambda: total(scrape(metrics_port), "poller_polls_ok_total") >= n, 90, "first polls")
+        time.sleep(warmup)
+        assert broker.proc is not None
+        pids = {"poller": poller.pid, "simulator": sim.pid, "broker": broker.proc.pid}
+        cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        m0, t0 = scrape(metrics_port), time.monotonic()
+        time.sleep(duration)
+        cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+        m1, t1 = scrape(metrics_port), time.monotonic()
+        elapsed = t1 - t0
+        if poller.poll() is not None:
+            raise RuntimeError(f"the poller exited with {poller.returncode}")
+        return Result(
+            chargers=n,
+            duration_s=round(elapsed, 1),
+            poller_cpu_pct=round(100 * (cpu1["poller"] - cpu0["poller"]) / elapsed, 1),
+            poller_peak_rss_mb=round(status_kb(poller.pid, "VmHWM") / 1024, 1),
+            poller_rss_mb=round(status_kb(poller.pid, "VmRSS") / 1024, 1),
+            polls_per_s=round(
+                (total(m1, "poller_polls_ok_total") - total(m0, "poller_polls_ok_total")) / elapsed,
+                1,
+            ),
+            failed_polls_per_s=round(
+                (total(m1, "poller_polls_failed_total") - total(m0, "poller_polls_failed_total"))
+                / elapsed,
+                2,
+            ),
+            publishes_per_s=round(
+                (total(m1, "poller_published_total") - total(m0, "poller_published_total"))
+                / elapsed,
+                1,
+            ),
+            p99_sample_to_puback_ms=round(1000 * quantile(m0, m1, 0.99), 1),
+            p50_sample_to_puback_ms=round(1000 * quantile(m0, m1, 0.50), 1),
+            simulator_cpu_pct=round(100 * (cpu1["simulator"] - cpu0["simulator"]) / elapsed, 1),
+            broker_cpu_pct=round(100 * (cpu1["broker"] - cpu0["broker"]) / elapsed, 1),
+        )
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        broker.stop()
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def table(results: list[Result]) -> str:
+    head = (
+        "| chargers | poller CPU (% of a core) | peak RSS (MB) | polls/s | publishes/s "
+        "| p50 / p99 sample→PUBACK (ms) | simulator CPU | broker CPU |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    rows = [
+        f"| {r.chargers} | {r.poller_cpu_pct} | {r.poller_peak_rss_mb} | {r.polls_per_s} "
+        f"| {r.publishes_per_s} | {r.p50_sample_to_puback_ms} / {r.p99_sample_to_puback_ms} "
+        f"| {r.simulator_cpu_pct} % | {r.broker_cpu_pct} % |"
+        for r in results
+    ]
+    return "\n".join([head, *rows])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--sizes", default="10,100,1000", help="comma-separated charger counts")
+    parser.add_argument("--duration", type=float, default=30.0, help="measured seconds per size")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--as-simulated",
+        action="store_true",
+        help="leave the simulator's own mix of idle and charging boxes (default: plug a "
+        "car into every charger, the worst case for publishing)",
+    )
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    work = shared_dir(Path(tempfile.mkdtemp(prefix="bench-poller-", dir=shared_dir(STATE))))
+    results = []
+    try:
+        for n in sizes:
+            print(f"== {n} chargers: warm-up {args.warmup:.0f} s, measuring {args.duration:.0f} s",
+                  flush=True)  # fmt: skip
+            result = run_one(n, args.duration, args.warmup, work, not args.as_simulated)
+            print("  " + json.dumps(asdict(result)), flush=True)
+            results.append(result)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Helpers for the poller's unit tests: recorded responses, fake clocks, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from chargelift_poller.metrics import PollerMetrics
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PIN = "4711-very-secret"
+
+
+def fixture_json(driver: str, name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / driver / f"{name}.json").read_text())
+
+
+@dataclass
+class Recorder:
+    """An httpx transport that answers from a table and records the requests."""
+
+    responses: dict[str, Callable[[httpx.Request], httpx.Response]] = field(default_factory=dict)
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        endpoint = request.url.path.rsplit("/", 1)[-1]
+        answer = self.responses.get(endpoint)
+        if answer is None:
+            return httpx.Response(404)
+        return answer(request)
+
+    def json(self, endpoint: str, doc: object, status: int = 200) -> None:
+        body = json.dumps(doc).encode()
+        self.responses[endpoint] = lambda _r: httpx.Response(status, content=body)
+
+    def raw(self, endpoint: str, body: bytes, status: int = 200) -> None:
+        self.responses[endpoint] = lambda _r: httpx.Response(status, content=body)
+
+    def fail(self, endpoint: str, exc: Exception) -> None:
+        def raise_(_r: httpx.Request) -> httpx.Response:
+            raise exc
+
+        self.responses[endpoint] = raise_
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self.handler))
+
+    def endpoints(self) -> list[str]:
+        return [r.url.path.rsplit("/", 1)[-1] for r in self.requests]
+
+
+@pytest.fixture
+def quiet_libraries() -> Iterator[None]:
+    """The poller's logging policy for libraries (restored afterwards)."""
+    from chargelift_poller.logs import QUIET_LOGGERS, quiet_libraries
+
+    saved = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    quiet_libraries()
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+class FakeClock:
+    """Monotonic and wall time that move only when told to (or on sleep)."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.epoch = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+        self.sleeps: list[float] = []
+
+    def now(self) -> datetime:
+        return self.epoch + timedelta(seconds=self.t)
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return self.now().timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def metrics() -> PollerMetrics:
+    return PollerMetrics(CollectorRegistry())
+
+
+def sample(m: PollerMetrics, name: str, **labels: str) -> float:
+    """The current value of one series of ``m`` (0 if it does not exist)."""
+    value = m.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value

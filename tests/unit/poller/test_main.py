@@ -1,0 +1,80 @@
+"""Start-up refuses clearly when something is missing (no servers needed)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chargelift_poller import main as poller_main
+from tests.unit.poller.conftest import PIN
+
+REQUIRED = ("POLLER_CONFIG", "POLLER_OUTBOX", "MQTT_HOST", "MQTT_CA_FILE", "MQTT_CERTS_DIR")
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(level)
+
+
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config: str) -> None:
+    (tmp_path / "c.toml").write_text(config)
+    (tmp_path / "clients").mkdir()
+    (tmp_path / "ca.crt").write_text("x")
+    values = {
+        "POLLER_CONFIG": str(tmp_path / "c.toml"),
+        "POLLER_OUTBOX": str(tmp_path / "o.sqlite"),
+        "MQTT_HOST": "127.0.0.1",
+        "MQTT_CA_FILE": str(tmp_path / "ca.crt"),
+        "MQTT_CERTS_DIR": str(tmp_path),
+        "AMTRON_PIN": PIN,
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+
+
+def test_missing_environment_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in REQUIRED:
+        monkeypatch.delenv(name, raising=False)
+    assert poller_main.main() == 2
+    err = capsys.readouterr().err
+    for name in REQUIRED:
+        assert name in err
+
+
+CHARGER = """
+[[chargers]]
+id = "amtron-1"
+driver = "{driver}"
+url = "http://127.0.0.1:25000"
+pin_env = "AMTRON_PIN"
+"""
+
+
+@pytest.mark.parametrize(
+    ("driver", "message"),
+    [
+        ("modbus", "charger amtron-1: unknown driver 'modbus'; known drivers: mhcp"),
+        ("mhcp", "charger amtron-1: no certificate file"),
+    ],
+)
+def test_bad_chargers_are_refused_with_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    driver: str, message: str,
+) -> None:  # fmt: skip
+    env(monkeypatch, tmp_path, CHARGER.format(driver=driver))
+    assert poller_main.main() == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert PIN not in err

@@ -1,0 +1,307 @@
+"""The publisher: outbox rows to MQTT in order, acknowledged on PUBACK, replayed on reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from chargelift_contract.mqtt import ConnectionLostError, PublishRefusedError
+from chargelift_poller.metrics import PollerMetrics
+from chargelift_poller.outbox import Entry, Outbox
+from chargelift_poller.publisher import Publisher
+from tests.unit.poller.conftest import sample
+
+CHARGER = "amtron-1"
+
+
+class FakeClient:
+    """Stands in for MqttClient: records publishes; the test decides about PUBACKs."""
+
+    def __init__(self) -> None:
+        self.auto_ack = True
+        self.sent: list[tuple[str, bytes, bool]] = []
+        self.pending: list[asyncio.Future[None]] = []
+        self._up = asyncio.Event()
+        self._lost = asyncio.Event()
+
+    @property
+    def is_connected(self) -> bool:
+        return self._up.is_set()
+
+    async def wait_connected(self) -> None:
+        await self._up.wait()
+
+    async def wait_disconnected(self) -> None:
+        if self._up.is_set():
+            await self._lost.wait()
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> asyncio.Future[None]:
+        if not self._up.is_set():
+            raise ConnectionLostError("not connected")
+        assert qos == 1
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.sent.append((topic, payload, retain))
+        if self.auto_ack:
+            fut.set_result(None)
+        else:
+            self.pending.append(fut)
+        return fut
+
+    def connect(self) -> None:
+        self._lost = asyncio.Event()
+        self._up.set()
+
+    def drop(self) -> None:
+        self._up.clear()
+        for fut in self.pending:
+            if not fut.done():
+                fut.set_exception(ConnectionLostError("connection lost"))
+        self.pending.clear()
+        self._lost.set()
+
+    def ack(self, n: int) -> None:
+        for fut in self.pending[:n]:
+            fut.set_result(None)
+        del self.pending[:n]
+
+    def payloads(self) -> list[bytes]:
+        return [p for _, p, _ in self.sent]
+
+
+class Wall:
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def wall() -> Wall:
+    return Wall()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, wall: Wall) -> Iterator[Outbox]:
+    with Outbox.open(tmp_path / "o.sqlite", replay_window=60, clock=wall) as box:
+        yield box
+
+
+@pytest.fixture
+def client() -> FakeClient:
+    return FakeClient()
+
+
+@pytest.fixture
+def availability() -> list[bytes | None]:
+    return [None]
+
+
+@pytest.fixture
+async def publisher(
+    client: FakeClient, outbox: Outbox, metrics: PollerMetrics, wall: Wall,
+    availability: list[bytes | None],
+) -> AsyncIterator[Publisher]:  # fmt: skip
+    pub = Publisher(
+        CHARGER, client, outbox, metrics, availability=lambda: availability[0],
+        inflight=100, buffer_limit=8, page=5, clock=wall,
+    )  # fmt: skip
+    task = asyncio.create_task(pub.run())
+    yield pub
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def add(outbox: Outbox, *values: int, field: str = "PowerOutput") -> None:
+    outbox.append(
+        [Entry(CHARGER, f"chargers/{CHARGER}/{field}", str(v).encode(), 1_800_000_000.0 + v)
+         for v in values]
+    )  # fmt: skip
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def nums(payloads: list[bytes]) -> list[int]:
+    return [int(p) for p in payloads if p.isdigit()]
+
+
+@pytest.mark.usefixtures("publisher")
+async def test_rows_are_published_in_order_retained_and_acknowledged(
+    client: FakeClient, outbox: Outbox, metrics: PollerMetrics, wall: Wall
+) -> None:
+    client.connect()
+    await settle()
+    add(outbox, 1, 2, 3)
+    add(outbox, 4)
+    await settle()
+    assert nums(client.payloads()) == [1, 2, 3, 4]
+    assert all(retain for _, _, retain in client.sent)
+    outbox.flush_acks()
+    assert outbox.depth == 0
+    assert sample(metrics, "poller_published_total", charger=CHARGER) == 4
+    assert sample(metrics, "poller_publish_latency_seconds_count") == 4
+
+
+@pytest.mark.usefixtures("publisher")
+async def test_in_flight_window_is_bounded(client: FakeClient, outbox: Outbox) -> None:
+    client.auto_ack = False
+    client.connect()
+    await settle()
+    add(outbox, *range(1, 8))  # within the in-memory buffer
+    add(outbox, *range(8, 251))  # beyond it: read back from the outbox in pages
+    await settle()
+    assert len(client.sent) == 100
+    client.ack(10)
+    await settle()
+    assert len(client.sent) == 110
+    for _ in range(20):
+        client.ack(100)
+        await settle()
+    assert nums(client.payloads()) == list(range(1, 251))
+
+
+@pytest.mark.usefixtures("publisher")
+async def test_reconnect_replays_the_window_first_then_the_rest_then_availability(
+    client: FakeClient, outbox: Outbox, metrics: PollerMetrics, wall: Wall,
+    availability: list[bytes | None],
+) -> None:  # fmt: skip
+    availability[0] = b"online"
+    client.connect()
+    await settle()
+    add(outbox, 1, 2)
+    await settle()
+    client.drop()
+    outbox.flush_acks()
+    add(outbox, 3, 4)  # sampled while the broker was away
+    wall.t += 30
+    client.sent.clear()
+    client.connect()
+    await settle()
+    # online, 1, 2 were acknowledged 30 s ago (inside the window): re-published first,
+    # then the backlog, then the current availability.
+    assert client.payloads() == [b"online", b"1", b"2", b"3", b"4", b"online"]
+    assert sample(metrics, "poller_replayed_total", charger=CHARGER) == 3
+    assert sample(metrics, "poller_published_total", charger=CHARGER) == 3 + 3
+    wall.t += 61  # the window has passed: nothing is replayed any more
+    outbox.flush_acks()
+    client.drop()
+    client.sent.clear()
+    client.connect()
+    await settle()
+    assert client.payloads() == [b"online"]
+
+
+@pytest.mark.usefixtures("publisher")
+async def test_unacknowledged_rows_are_sent_again_after_a_drop(
+    client: FakeClient, outbox: Outbox, metrics: PollerMetrics
+) -> None:
+    client.auto_ack = False
+    client.connect()
+    await settle()
+    add(outbox, 1, 2, 3)
+    await settle()
+    client.ack(1)
+    await settle()
+    client.drop()  # 2 and 3 were in flight
+    client.auto_ack = True
+    client.sent.clear()
+    client.connect()
+    await settle()
+    assert client.payloads() == [b"1", b"2", b"3"]  # 1 is replayed (window), 2, 3 resent
+    outbox.flush_acks()
+    assert outbox.depth == 0
+    assert (
+        sample(metrics, "poller_publish_errors_total", charger=CHARGER, reason="connection_lost")
+        == 2
+    )
+
+
+@pytest.mark.usefixtures("publisher")
+async def test_a_long_backlog_is_read_back_in_order(client: FakeClient, outbox: Outbox) -> None:
+    for start in range(1, 200, 3):
+        add(outbox, start, start + 1, start + 2)  # one poll = one transaction
+    await settle()
+    client.connect()
+    for _ in range(10):
+        await settle()
+    assert nums(client.payloads()) == list(range(1, 202))
+
+
+@pytest.mark.usefixtures("publisher")
+async def test_rows_dropped_by_the_bounds_are_not_sent(client: FakeClient, outbox: Outbox) -> None:
+    client.auto_ack = False
+    client.connect()
+    await settle()
+    add(outbox, 1)
+    await settle()
+    add(outbox, *range(2, 300))
+    outbox.max_rows = 10
+    assert outbox.enforce_bounds() == {"max_rows": 289}
+    for _ in range(10):
+        client.ack(100)
+        await settle()
+    sent = nums(client.payloads())
+    assert sent[0] == 1
+    assert sent == sorted(sent)
+    assert len(sent) == len(set(sent))
+    assert sent[-10:] == list(range(290, 300))
+
+
+@pytest.mark.usefixtures("publisher")
+async def test_refused_rows_are_dropped_counted_and_logged_once(
+    client: FakeClient, outbox: Outbox, metrics: PollerMetrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    client.auto_ack = False
+    client.connect()
+    await settle()
+    add(outbox, 1, 2, 3)
+    await settle()
+    for fut in client.pending[:2]:
+        fut.set_exception(PublishRefusedError(f"chargers/{CHARGER}/PowerOutput", 0x87))
+    client.pending[2].set_result(None)
+    await settle()
+    outbox.flush_acks()
+    assert outbox.depth == 0
+    assert outbox.size == 1
+    assert sample(metrics, "poller_outbox_dropped_total", reason="refused") == 2
+    assert len([r for r in caplog.records if "0x87" in r.getMessage()]) == 1
+
+
+@pytest.mark.usefixtures("publisher")
+async def test_a_transient_refusal_retries_the_row(client: FakeClient, outbox: Outbox) -> None:
+    client.auto_ack = False
+    client.connect()
+    await settle()
+    add(outbox, 1)
+    await settle()
+    client.pending[0].set_exception(PublishRefusedError("t", 0x97))  # quota exceeded
+    client.pending.clear()
+    client.auto_ack = True
+    await asyncio.sleep(1.2)  # the publisher pauses before retrying
+    assert client.payloads() == [b"1", b"1"]
+    outbox.flush_acks()
+    assert outbox.depth == 0
+
+
+async def test_nothing_is_sent_while_disconnected(
+    publisher: Publisher, client: FakeClient, outbox: Outbox, metrics: PollerMetrics
+) -> None:
+    add(outbox, 1, 2)
+    await settle()
+    assert client.sent == []
+    assert sample(metrics, "poller_mqtt_connected", charger=CHARGER) == 0
+    client.connect()
+    await settle()
+    assert sample(metrics, "poller_mqtt_connected", charger=CHARGER) == 1
+    assert client.payloads() == [b"1", b"2"]
