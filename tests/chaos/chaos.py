@@ -240,6 +240,7 @@ class Result:
     duplicated: int = 0
     mismatched: int = 0
     dropped: int = 0
+    lost_dropped: int = 0
     phantom: int = 0
     latest_wrong: int = 0
     dead_letters: int = 0
@@ -261,35 +262,44 @@ class Result:
         )
 
 
-def ledger(outbox: Path) -> tuple[dict[tuple[str, str, datetime], Any], int, int]:
-    """Accepted samples from the outbox: key -> value; duplicates in it; drops recorded."""
+Key = tuple[str, str, datetime]
+
+
+def _key(topic: str, payload: bytes) -> tuple[Key, Any] | None:
+    parsed = parse_topic(topic)
+    if not isinstance(parsed, FieldTopic):
+        return None  # availability: not a sample
+    env = decode(payload)
+    return (parsed.charger, parsed.field, env.sampling_time), env.value
+
+
+def ledger(outbox: Path) -> tuple[dict[Key, Any], int, set[Key]]:
+    """Accepted samples (the outbox, kept whole by the replay window): key -> value;
+    conflicting duplicates in it; the keys the drop policy deleted (recorded)."""
     db = sqlite3.connect(outbox)
     try:
         rows = db.execute("SELECT topic, payload FROM outbox ORDER BY seq").fetchall()
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        dropped = 0
-        if "dropped" in tables:
-            dropped = int(db.execute("SELECT count(*) FROM dropped").fetchone()[0])
+        dropped_rows = db.execute("SELECT topic, payload FROM dropped").fetchall()
     finally:
         db.close()
-    out: dict[tuple[str, str, datetime], Any] = {}
+    out: dict[Key, Any] = {}
     dups = 0
     for topic, payload in rows:
-        parsed = parse_topic(topic)
-        if not isinstance(parsed, FieldTopic):
+        kv = _key(topic, payload)
+        if kv is None:
             continue
-        env = decode(payload)
-        key = (parsed.charger, parsed.field, env.sampling_time)
-        if key in out and out[key] != env.value:
+        key, value = kv
+        if key in out and out[key] != value:
             dups += 1
-        out[key] = env.value
+        out[key] = value
+    dropped = {kv[0] for t, p in dropped_rows if (kv := _key(t, p)) is not None}
     return out, dups, dropped
 
 
 async def reconcile(stack: Stack, tally: Tally, outbox: Path, truth_log: Path) -> Result:
     res = Result()
     accepted, outbox_dups, dropped = ledger(outbox)
-    res.samples, res.dropped = len(accepted), dropped
+    res.samples, res.dropped = len(accepted) + len(dropped), len(dropped)
     assert stack.postgres is not None
     conn = await asyncpg.connect(stack.postgres.dsn)
     try:
@@ -307,13 +317,21 @@ async def reconcile(stack: Stack, tally: Tally, outbox: Path, truth_log: Path) -
             if r["n"] > 1:
                 res.duplicated += 1
         res.duplicated += outbox_dups
+        for key in dropped:
+            if key not in stored:
+                res.lost += 1  # explained: counted by the outbox's drop policy
+                res.lost_dropped += 1
         for key, value in accepted.items():
             if key not in stored:
                 res.lost += 1
             elif not _same(stored[key], value):
                 res.mismatched += 1
         res.stored = sum(1 for k in accepted if k in stored)
-        res.phantom = sum(1 for k in stored if k not in accepted and k[1] in _fields(accepted))
+        res.phantom = sum(
+            1
+            for k in stored
+            if k not in accepted and k not in dropped and k[1] in _fields(accepted)
+        )
         last: dict[tuple[str, str], tuple[datetime, Any]] = {}
         for (charger, fld, t), value in accepted.items():
             if (charger, fld) not in last or t > last[(charger, fld)][0]:
@@ -475,7 +493,10 @@ def report(res: Result, tally: Tally, work: Path) -> None:
     print(f"kills: {dict(tally.kills)}  freezes: {dict(tally.freezes)}")
     for what, seconds in tally.outages:
         print(f"  {what}: {seconds:.1f}s")
-    print(f"outbox drops (counted, the only allowed gaps): {res.dropped}")
+    print(
+        f"outbox drops (recorded, the only allowed gaps): {res.dropped}, "
+        f"of which missing downstream: {res.lost_dropped}"
+    )
     print(
         f"mismatched values: {res.mismatched}  phantom rows: {res.phantom}  "
         f"latest wrong: {res.latest_wrong}"

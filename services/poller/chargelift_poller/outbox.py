@@ -54,7 +54,22 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_by_charger ON outbox (charger, seq);
 CREATE INDEX IF NOT EXISTS outbox_unacked ON outbox (seq) WHERE acked_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (acked_at) WHERE acked_at IS NOT NULL;
+-- What the drop policy deleted, so that a gap downstream can be explained (reconciled
+-- by the chaos soak); kept as long as acknowledged rows are (the replay window).
+CREATE TABLE IF NOT EXISTS dropped (
+    seq        INTEGER PRIMARY KEY,
+    charger    TEXT NOT NULL,
+    topic      TEXT NOT NULL,
+    payload    BLOB NOT NULL,
+    reason     TEXT NOT NULL,
+    dropped_at REAL NOT NULL
+);
 """
+
+_RECORD_DROP = (
+    "INSERT OR IGNORE INTO dropped (seq, charger, topic, payload, reason, dropped_at) "
+    "SELECT seq, charger, topic, payload, ?, ? FROM outbox WHERE seq = ?"
+)
 
 DROP_REASONS = ("max_rows", "max_age", "refused")
 
@@ -272,6 +287,7 @@ class Outbox:
         """Delete one row that can never be delivered (the broker refused it)."""
         self._acks.pop(seq, None)
         with self._transaction() as cur:
+            cur.execute(_RECORD_DROP + " AND acked_at IS NULL", ("refused", self._clock(), seq))
             cur.execute("DELETE FROM outbox WHERE seq = ? RETURNING acked_at", (seq,))
             found = cur.fetchall()
         if not found:
@@ -303,6 +319,7 @@ class Outbox:
         with self._transaction() as cur:
             cur.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?", (cutoff,))
             removed = max(0, cur.rowcount)
+            cur.execute("DELETE FROM dropped WHERE dropped_at < ?", (cutoff,))
         self._acked -= removed
         return removed
 
@@ -312,13 +329,17 @@ class Outbox:
         drops: dict[str, int] = {}
         excess = self._unacked - self.max_rows
         if excess > 0:
-            drops["max_rows"] = self._drop_oldest(count=excess, created_before=None)
-        aged = self._drop_oldest(count=None, created_before=self._clock() - self.max_age)
+            drops["max_rows"] = self._drop_oldest(
+                count=excess, created_before=None, reason="max_rows"
+            )
+        aged = self._drop_oldest(
+            count=None, created_before=self._clock() - self.max_age, reason="max_age"
+        )
         if aged:
             drops["max_age"] = aged
         return {k: v for k, v in drops.items() if v}
 
-    def _drop_oldest(self, *, count: int | None, created_before: float | None) -> int:
+    def _drop_oldest(self, *, count: int | None, created_before: float | None, reason: str) -> int:
         victims: list[tuple[int]] = []
         chargers: set[str] = set()
         after = 0
@@ -345,7 +366,11 @@ class Outbox:
             after = batch[-1][0]
         if not victims:
             return 0
+        now = self._clock()
         with self._transaction() as cur:
+            cur.executemany(
+                _RECORD_DROP + " AND acked_at IS NULL", [(reason, now, v[0]) for v in victims]
+            )
             cur.executemany("DELETE FROM outbox WHERE seq = ? AND acked_at IS NULL", victims)
             dropped = max(0, cur.rowcount)
         self._unacked -= dropped

@@ -163,6 +163,16 @@ def test_max_rows_drops_the_oldest_but_keeps_each_topics_newest(path: Path, wall
         assert box.depth == 5
         assert payloads(box.load("c1", after=0, limit=20)) == [b"v1", b"v6", b"v7", b"v8", b"v9"]
         assert listener.dropped == 1
+    # Every drop is recorded with its reason, so that a gap downstream is explained.
+    db = sqlite3.connect(path)
+    recorded = db.execute("SELECT payload, reason FROM dropped ORDER BY seq").fetchall()
+    db.close()
+    assert recorded == [
+        (b"v2", "max_rows"),
+        (b"v3", "max_rows"),
+        (b"v4", "max_rows"),
+        (b"v5", "max_rows"),
+    ]
 
 
 def test_max_age_drops_old_unsent_rows_but_not_the_newest(path: Path, wall: Wall) -> None:
