@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 PACKAGES := services/contract services/certs services/simulator services/poller \
             services/ingest services/api tools/devstack
 CERTS_DIR ?= certs
+DEV_CHARGERS ?= 3
+DEV_SPEED ?= 10
 PYTEST_ARGS ?=
 
 .PHONY: help
@@ -57,8 +59,8 @@ test-unit: venv ## Unit tests only (no servers)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: dev
-dev: venv system-deps certs ## Run the native stack with simulated chargers (Ctrl-C stops it)
-	$(VENV)/bin/chargelift-devstack up --certs-dir $(CERTS_DIR)
+dev: venv system-deps certs ## Run the native stack with simulated chargers (Ctrl-C stops it; DEV_SPEED=10 times real time)
+	$(VENV)/bin/chargelift-devstack up --certs-dir $(CERTS_DIR) --chargers $(DEV_CHARGERS) --speed $(DEV_SPEED)
 
 .PHONY: dev-down
 dev-down: ## Stop a stack started by `make dev` in another terminal
