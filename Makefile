@@ -75,3 +75,12 @@ clean: ## Remove the virtual environment, caches and dev state
 .PHONY: bench-poller
 bench-poller: venv system-deps ## Poller: 10/100/1000 simulated chargers at 1 Hz, one poller, mTLS
 	$(PY) tests/bench/poller/bench_poller.py $(BENCH_ARGS)
+
+# --- chaos ---
+DURATION ?= 600
+CHARGERS ?= 50
+SEED ?= 1
+
+.PHONY: chaos
+chaos: venv system-deps ## Whole-system chaos soak (DURATION=600 CHARGERS=50 SEED=1)
+	$(PY) -m tests.chaos.chaos --duration $(DURATION) --chargers $(CHARGERS) --seed $(SEED)

@@ -51,7 +51,7 @@ import orjson
 
 from chargelift_certs import pki
 from chargelift_contract import decode, parse_time
-from chargelift_contract.mqtt import MqttClient, MqttError, TlsFiles
+from chargelift_contract.mqtt import Backoff, MqttClient, MqttError, TlsFiles
 from chargelift_contract.topics import FieldTopic, parse_topic
 from chargelift_devstack.main import Ports, Stack
 from chargelift_devstack.procs import free_port, shared_dir
@@ -127,13 +127,14 @@ class Chaos:
         stack = self.stack
         seconds = self.rng.uniform(1.0, 6.0)
         log.info("SIGSTOP %s for %.1fs", target, seconds)
-        if target == "mosquitto":
-            assert stack.broker is not None
-            assert stack.broker.proc is not None
-            pid = stack.broker.proc.pid
-            os.kill(pid, signal.SIGSTOP)
+        if target in ("mosquitto", "postgres"):
+            server = stack.broker if target == "mosquitto" else stack.postgres
+            assert server is not None
+            assert server.proc is not None
+            pgid = server.proc.pid  # started in a session of its own: the whole group
+            os.killpg(pgid, signal.SIGSTOP)
             await asyncio.sleep(seconds)
-            os.kill(pid, signal.SIGCONT)
+            os.killpg(pgid, signal.SIGCONT)
         else:
             svc = stack.service(target)
             svc.signal(signal.SIGSTOP)
@@ -464,7 +465,7 @@ async def run(args: argparse.Namespace) -> int:
         await junk
         log.info("faults done; letting the pipeline drain")
         await drain(outbox, timeout=args.drain_timeout)
-        await asyncio.sleep(5)  # ingest's last batch
+        await settle(stack, timeout=args.drain_timeout)
         res = await reconcile(stack, tally, outbox, work / "truth.jsonl")
     finally:
         stop.set()
@@ -487,6 +488,31 @@ async def drain(outbox: Path, timeout: float) -> None:
             return
         await asyncio.sleep(1)
     log.warning("outbox not drained after %.0fs", timeout)
+
+
+async def settle(stack: Stack, timeout: float) -> None:
+    """Wait until ingest has nothing pending and the readings count stays still for 5 s."""
+    assert stack.postgres is not None
+    url = stack.env_values["INGEST_METRICS_URL"].replace("/metrics", "/healthz")
+    deadline = time.monotonic() + timeout
+    last, still_since = -1, time.monotonic()
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            try:
+                pending = (await http.get(url)).json().get("pending", 1)
+                conn = await asyncpg.connect(stack.postgres.dsn)
+                try:
+                    count = await conn.fetchval("SELECT count(*) FROM readings")
+                finally:
+                    await conn.close()
+            except (httpx.HTTPError, OSError, asyncpg.PostgresError, ValueError):
+                pending, count = 1, -1
+            if count != last or pending:
+                last, still_since = count, time.monotonic()
+            elif time.monotonic() - still_since >= 5:
+                return
+            await asyncio.sleep(0.5)
+    log.warning("pipeline did not settle within %.0fs", timeout)
 
 
 def report(res: Result, tally: Tally, work: Path) -> None:
