@@ -205,7 +205,11 @@ async def junk_publisher(
     sent: list[tuple[float, str, bytes]] = []
     n = 0
     async with MqttClient(
-        host="127.0.0.1", port=stack.ports.mqtt, client_id=JUNK_ID, tls=tls
+        host="127.0.0.1",
+        port=stack.ports.mqtt,
+        client_id=JUNK_ID,
+        tls=tls,
+        backoff=Backoff(initial=0.2, maximum=2.0),
     ) as client:
         seen_connections = 0
         while not stop.is_set():
