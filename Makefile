@@ -76,6 +76,10 @@ clean: ## Remove the virtual environment, caches and dev state
 bench-poller: venv system-deps ## Poller: 10/100/1000 simulated chargers at 1 Hz, one poller, mTLS
 	$(PY) tests/bench/poller/bench_poller.py $(BENCH_ARGS)
 
+.PHONY: bench-api
+bench-api: venv system-deps ## API: 20 chargers x 30 days of 1 Hz data, wrk against uvicorn
+	$(PY) tests/bench/api/bench_api.py $(BENCH_ARGS)
+
 # --- chaos ---
 DURATION ?= 600
 CHARGERS ?= 50

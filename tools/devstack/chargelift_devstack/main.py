@@ -102,6 +102,7 @@ class Stack:
     env: dict[str, dict[str, str]] = field(default_factory=dict)  # extra env per service
     pg_settings: dict[str, str] = field(default_factory=dict)
     seed: int = 1
+    simulator_args: list[str] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     env_values: dict[str, str] = field(default_factory=dict)  # what up() wrote to dev.env
     broker: MosquittoServer | None = None
@@ -202,6 +203,7 @@ class Stack:
                     str(self.seed),
                     "--truth-log",
                     str(self.run_dir / "truth.jsonl"),
+                    *self.simulator_args,
                 ],
                 {"SIMULATOR_PIN": pin},
             ),
