@@ -54,3 +54,7 @@ def test_short_chaos_soak_loses_and_duplicates_nothing() -> None:
     assert kills == 4
     assert dead > 0
     assert stored + lost == samples
+    drops = re.search(r"outbox drops \(recorded, the only allowed gaps\): (\d+)", out)
+    assert drops is not None
+    assert int(drops.group(1)) > 0, "the soak did not drive the outbox to its bound"
+    assert lost <= int(drops.group(1))
