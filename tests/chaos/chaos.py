@@ -86,6 +86,7 @@ class Tally:
     kills: Counter[str] = field(default_factory=Counter)
     freezes: Counter[str] = field(default_factory=Counter)
     outages: list[tuple[str, float]] = field(default_factory=list)  # (what, seconds down)
+    recoveries: list[tuple[str, float | None]] = field(default_factory=list)
     junk_sent: set[tuple[str, bytes]] = field(default_factory=set)
 
 
@@ -99,6 +100,36 @@ class Chaos:
         self.stack = stack
         self.rng = rng
         self.tally = tally
+        self.watchers: set[asyncio.Task[None]] = set()
+
+    def watch_recovery(self, what: str) -> None:
+        """Measure, in the background, how long until a sample taken after the fault
+        ended is stored: the end-to-end recovery time."""
+        task = asyncio.create_task(self._recovery(what, datetime.now(UTC)))
+        self.watchers.add(task)
+        task.add_done_callback(self.watchers.discard)
+
+    async def _recovery(self, what: str, since: datetime) -> None:
+        assert self.stack.postgres is not None
+        started = time.monotonic()
+        while time.monotonic() - started < 120:
+            try:
+                conn = await asyncpg.connect(self.stack.postgres.dsn, timeout=2)
+                try:
+                    found = await conn.fetchval(
+                        "SELECT 1 FROM readings WHERE time > $1 AND field <> 'Availability' "
+                        "LIMIT 1",
+                        since,
+                    )
+                finally:
+                    await conn.close()
+            except (OSError, TimeoutError, asyncpg.PostgresError):
+                found = None
+            if found:
+                self.tally.recoveries.append((what, time.monotonic() - started))
+                return
+            await asyncio.sleep(0.2)
+        self.tally.recoveries.append((what, None))
 
     async def kill_restart(self, target: str) -> None:
         stack = self.stack
@@ -122,6 +153,7 @@ class Chaos:
             svc.start()
         self.tally.kills[target] += 1
         self.tally.outages.append((f"kill {target}", time.monotonic() - started))
+        self.watch_recovery(f"kill {target}")
 
     async def freeze(self, target: str) -> None:
         stack = self.stack
@@ -141,6 +173,7 @@ class Chaos:
             await asyncio.sleep(seconds)
             svc.signal(signal.SIGCONT)
         self.tally.freezes[target] += 1
+        self.watch_recovery(f"freeze {target}")
 
     async def hold_broker_down(self, seconds: float) -> None:
         """Keep the broker down long enough for the outbox to reach its bound."""
@@ -150,6 +183,7 @@ class Chaos:
         await asyncio.sleep(seconds)
         await asyncio.to_thread(self.stack.broker.start)
         self.tally.outages.append(("broker held down", seconds))
+        self.watch_recovery("broker held down")
 
 
 def schedule(rng: random.Random, duration: float, kills_each: int) -> list[tuple[float, str, str]]:
@@ -504,6 +538,7 @@ async def run(args: argparse.Namespace) -> int:
         stop.set()
         await junk
         await cars
+        await asyncio.gather(*chaos.watchers)
         log.info("faults done; letting the pipeline drain")
         # Stop sampling so the ledger is final: the poller flushes on SIGTERM; anything
         # still unsent is sent by a restarted poller (bounded attempts).
@@ -571,6 +606,9 @@ def report(res: Result, tally: Tally, work: Path) -> None:
     print(f"kills: {dict(tally.kills)}  freezes: {dict(tally.freezes)}")
     for what, seconds in tally.outages:
         print(f"  {what}: {seconds:.1f}s")
+    print("recovery (fault over -> a new sample stored):")
+    for what, rec in tally.recoveries:
+        print(f"  {what}: " + ("not within 120 s" if rec is None else f"{rec:.1f}s"))
     print(
         f"outbox drops (recorded, the only allowed gaps): {res.dropped}, "
         f"of which missing downstream: {res.lost_dropped}"
