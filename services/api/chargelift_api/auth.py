@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Scope = Literal["read", "admin"]
@@ -20,16 +20,28 @@ _ENTRY = re.compile(r"([A-Za-z0-9_.-]{1,64}):(read|admin):([0-9a-f]{64})")
 
 @dataclass(frozen=True, slots=True)
 class TokenEntry:
+    """One configured token: a name (for logs and metrics), its scope and its hash."""
+
     name: str
     scope: Scope
-    sha256: str
+    sha256: str = field(repr=False)
+
+    def grants(self, scope: Scope) -> bool:
+        """True if this token may do what ``scope`` allows (admin includes read)."""
+        return self.scope == "admin" or scope == "read"
 
 
 def hash_token(token: str) -> str:
+    """The SHA-256 hex digest stored in ``API_TOKENS``.
+
+    A plain hash (no salt, no slow KDF) is enough: tokens are 256-bit random strings,
+    not passwords, so there is nothing to guess from a leaked hash.
+    """
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def new_token() -> str:
+    """A new random token (256 bits, URL-safe)."""
     return secrets.token_urlsafe(32)
 
 
@@ -50,18 +62,16 @@ def parse_tokens(text: str) -> list[TokenEntry]:
 
 
 class TokenStore:
+    """The configured tokens, looked up by hash."""
+
     def __init__(self, entries: list[TokenEntry]) -> None:
         self._entries = entries
 
-    def check(self, token: str, scope: Scope) -> TokenEntry | None:
-        """The entry of ``token`` if it exists and grants ``scope``; compared in constant time."""
+    def check(self, token: str) -> TokenEntry | None:
+        """The entry of ``token``, or None; every entry is compared in constant time."""
         digest = hash_token(token)
         found = None
         for entry in self._entries:
             if hmac.compare_digest(entry.sha256, digest):
                 found = entry
-        if found is None:
-            return None
-        if scope == "admin" and found.scope != "admin":
-            return None
         return found

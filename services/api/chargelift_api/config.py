@@ -13,7 +13,9 @@ from chargelift_api.auth import TokenEntry, parse_tokens
 class Settings(BaseSettings):
     """``DATABASE_URL`` and ``API_*`` variables."""
 
-    model_config = SettingsConfigDict(env_prefix="API_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="API_", extra="ignore", validate_by_name=True, validate_by_alias=True
+    )
 
     database_url: SecretStr = Field(validation_alias="DATABASE_URL")
     tokens: str = Field(
@@ -24,10 +26,13 @@ class Settings(BaseSettings):
     max_points: int = Field(10_000, ge=10)
     min_bucket_seconds: int = Field(60, ge=1)
     max_window_days: int = Field(400, ge=1)
+    max_session_days: int = Field(
+        7, ge=1, description="longest plug-in looked for before `from` and after `to`"
+    )
     host: str = "127.0.0.1"
     port: int = 8000
-    pool_min: int = 2
-    pool_max: int = 10
+    pool_min: int = Field(2, ge=1)
+    pool_max: int = Field(10, ge=1)
 
     @field_validator("timezone")
     @classmethod
@@ -45,8 +50,10 @@ class Settings(BaseSettings):
         return value
 
     def token_entries(self) -> list[TokenEntry]:
+        """The parsed ``API_TOKENS`` entries."""
         return parse_tokens(self.tokens)
 
     @property
     def zone(self) -> ZoneInfo:
+        """``API_TIMEZONE`` as a zone."""
         return ZoneInfo(self.timezone)

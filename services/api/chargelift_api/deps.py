@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from chargelift_api.auth import TokenEntry, TokenStore
+from chargelift_api.auth import Scope, TokenEntry, TokenStore
+from chargelift_api.billing import Billing
 from chargelift_api.config import Settings
 from chargelift_api.problems import ProblemError
 from chargelift_api.repository import Repository
@@ -16,19 +17,38 @@ from chargelift_api.repository import Repository
 
 @dataclass(frozen=True)
 class Context:
-    """What the lifespan puts in ``app.state.ctx``."""
+    """What the lifespan puts in ``app.state.ctx`` for the routes."""
 
     settings: Settings
     repo: Repository
+    billing: Billing
     tokens: TokenStore
 
 
 def context(request: Request) -> Context:
+    """The application's :class:`Context`."""
     ctx: Context = request.app.state.ctx
     return ctx
 
 
-_bearer = HTTPBearer(auto_error=False, description="API token (chargelift-api hash-token)")
+Ctx = Annotated[Context, Depends(context)]
+
+_bearer = HTTPBearer(
+    auto_error=False, description="API token (`chargelift-api hash-token`, docs/api.md)"
+)
+
+
+def _authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, scope: Scope
+) -> TokenEntry:
+    if credentials is None:
+        raise _unauthorized("missing bearer token")
+    entry = context(request).tokens.check(credentials.credentials)
+    if entry is None:
+        raise _unauthorized("invalid token")
+    if not entry.grants(scope):
+        raise ProblemError(403, "Forbidden", f"this token lacks the {scope} scope")
+    return entry
 
 
 def require_read(
@@ -36,13 +56,16 @@ def require_read(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TokenEntry:
     """401 unless a bearer token with scope read (or admin) is presented."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise _unauthorized("missing bearer token")
-    entry = context(request).tokens.check(credentials.credentials, "read")
-    if entry is None:
-        raise _unauthorized("invalid token")
-    return entry
+    return _authenticate(request, credentials, "read")
+
+
+def require_admin(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> TokenEntry:
+    """401 without a valid token, 403 unless it has scope admin."""
+    return _authenticate(request, credentials, "admin")
 
 
 def _unauthorized(detail: str) -> ProblemError:
-    return ProblemError(401, "Unauthorized", detail)
+    return ProblemError(401, "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})

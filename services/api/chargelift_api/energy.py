@@ -1,9 +1,4 @@
-"""Energy, cost and charging sessions from change-only readings. Pure functions, no I/O.
-
-The data model: the edge publishes a field only when it changes (plus a periodic full
-snapshot), so a value holds until the next reading of that field. Every series here is
-therefore a *step function*: ``Series(initial, points)`` where ``initial`` is the last
-value before the window (carried in) and ``points`` are the readings inside it.
+"""Energy and cost from an energy register, priced per tariff interval. Pure, no I/O.
 
 Energy comes from an energy *register* (``SessionEnergy``, Wh: restarts at 0 with each
 session and holds its value afterwards; or a lifetime ``TotalEnergyConsumption``):
@@ -13,71 +8,48 @@ session and holds its value afterwards; or a lifetime ``TotalEnergyConsumption``
   the reset (the register restarted from 0);
 * the baseline of a window is the value in force at its start; with no reading before
   the window the first reading is the baseline and is *not* billed (we cannot know
-  what part of it was charged before we saw it) — never a 0 baseline, which would bill
+  what part of it was charged before we saw it) -- never a 0 baseline, which would bill
   a whole register (CitrineOS #1060: 910 kWh billed for 0.083).
 
-Cost is integrated per price interval: the energy of a delta is spread evenly over the
-time between the two readings and each part is priced with the ``EnergyPrice``
-(ct/kWh) in force during that part, so a session across a tariff change pays each
-tariff for what was charged under it (not one price per session, openWB #1757).
+A delta's energy is spread evenly over the time between its two readings. Cost is
+integrated per price interval: a delta is cut at every price or tariff change (and
+calendar or window boundary) inside it and each part is priced with the
+``EnergyPrice`` (ct/kWh) in force during that part, so a session across a tariff
+change pays each tariff for what was charged under it (not one price per session,
+openWB #1757).
+
+Long series are not walked here point by point: the database merges consecutive
+deltas that no cut separates (:func:`coalesce` is the same operation in Python, and
+the tests check that it changes no total).
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from datetime import datetime
 
-T = TypeVar("T")
+from chargelift_api.series import Series
 
-
-@dataclass(frozen=True, slots=True)
-class Point(Generic[T]):
-    time: datetime
-    value: T
-
-
-@dataclass(frozen=True)
-class Series(Generic[T]):
-    """A step function: ``initial`` (carried in, may be None) then ``points`` in time order."""
-
-    initial: Point[T] | None
-    points: Sequence[Point[T]]
-    _times: list[datetime] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_times", [p.time for p in self.points])
-
-    def at(self, moment: datetime) -> T | None:
-        """The value in force at ``moment`` (the last reading at or before it)."""
-        i = bisect.bisect_right(self._times, moment)
-        if i:
-            return self.points[i - 1].value
-        return self.initial.value if self.initial is not None else None
-
-    def changes_between(self, start: datetime, end: datetime) -> list[Point[T]]:
-        """Readings with ``start < time < end``."""
-        lo = bisect.bisect_right(self._times, start)
-        hi = bisect.bisect_left(self._times, end)
-        return list(self.points[lo:hi])
+NO_TARIFF = "default"
+"""The tariff name reported when the charger publishes no ``Tariff``."""
 
 
 @dataclass(frozen=True, slots=True)
 class EnergyDelta:
-    """Energy charged between two register readings (``start`` < ``end``)."""
+    """Energy charged between two register readings (``start`` <= ``end``)."""
 
     start: datetime
     end: datetime
     wh: float
-    reset: bool
+    reset: bool = False
 
 
 def register_deltas(register: Series[float | None]) -> Iterator[EnergyDelta]:
-    """Deltas of an energy register, with reset detection (see module docstring)."""
-    prev = register.initial
+    """Deltas of an energy register, with reset detection (see the module docstring)."""
+    prev = register.initial if register.initial and register.initial.value is not None else None
     for point in register.points:
         if point.value is None:
             continue
@@ -93,167 +65,155 @@ def register_deltas(register: Series[float | None]) -> Iterator[EnergyDelta]:
         prev = point
 
 
+def coalesce(deltas: Iterable[EnergyDelta], cuts: Sequence[datetime]) -> list[EnergyDelta]:
+    """Merge deltas that lie between the same two cuts into one delta.
+
+    A delta with a cut strictly inside it is kept alone (it will be split pro rata).
+    This is what ``repository.ENERGY_DELTAS`` does in SQL; the merged deltas price,
+    split and attribute exactly as the originals whenever every price, tariff,
+    period and session boundary is among ``cuts``.
+    """
+    ordered = sorted(cuts)
+    out: list[EnergyDelta] = []
+    group: list[EnergyDelta] = []
+    group_key = -1
+
+    def flush() -> None:
+        if group:
+            out.append(
+                EnergyDelta(
+                    group[0].start,
+                    group[-1].end,
+                    sum(d.wh for d in group),
+                    any(d.reset for d in group),
+                )
+            )
+            group.clear()
+
+    for d in deltas:
+        k0 = bisect.bisect_right(ordered, d.start)  # cuts <= start
+        k1 = bisect.bisect_left(ordered, d.end)  # cuts < end
+        if k0 != k1:
+            flush()
+            out.append(d)
+            group_key = -1
+            continue
+        if k1 != group_key:
+            flush()
+            group_key = k1
+        group.append(d)
+    flush()
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class PricedPart:
-    """A part of an energy delta under one price."""
+    """A part of an energy delta under one price and tariff."""
 
     start: datetime
     end: datetime
     wh: float
     price_ct_per_kwh: float | None
-    tariff: str | None
+    tariff: str
 
     @property
     def cost_ct(self) -> float:
+        """Cost in ct (0 when no price is known)."""
         return 0.0 if self.price_ct_per_kwh is None else self.wh / 1000.0 * self.price_ct_per_kwh
 
 
-def price_delta(
-    delta: EnergyDelta,
-    price: Series[float | None],
-    tariff: Series[str | None],
-    boundaries: Sequence[datetime] = (),
-) -> list[PricedPart]:
-    """Split ``delta`` at every price or tariff change (and boundary) inside it, pro rata."""
-    cuts = sorted(
-        {p.time for p in price.changes_between(delta.start, delta.end)}
-        | {p.time for p in tariff.changes_between(delta.start, delta.end)}
-        | {b for b in boundaries if delta.start < b < delta.end}
-    )
-    bounds = [delta.start, *cuts, delta.end]
-    total = (delta.end - delta.start).total_seconds()
-    parts = []
-    for a, b in itertools.pairwise(bounds):
-        share = (b - a).total_seconds() / total if total > 0 else 1.0
-        parts.append(PricedPart(a, b, delta.wh * share, price.at(a), tariff.at(a)))
-    return parts
-
-
-@dataclass
-class Session:
-    """A charging session: from the first ``charging`` to the vehicle leaving."""
-
-    start: datetime
-    end: datetime | None = None
-    energy_wh: float = 0.0
-    cost_ct: float = 0.0
-    peak_power_w: float | None = None
-    offline: bool = False  # the charger went offline during the session
-    tariffs: dict[str, float] = field(default_factory=dict)  # tariff -> Wh
-
-    @property
-    def duration_s(self) -> float | None:
-        return None if self.end is None else (self.end - self.start).total_seconds()
-
-
 @dataclass(frozen=True)
-class ChargerSeries:
-    """The series the session and energy computations need, for one window."""
+class Tariffs:
+    """The ``EnergyPrice`` (ct/kWh) and ``Tariff`` name in force over time."""
 
-    state: Series[str | None]
-    vehicle: Series[bool | None]
-    register: Series[float | None]
-    power: Series[float | None]
     price: Series[float | None]
-    tariff: Series[str | None]
-    availability: Series[str | None]
+    name: Series[str | None]
 
+    def cuts(self, start: datetime, end: datetime) -> set[datetime]:
+        """Times strictly inside (``start``, ``end``) at which the price or tariff changes."""
+        return {p.time for p in self.price.changes().between(start, end)} | {
+            p.time for p in self.name.changes().between(start, end)
+        }
 
-def _merged_events(s: ChargerSeries) -> list[tuple[datetime, str, object]]:
-    events: list[tuple[datetime, str, object]] = []
-    for name, series in (("state", s.state), ("vehicle", s.vehicle), ("avail", s.availability)):
-        events.extend((p.time, name, p.value) for p in series.points)
-    events.sort(key=lambda e: e[0])
-    return events
-
-
-def derive_sessions(s: ChargerSeries, window_end: datetime) -> list[Session]:
-    """Charging sessions in the window.
-
-    Rule (docs/api.md): a session starts when ``OperationState`` becomes ``charging``
-    while none is open, and ends when ``ConnectedVehicle`` becomes false (unplug). A
-    pause (the EMS or the car stops charging, the plug stays in) stays inside the
-    session. Without ``ConnectedVehicle`` data the session ends when the state leaves
-    ``charging``. If the charger goes offline the session stays open (``offline`` is
-    set) until data shows the unplug; energy reported when it comes back is counted.
-    A session open at the window's end has ``end = None``.
-    """
-    sessions: list[Session] = []
-    current: Session | None = None
-    has_vehicle_data = s.vehicle.initial is not None or bool(s.vehicle.points)
-    if s.state.initial is not None and s.state.initial.value == "charging":
-        current = Session(start=s.state.initial.time)
-    for time, kind, value in _merged_events(s):
-        if kind == "state":
-            if value == "charging" and current is None:
-                current = Session(start=time)
-            elif value != "charging" and current is not None and not has_vehicle_data:
-                current.end = time
-                sessions.append(current)
-                current = None
-        elif kind == "vehicle":
-            if value is False and current is not None:
-                current.end = time
-                sessions.append(current)
-                current = None
-        elif kind == "avail" and value == "offline" and current is not None:
-            current.offline = True
-    if current is not None:
-        sessions.append(current)
-    for session in sessions:
-        _fill_session(session, s, window_end)
-    return sessions
-
-
-def _fill_session(session: Session, s: ChargerSeries, window_end: datetime) -> None:
-    end = session.end or window_end
-    for delta in register_deltas(s.register):
-        if delta.end < session.start or delta.end > end:
-            continue
-        for part in price_delta(delta, s.price, s.tariff):
-            session.energy_wh += part.wh
-            session.cost_ct += part.cost_ct
-            key = part.tariff or "unknown"
-            session.tariffs[key] = session.tariffs.get(key, 0.0) + part.wh
-    powers = [p.value for p in s.power.changes_between(session.start - _TINY, end + _TINY)]
-    at_start = s.power.at(session.start)
-    candidates = [v for v in [at_start, *powers] if v is not None]
-    session.peak_power_w = max(candidates) if candidates else None
-
-
-_TINY = timedelta(microseconds=1)
+    def split(self, delta: EnergyDelta, boundaries: Sequence[datetime] = ()) -> list[PricedPart]:
+        """Cut ``delta`` at every price or tariff change and boundary inside it, pro rata."""
+        cuts = sorted(
+            self.cuts(delta.start, delta.end)
+            | {b for b in boundaries if delta.start < b < delta.end}
+        )
+        bounds = [delta.start, *cuts, delta.end]
+        total = (delta.end - delta.start).total_seconds()
+        parts = []
+        for a, b in itertools.pairwise(bounds):
+            share = (b - a).total_seconds() / total if total > 0 else 1.0
+            parts.append(
+                PricedPart(a, b, delta.wh * share, self.price.at(a), self.name.at(a) or NO_TARIFF)
+            )
+        return parts
 
 
 @dataclass
-class PeriodEnergy:
-    """Energy and cost of one calendar period, in total and per tariff."""
+class Line:
+    """Energy and cost under one tariff and price."""
 
+    tariff: str
+    price_ct_per_kwh: float | None
     start: datetime
     end: datetime
     energy_wh: float = 0.0
     cost_ct: float = 0.0
-    tariffs: dict[str, tuple[float, float]] = field(default_factory=dict)  # Wh, ct
+
+
+@dataclass
+class Bill:
+    """Energy and cost of a span of time, in total and per tariff and price."""
+
+    start: datetime
+    end: datetime | None
+    energy_wh: float = 0.0
+    cost_ct: float = 0.0
+    unpriced_wh: float = 0.0
+    lines: list[Line] = field(default_factory=list)
+
+    def add(self, part: PricedPart) -> None:
+        """Add a priced part (parts arrive in time order); parts without energy add nothing."""
+        if part.wh <= 0:
+            return
+        self.energy_wh += part.wh
+        self.cost_ct += part.cost_ct
+        if part.price_ct_per_kwh is None:
+            self.unpriced_wh += part.wh
+        for line in self.lines:
+            if line.tariff == part.tariff and line.price_ct_per_kwh == part.price_ct_per_kwh:
+                line.energy_wh += part.wh
+                line.cost_ct += part.cost_ct
+                line.end = max(line.end, part.end)
+                return
+        self.lines.append(
+            Line(part.tariff, part.price_ct_per_kwh, part.start, part.end, part.wh, part.cost_ct)
+        )
 
 
 def energy_by_period(
-    register: Series[float | None],
-    price: Series[float | None],
-    tariff: Series[str | None],
+    deltas: Iterable[EnergyDelta],
+    tariffs: Tariffs,
     periods: Sequence[tuple[datetime, datetime]],
-) -> list[PeriodEnergy]:
-    """Energy and cost per period (parts are cut at period boundaries, pro rata by time)."""
-    out = [PeriodEnergy(a, b) for a, b in periods]
+) -> list[Bill]:
+    """Energy and cost per period; deltas are cut at period boundaries, pro rata by time.
+
+    Parts outside every period (before the first, after the last) are dropped: the
+    delta that straddles ``from`` is billed to the window only for its share after
+    ``from``, so consecutive windows add up to the whole.
+    """
+    out = [Bill(a, b) for a, b in periods]
+    if not out:
+        return out
     starts = [a for a, _ in periods]
     boundaries = sorted({a for a, _ in periods} | {b for _, b in periods})
-    for delta in register_deltas(register):
-        for part in price_delta(delta, price, tariff, boundaries):
+    for delta in deltas:
+        for part in tariffs.split(delta, boundaries):
             i = bisect.bisect_right(starts, part.start) - 1
-            if i < 0 or part.start >= out[i].end:
+            if i < 0 or part.start >= periods[i][1]:
                 continue
-            period = out[i]
-            period.energy_wh += part.wh
-            period.cost_ct += part.cost_ct
-            key = part.tariff or "unknown"
-            wh, ct = period.tariffs.get(key, (0.0, 0.0))
-            period.tariffs[key] = (wh + part.wh, ct + part.cost_ct)
+            out[i].add(part)
     return out

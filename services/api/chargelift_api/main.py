@@ -32,11 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        names = ", ".join(
-            "DATABASE_URL" if e["loc"][0] == "DATABASE_URL" else f"API_{str(e['loc'][0]).upper()}"
-            for e in exc.errors()
-        )
-        print(f"error: invalid or missing settings: {names}\n{exc}", file=sys.stderr)
+        # Names and reasons only: the values may be secrets (a DSN with its password).
+        for e in exc.errors(include_input=False, include_url=False):
+            name = str(e["loc"][0]) if e["loc"] else "?"
+            var = name if name == "DATABASE_URL" else f"API_{name.upper()}"
+            print(f"error: {var}: {e['msg']}", file=sys.stderr)
         return 2
     uvicorn.run(
         create_app(settings),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -11,6 +13,18 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM = "application/problem+json"
+
+#: Errors that mean "the database cannot answer now" (connection refused or lost, server
+#: shutting down or starting, pool timeout): a 503, not a bug.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+log = logging.getLogger(__name__)
 
 
 class Problem(BaseModel):
@@ -26,11 +40,28 @@ class Problem(BaseModel):
 class ProblemError(Exception):
     """Raised by routes for a problem the client caused (4xx)."""
 
-    def __init__(self, status: int, title: str, detail: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail or title)
         self.status = status
         self.title = title
         self.detail = detail
+        self.headers = headers
+
+
+def unprocessable(detail: str) -> ProblemError:
+    """A 422 for a parameter that is well-formed but not acceptable."""
+    return ProblemError(422, "Unprocessable Content", detail)
+
+
+def not_found(detail: str) -> ProblemError:
+    """A 404."""
+    return ProblemError(404, "Not Found", detail)
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -56,7 +87,9 @@ _TITLES = {
 def install(app: FastAPI) -> None:
     async def on_problem(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
-        return problem_response(Problem(title=exc.title, status=exc.status, detail=exc.detail))
+        return problem_response(
+            Problem(title=exc.title, status=exc.status, detail=exc.detail), exc.headers
+        )
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -79,6 +112,25 @@ def install(app: FastAPI) -> None:
             Problem(title="Unprocessable Content", status=422, detail=detail, errors=errors)
         )
 
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        # A bug or the database failing, never the client's input: logged with the
+        # traceback, answered without details (they could carry secrets).
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return problem_response(Problem(title="Internal Server Error", status=500))
+
+    async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database is down or restarting: the client may retry; no 500 for that.
+        log.warning(
+            "%s %s: database unavailable: %s", request.method, request.url.path, type(exc).__name__
+        )
+        return problem_response(
+            Problem(title="Service Unavailable", status=503, detail="the database is unavailable"),
+            {"Retry-After": "5"},
+        )
+
     app.add_exception_handler(ProblemError, on_problem)
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, on_unavailable)
+    app.add_exception_handler(Exception, on_error)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -1,42 +1,53 @@
-"""Health, readiness and metrics (no token needed; keep them off the public internet)."""
+"""Health, readiness and metrics: no token (keep them off the public internet)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import asyncpg
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from chargelift_api import metrics
-from chargelift_api.deps import Context, context
+from chargelift_api.deps import Ctx
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """The process is up."""
-    return {"status": "ok"}
+class Status(BaseModel):
+    """Health or readiness."""
+
+    status: str
+    detail: str | None = None
 
 
-@router.get("/readyz", responses={503: {"description": "database unreachable"}})
-async def readyz(ctx: Annotated[Context, Depends(context)]) -> Response:
-    """The database answers."""
+@router.get("/healthz", response_model_exclude_none=True)
+async def healthz() -> Status:
+    """The process is up (it does not look at the database)."""
+    return Status(status="ok")
+
+
+@router.get(
+    "/readyz",
+    responses={503: {"model": Status, "description": "the database does not answer"}},
+)
+async def readyz(ctx: Ctx) -> Response:
+    """The database answers within 2 s."""
     try:
         await ctx.repo.ping()
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        return JSONResponse(
-            {"status": "unavailable", "detail": type(exc).__name__}, status_code=503
-        )
-    return JSONResponse({"status": "ready"})
+        # The exception's class only: its text may carry the DSN's host or user.
+        body = Status(status="unavailable", detail=type(exc).__name__)
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+    return JSONResponse(Status(status="ready").model_dump(exclude_none=True))
 
 
-@router.get("/metrics", response_class=Response)
-async def prometheus(ctx: Annotated[Context, Depends(context)]) -> Response:
-    """Prometheus exposition."""
-    pool = ctx.repo.pool
-    metrics.POOL_SIZE.set(pool.get_size())
-    metrics.POOL_IDLE.set(pool.get_idle_size())
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def prometheus(ctx: Ctx) -> Response:
+    """Prometheus exposition: requests by route and status, latency, pool statistics."""
+    metrics.observe_pool(ctx.repo.pool)
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,321 @@
+"""Response models of ``/api/v1`` (the OpenAPI schema, with examples)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chargelift_api.periods import Period
+from chargelift_contract import OperationState
+
+ValueT = float | str | bool | None
+
+_T = "2026-11-24T21:00:00Z"
+
+
+class _Model(BaseModel):
+    """Fields with an alias (``from``, ``to``) are set by name in code, by alias in JSON."""
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+
+class ChargerSummary(_Model):
+    """A charger and what it does now."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "amtron-1",
+                    "first_seen": "2026-10-01T08:00:00Z",
+                    "last_seen": _T,
+                    "availability": "online",
+                    "operation_state": "charging",
+                    "power_w": 7360.0,
+                }
+            ]
+        }
+    )
+
+    id: str = Field(examples=["amtron-1"])
+    first_seen: datetime = Field(description="SamplingTime of the first reading ever stored")
+    last_seen: datetime = Field(description="SamplingTime of the latest reading stored")
+    availability: Literal["online", "offline"] | None = Field(
+        description="as last reported by the edge (its MQTT last will says offline)"
+    )
+    operation_state: OperationState | None = Field(description="current OperationState")
+    power_w: float | None = Field(description="current PowerOutput, W")
+
+
+class FieldValue(_Model):
+    """The latest value of one field."""
+
+    field: str = Field(examples=["PowerOutput"])
+    value: ValueT = Field(examples=[7360.0])
+    unit: str | None = Field(examples=["W"])
+    sampling_time: datetime = Field(description="when the edge read the value")
+    age_s: float = Field(description="seconds from SamplingTime to now", examples=[3.2])
+
+
+class ChargerDetail(ChargerSummary):
+    """A charger with the latest value of every field it has published."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "amtron-1",
+                    "first_seen": "2026-10-01T08:00:00Z",
+                    "last_seen": _T,
+                    "availability": "online",
+                    "operation_state": "charging",
+                    "power_w": 7360.0,
+                    "fields": [
+                        {
+                            "field": "PowerOutput",
+                            "value": 7360.0,
+                            "unit": "W",
+                            "sampling_time": _T,
+                            "age_s": 3.2,
+                        },
+                        {
+                            "field": "OperationState",
+                            "value": "charging",
+                            "unit": None,
+                            "sampling_time": "2026-11-24T19:12:05Z",
+                            "age_s": 6478.2,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+    fields: list[FieldValue]
+
+
+class RawPoint(_Model):
+    """One reading: the value from ``time`` on (until the next reading)."""
+
+    time: datetime
+    value: ValueT
+
+
+class NumericBucket(_Model):
+    """Aggregates of a numeric field over one bucket, with the value carried in."""
+
+    start: datetime
+    min: float | None = Field(description="smallest value in force during the bucket")
+    avg: float | None = Field(description="time-weighted average over the bucket")
+    max: float | None = Field(description="largest value in force during the bucket")
+    last: float | None = Field(description="value in force at the end of the bucket")
+    count: int = Field(description="readings inside the bucket (0: the value was carried in)")
+
+
+class StateBucket(_Model):
+    """Time in each OperationState during one bucket."""
+
+    start: datetime
+    seconds: dict[OperationState, float] = Field(
+        description="seconds spent in each state", examples=[{"charging": 2400.0, "idle": 1200.0}]
+    )
+
+
+class Readings(_Model):
+    """History of one field: raw ``points``, numeric ``buckets`` or ``states`` per bucket."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "charger": "amtron-1",
+                    "field": "PowerOutput",
+                    "unit": "W",
+                    "from": "2026-11-24T00:00:00Z",
+                    "to": "2026-11-24T02:00:00Z",
+                    "bucket_s": 3600,
+                    "initial": {"time": "2026-11-23T23:58:00Z", "value": 0.0},
+                    "buckets": [
+                        {
+                            "start": "2026-11-24T00:00:00Z",
+                            "min": 0.0,
+                            "avg": 2500.5,
+                            "max": 11040.0,
+                            "last": 11000.0,
+                            "count": 1320,
+                        },
+                        {
+                            "start": "2026-11-24T01:00:00Z",
+                            "min": 11000.0,
+                            "avg": 11000.0,
+                            "max": 11000.0,
+                            "last": 11000.0,
+                            "count": 0,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+    charger: str
+    field: str
+    unit: str | None
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    bucket_s: int | None = Field(description="bucket width in seconds; null for raw points")
+    initial: RawPoint | None = Field(description="the value carried in from before `from`")
+    points: list[RawPoint] | None = None
+    buckets: list[NumericBucket] | None = None
+    states: list[StateBucket] | None = None
+
+
+class TariffLine(_Model):
+    """Energy charged under one tariff at one price, and what it cost."""
+
+    tariff: str = Field(description="`Tariff` in force, `default` if none is published")
+    price_ct_per_kwh: float | None = Field(description="`EnergyPrice` in force; null if unknown")
+    start: datetime = Field(alias="from", description="first moment charged at this price")
+    end: datetime = Field(alias="to", description="last moment charged at this price")
+    energy_wh: float
+    cost: float = Field(description="in `currency`")
+
+
+class SessionOut(_Model):
+    """One charging session (one plug-in), its energy and its cost."""
+
+    start: datetime
+    end: datetime | None = Field(description="null while the session is open")
+    open: bool
+    duration_s: float = Field(description="to `end`; for an open session to the latest reading")
+    charging_s: float = Field(description="time in OperationState charging")
+    energy_wh: float = Field(description="from register deltas, resets detected")
+    peak_power_w: float | None
+    cost: float = Field(description="in `currency`, integrated per price interval")
+    unpriced_energy_wh: float = Field(description="energy charged while no price was known")
+    offline_during_session: bool = Field(
+        description="the charger went offline during the session: its end may be late"
+    )
+    tariffs: list[TariffLine]
+
+
+class Sessions(_Model):
+    """Sessions that started in [from, to); each is reported whole, in one window only."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "charger": "amtron-1",
+                    "from": "2026-11-24T00:00:00+01:00",
+                    "to": "2026-11-25T00:00:00+01:00",
+                    "currency": "EUR",
+                    "energy_register": "SessionEnergy",
+                    "sessions": [
+                        {
+                            "start": "2026-11-24T22:30:00+01:00",
+                            "end": "2026-11-25T01:10:00+01:00",
+                            "open": False,
+                            "duration_s": 9600.0,
+                            "charging_s": 9000.0,
+                            "energy_wh": 27500.0,
+                            "peak_power_w": 11040.0,
+                            "cost": 6.05,
+                            "unpriced_energy_wh": 0.0,
+                            "offline_during_session": False,
+                            "tariffs": [
+                                {
+                                    "tariff": "T1",
+                                    "price_ct_per_kwh": 30.0,
+                                    "from": "2026-11-24T22:30:00+01:00",
+                                    "to": "2026-11-24T23:00:00+01:00",
+                                    "energy_wh": 5500.0,
+                                    "cost": 1.65,
+                                },
+                                {
+                                    "tariff": "T2",
+                                    "price_ct_per_kwh": 20.0,
+                                    "from": "2026-11-24T23:00:00+01:00",
+                                    "to": "2026-11-25T01:10:00+01:00",
+                                    "energy_wh": 22000.0,
+                                    "cost": 4.4,
+                                },
+                            ],
+                        }
+                    ],
+                    "total_energy_wh": 27500.0,
+                    "total_cost": 6.05,
+                }
+            ]
+        }
+    )
+
+    charger: str
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    currency: str
+    energy_register: str | None = Field(description="the energy register used (a field name)")
+    sessions: list[SessionOut]
+    total_energy_wh: float
+    total_cost: float
+
+
+class PeriodOut(_Model):
+    """Energy and cost of one calendar period."""
+
+    start: datetime
+    end: datetime
+    energy_wh: float
+    cost: float
+    unpriced_energy_wh: float
+    tariffs: list[TariffLine]
+
+
+class Energy(_Model):
+    """Energy and cost per calendar period (in ``timezone``) and tariff."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "charger": "amtron-1",
+                    "period": "day",
+                    "timezone": "Europe/Berlin",
+                    "currency": "EUR",
+                    "energy_register": "SessionEnergy",
+                    "periods": [
+                        {
+                            "start": "2026-11-24T00:00:00+01:00",
+                            "end": "2026-11-25T00:00:00+01:00",
+                            "energy_wh": 5500.0,
+                            "cost": 1.65,
+                            "unpriced_energy_wh": 0.0,
+                            "tariffs": [
+                                {
+                                    "tariff": "T1",
+                                    "price_ct_per_kwh": 30.0,
+                                    "from": "2026-11-24T22:30:00+01:00",
+                                    "to": "2026-11-24T23:00:00+01:00",
+                                    "energy_wh": 5500.0,
+                                    "cost": 1.65,
+                                }
+                            ],
+                        }
+                    ],
+                    "total_energy_wh": 5500.0,
+                    "total_cost": 1.65,
+                }
+            ]
+        }
+    )
+
+    charger: str
+    period: Period
+    timezone: str
+    currency: str
+    energy_register: str | None = Field(description="the energy register used (a field name)")
+    periods: list[PeriodOut]
+    total_energy_wh: float
+    total_cost: float
