@@ -90,7 +90,9 @@ class Backoff:
     """Bounded exponential backoff with jitter."""
 
     initial: float = 0.5
-    maximum: float = 30.0
+    # Capped at 10 s: a broker back from a restart is found within seconds, and 10 s is
+    # still gentle on a broker that a whole fleet reconnects to.
+    maximum: float = 10.0
     factor: float = 2.0
     jitter: float = 0.2
 
