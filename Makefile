@@ -88,3 +88,7 @@ SEED ?= 1
 .PHONY: chaos
 chaos: venv system-deps ## Whole-system chaos soak (DURATION=600 CHARGERS=50 SEED=1)
 	$(PY) -m tests.chaos.chaos --duration $(DURATION) --chargers $(CHARGERS) --seed $(SEED)
+
+.PHONY: bench-ingest
+bench-ingest: venv system-deps ## Ingest: 300,000 readings through mTLS Mosquitto into PostgreSQL, vs the naive design
+	$(PY) tests/bench/ingest/bench_ingest.py $(BENCH_ARGS)

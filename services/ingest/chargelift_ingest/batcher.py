@@ -1,41 +1,73 @@
 """Batches messages by size or age, writes them, and only then lets them be acknowledged.
 
-``submit`` returns when the message's batch has committed (True) — the MQTT handler
-then returns and gmqtt sends the PUBACK — or, at shutdown after the MQTT connection
-is closed, False: the broker redelivers it to the next session. While the database is
-down the writer retries with bounded backoff and nothing is acknowledged; the broker's
-in-flight window (receive maximum) bounds what waits here.
+``submit`` returns when the message's batch has committed; the MQTT handler then
+returns and gmqtt sends the PUBACK. It raises :class:`NotStored` when the message was
+not taken (after :meth:`Batcher.close`) or given up at shutdown (:meth:`Batcher.abandon`):
+the handler fails, no PUBACK is sent, and the broker redelivers the message to the
+next session.
+
+Failures of a write are classified once (STYLE #6):
+
+* the database is unreachable or refuses for a reason outside the data (connection,
+  shutdown, resources, missing table, permissions): **retry the batch** with bounded
+  backoff, acknowledging nothing meanwhile; the broker's in-flight window (receive
+  maximum) bounds what waits here, so memory stays bounded;
+* the data itself is refused (SQLSTATE class 22 "data exception" or 23 "integrity
+  constraint"): the batch is written again **one message per transaction**, and the
+  message that is refused becomes a ``db_rejected`` dead letter. Validation should make
+  this path unreachable; it exists so that one bad row can never block the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 import asyncpg
 
 from chargelift_contract.mqtt import Backoff
 from chargelift_ingest import metrics
 from chargelift_ingest.validate import Availability, DeadLetter, Item, Reading
-from chargelift_ingest.writer import Writer
+from chargelift_ingest.writer import WriteResult
 
 log = logging.getLogger(__name__)
 
-# SQLSTATE classes worth retrying: connection exception, insufficient resources,
-# operator intervention (shutdown, crash recovery), transaction rollback.
-_TRANSIENT_CLASSES = ("08", "53", "57", "40")
+T = TypeVar("T")
+
+#: Errors a write may raise: everything asyncpg and the network can throw at us.
+WRITE_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError)
+
+# SQLSTATE classes that blame the data, not the database: 22 data exception,
+# 23 integrity constraint violation.
+_DATA_CLASSES = ("22", "23")
 
 
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
-        return True
+class NotStored(Exception):  # noqa: N818 - names an outcome, as asyncio.CancelledError does
+    """The message was not stored and must not be acknowledged."""
+
+
+def blames_the_data(exc: BaseException) -> bool:
+    """True if retrying ``exc`` can never help: the row itself is refused."""
     if isinstance(exc, asyncpg.PostgresError):
-        return str(getattr(exc, "sqlstate", "") or "")[:2] in _TRANSIENT_CLASSES
+        return str(getattr(exc, "sqlstate", "") or "")[:2] in _DATA_CLASSES
     return False
+
+
+class BatchWriter(Protocol):
+    """What the batcher needs of :class:`chargelift_ingest.writer.Writer`."""
+
+    async def write(
+        self,
+        readings: Sequence[Reading],
+        dead_letters: Sequence[DeadLetter] = (),
+        availability: Sequence[Availability] = (),
+    ) -> WriteResult: ...
 
 
 @dataclass(slots=True)
@@ -43,164 +75,198 @@ class _Pending:
     item: Item
     topic: str
     payload: bytes
-    future: asyncio.Future[bool]
+    future: asyncio.Future[None]
 
 
 class Batcher:
+    """Collects messages into batches of at most ``size``, written at most ``age_s`` after
+    the first one arrived; one batch is written at a time."""
+
     def __init__(
         self,
-        writer: Writer,
+        writer: BatchWriter,
         *,
         size: int,
         age_s: float,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.writer = writer
         self.size = size
         self.age_s = age_s
         self.backoff = backoff or Backoff(initial=0.2, maximum=10.0)
         self.clock = clock
+        self.now = now
         self._pending: list[_Pending] = []
         self._first_at = 0.0
-        self._wake = asyncio.Event()
-        self._full = asyncio.Event()
+        self._changed = asyncio.Event()
         self._writing = 0
+        self._closing = False
+        self._reasons_logged: set[str] = set()
+        self.database_ok = True
 
     @property
     def pending(self) -> int:
+        """Messages received and not yet committed (queued plus being written)."""
         return len(self._pending) + self._writing
 
-    async def submit(self, item: Item, topic: str, payload: bytes) -> bool:
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    async def submit(self, item: Item, topic: str, payload: bytes) -> None:
+        """Queue one message; return once it is committed (raise NotStored if it is not)."""
+        if self._closing:
+            raise NotStored("ingest is shutting down")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._pending:
             self._first_at = self.clock()
-            self._wake.set()
         self._pending.append(_Pending(item, topic, payload, fut))
-        if len(self._pending) >= self.size:
-            self._full.set()
+        if len(self._pending) == 1 or len(self._pending) >= self.size:
+            self._changed.set()
         metrics.PENDING.set(self.pending)
-        return await fut
+        await fut
+
+    def close(self) -> None:
+        """Take no more messages; :meth:`run` writes what is queued, then returns."""
+        self._closing = True
+        self._changed.set()
 
     async def run(self) -> None:
-        """Forever: wait for a batch (size or age), write it, resolve its futures."""
+        """Write batches (by size or age) until closed and empty."""
         while True:
-            await self._wake.wait()
+            if not self._pending:
+                if self._closing:
+                    return
+                self._changed.clear()
+                await self._changed.wait()
+                continue
             wait = self.age_s - (self.clock() - self._first_at)
-            if wait > 0 and len(self._pending) < self.size:
+            if wait > 0 and len(self._pending) < self.size and not self._closing:
+                self._changed.clear()
                 try:
                     async with asyncio.timeout(wait):
-                        await self._full.wait()
+                        await self._changed.wait()
                 except TimeoutError:
                     pass
+                continue  # re-check: full, aged or closing
             await self.flush_once()
 
     async def flush_once(self) -> None:
+        """Write the oldest ``size`` queued messages now (retrying until committed)."""
         batch, self._pending = self._pending[: self.size], self._pending[self.size :]
         if self._pending:
             self._first_at = self.clock()
-        else:
-            self._wake.clear()
-        if len(self._pending) < self.size:
-            self._full.clear()
-        if batch:
-            self._writing = len(batch)
-            try:
-                await self._write(batch)
-            finally:
-                self._writing = 0
-                metrics.PENDING.set(self.pending)
-
-    async def drain(self) -> None:
-        """Write everything queued now (used at shutdown)."""
-        while self._pending:
-            await self.flush_once()
+        if not batch:
+            return
+        self._writing = len(batch)
+        try:
+            await self._write(batch)
+        except asyncio.CancelledError:
+            # Cancelled at shutdown while the database did not answer: the transaction
+            # rolls back, so none of these may be acknowledged.
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(NotStored("write cancelled"))
+            raise
+        finally:
+            self._writing = 0
+            metrics.PENDING.set(self.pending)
 
     def abandon(self) -> None:
-        """Give up on what is left (after the MQTT connection closed): not acknowledged."""
+        """Give up on everything not committed: none of it is acknowledged."""
+        self._closing = True
         for p in self._pending:
             if not p.future.done():
-                p.future.set_result(False)
+                p.future.set_exception(NotStored("abandoned at shutdown"))
         self._pending = []
+
+    # -- writing -------------------------------------------------------------------
 
     async def _write(self, batch: list[_Pending]) -> None:
         readings = [p.item for p in batch if isinstance(p.item, Reading)]
         dead = [p.item for p in batch if isinstance(p.item, DeadLetter)]
         avail = [p.item for p in batch if isinstance(p.item, Availability)]
-        delays = self.backoff.delays()
-        down_since: float | None = None
-        while True:
-            started = time.perf_counter()
-            try:
-                result = await self.writer.write(readings, dead, avail)
-                break
-            except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
-                if not is_transient(exc):
-                    metrics.DB_ERRORS.labels("rejected").inc()
-                    log.error("database rejected a batch (%s): writing it row by row", exc)
-                    result_ok = await self._write_row_by_row(batch)
-                    self._resolve(batch, result_ok)
-                    return
-                metrics.DB_ERRORS.labels("unavailable").inc()
-                if down_since is None:
-                    down_since = time.monotonic()
-                    log.warning(
-                        "database unavailable (%s: %s); holding %d messages unacknowledged",
-                        type(exc).__name__,
-                        exc,
-                        len(batch),
-                    )
-                await asyncio.sleep(next(delays))
-        if down_since is not None:
-            log.warning("database back after %.1fs", time.monotonic() - down_since)
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        self._record(result.inserted, result.duplicates, dead, avail, readings)
-        self._resolve(batch, True)
-
-    async def _write_row_by_row(self, batch: list[_Pending]) -> bool:
-        for p in batch:
-            item = p.item
-            while True:
-                try:
-                    if isinstance(item, Reading):
-                        res = await self.writer.write([item])
-                        self._record(res.inserted, res.duplicates, [], [], [item])
-                    elif isinstance(item, DeadLetter):
-                        await self.writer.write([], [item])
-                        self._record(0, 0, [item], [], [])
-                    else:
-                        await self.writer.write([], [], [item])
-                    break
-                except asyncpg.PostgresError as exc:
-                    if is_transient(exc):
-                        await asyncio.sleep(1.0)
-                        continue
-                    letter = DeadLetter(p.topic, p.payload, "db_rejected", str(exc)[:500])
-                    await self.writer.write([], [letter])
-                    self._record(0, 0, [letter], [], [])
-                    break
-        return True
-
-    @staticmethod
-    def _record(
-        inserted: int,
-        duplicates: int,
-        dead: list[DeadLetter],
-        avail: list[Availability],
-        readings: list[Reading],
-    ) -> None:
-        metrics.ROWS.inc(inserted)
-        metrics.DUPLICATES.inc(duplicates)
-        metrics.AVAILABILITY.inc(len(avail))
-        for d in dead:
-            metrics.DEAD.labels(d.reason).inc()
-        now = datetime.now(UTC)
-        for r in readings:
-            metrics.LAG.observe(max(0.0, (now - r.time).total_seconds()))
-
-    @staticmethod
-    def _resolve(batch: list[_Pending], stored: bool) -> None:
+        started = time.perf_counter()
+        try:
+            result = await self._retrying(lambda: self.writer.write(readings, dead, avail))
+        except asyncpg.PostgresError as exc:  # only data errors get here
+            metrics.DB_ERRORS.labels("rejected").inc()
+            log.error("database refused a batch (%s): writing it one message at a time", exc)
+            await self._write_one_by_one(batch)
+        else:
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+            self._record(result, dead, avail, readings)
         metrics.BATCH_SIZE.observe(len(batch))
         for p in batch:
             if not p.future.done():
-                p.future.set_result(stored)
+                p.future.set_result(None)
+
+    async def _write_one_by_one(self, batch: list[_Pending]) -> None:
+        for p in batch:
+            item = p.item
+            readings = [item] if isinstance(item, Reading) else []
+            dead = [item] if isinstance(item, DeadLetter) else []
+            avail = [item] if isinstance(item, Availability) else []
+            try:
+                result = await self._retrying(
+                    functools.partial(self.writer.write, readings, dead, avail)
+                )
+            except asyncpg.PostgresError as exc:
+                letter = DeadLetter(p.topic, p.payload, "db_rejected", str(exc)[:500])
+                result = await self._retrying(functools.partial(self.writer.write, [], [letter]))
+                readings, dead, avail = [], [letter], []
+            self._record(result, dead, avail, readings)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it succeeds; re-raise only errors that blame the data."""
+        delays = self.backoff.delays()
+        down_since: float | None = None
+        while True:
+            try:
+                value = await attempt()
+            except WRITE_ERRORS as exc:
+                if blames_the_data(exc):
+                    raise
+                connection = not isinstance(exc, asyncpg.PostgresError) or str(
+                    getattr(exc, "sqlstate", "")
+                ).startswith(("08", "57", "53"))
+                metrics.DB_ERRORS.labels("unavailable" if connection else "error").inc()
+                if down_since is None:
+                    down_since = time.monotonic()
+                    self.database_ok = False
+                    # A connection problem is expected to pass; anything else (a missing
+                    # table, a permission) needs an operator: say so loudly.
+                    log.log(
+                        logging.WARNING if connection else logging.ERROR,
+                        "database write failed (%s: %s); holding %d messages unacknowledged, "
+                        "retrying",
+                        type(exc).__name__,
+                        exc,
+                        self.pending,
+                    )
+                await asyncio.sleep(next(delays))
+                continue
+            if down_since is not None:
+                log.warning("database writes work again after %.1fs", time.monotonic() - down_since)
+            self.database_ok = True
+            return value
+
+    def _record(
+        self,
+        result: WriteResult,
+        dead: Sequence[DeadLetter],
+        avail: Sequence[Availability],
+        readings: Sequence[Reading],
+    ) -> None:
+        metrics.ROWS.inc(result.inserted)
+        metrics.DUPLICATES.inc(result.duplicates)
+        metrics.AVAILABILITY.inc(len(avail))
+        for d in dead:
+            metrics.DEAD.labels(d.reason).inc()
+            # The first of each reason is logged; the rest are counted (a flood of bad
+            # messages must not flood the log) and kept in the table.
+            level = logging.DEBUG if d.reason in self._reasons_logged else logging.WARNING
+            self._reasons_logged.add(d.reason)
+            log.log(level, "dead letter (%s) on %r: %s", d.reason, d.topic[:200], d.detail[:200])
+        now = self.now()
+        observe = metrics.LAG.observe
+        for r in readings:
+            observe(max(0.0, (now - r.time).total_seconds()))

@@ -8,12 +8,20 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
-    """``DATABASE_URL``, ``MQTT_*`` and ``INGEST_*`` variables."""
+class DatabaseSettings(BaseSettings):
+    """What ``chargelift-ingest migrate`` needs: ``DATABASE_URL``, ``INGEST_RETENTION_DAYS``."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
     database_url: SecretStr = Field(validation_alias="DATABASE_URL")
+    # At least 4 days: the continuous aggregates refresh the last 3 days, and a refresh
+    # must never see a window whose raw rows were dropped (0004_buckets.sql).
+    retention_days: int | None = Field(None, ge=4, validation_alias="INGEST_RETENTION_DAYS")
+
+
+class Settings(DatabaseSettings):
+    """``DATABASE_URL``, ``MQTT_*`` and ``INGEST_*`` variables of ``chargelift-ingest run``."""
+
     mqtt_host: str = Field("127.0.0.1", validation_alias="MQTT_HOST")
     mqtt_port: int = Field(8883, validation_alias="MQTT_PORT")
     mqtt_ca_file: Path = Field(validation_alias="MQTT_CA_FILE")
@@ -27,7 +35,7 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", validation_alias="INGEST_METRICS_HOST")
     max_payload_bytes: int = Field(4096, ge=64, validation_alias="INGEST_MAX_PAYLOAD_BYTES")
     max_future_seconds: float = Field(300.0, ge=0, validation_alias="INGEST_MAX_FUTURE_SECONDS")
-    retention_days: int | None = Field(None, ge=1, validation_alias="INGEST_RETENTION_DAYS")
+    shutdown_timeout_s: float = Field(15.0, gt=0, validation_alias="INGEST_SHUTDOWN_TIMEOUT_S")
 
     @property
     def subscription(self) -> str:

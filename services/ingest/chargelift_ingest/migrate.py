@@ -84,8 +84,19 @@ async def has_timescaledb(conn: asyncpg.Connection) -> bool:
     )
 
 
+MIN_RETENTION_DAYS = 4
+
+
 async def apply_retention(conn: asyncpg.Connection, days: int | None) -> None:
-    """Drop raw readings older than ``days`` (TimescaleDB policy); None removes the policy."""
+    """Drop raw readings older than ``days`` (TimescaleDB policy); None removes the policy.
+
+    The continuous aggregates are kept: history beyond the retention stays available
+    per minute and per hour (``reading_buckets``).
+    """
+    if days is not None and days < MIN_RETENTION_DAYS:
+        # The aggregates' refresh window is 3 days; a shorter retention would let a
+        # refresh recompute buckets from raw rows that are already gone.
+        raise ValueError(f"retention must be at least {MIN_RETENTION_DAYS} days, not {days}")
     if not await has_timescaledb(conn):
         if days is not None:
             log.warning("INGEST_RETENTION_DAYS needs TimescaleDB; ignored on plain PostgreSQL")

@@ -49,7 +49,10 @@ WITH ins AS (
      WHERE excluded.time > l.time
 ), seen AS (
     INSERT INTO chargers AS c (charger, first_seen, last_seen)
+    -- Sorted, as `latest` is by DISTINCT ON: two ingests of a $share group lock the
+    -- same rows in the same order and cannot deadlock.
     SELECT charger, min(time), max(time) FROM staging_readings GROUP BY charger
+     ORDER BY charger
     ON CONFLICT (charger) DO UPDATE
        SET first_seen = least(c.first_seen, excluded.first_seen),
            last_seen = greatest(c.last_seen, excluded.last_seen)

@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(run(settings))
     except OSError as e:
         # e.g. a port in use: the message says it all (and names no secret).
-        log.error("cannot serve: %s", e)  # noqa: TRY400
+        log.error("cannot serve: %s", e)
         sys.exit(1)
 
 

@@ -1,0 +1,81 @@
+"""Issue 5, "Must show" 5: each kind of bad input becomes a dead-letter row with a clear
+reason and is counted, and the good messages around it are all stored."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+import pytest
+
+from chargelift_contract import availability_topic
+from tests.integration.ingest.conftest import IngestProcess, Publisher, messages, wait_rows
+
+pytestmark = pytest.mark.integration
+
+GOOD_TIME = b'"SamplingTime":"2026-11-24T10:00:00Z"'
+# (topic under charger-a's own prefix -- the ACL allows nothing else --, payload, reason)
+BAD = [
+    ("chargers/charger-a/PowerOutput/extra", b"{" + GOOD_TIME + b',"Value":1}', "bad_topic"),
+    ("chargers/charger-a/poweroutput", b"{" + GOOD_TIME + b',"Value":1}', "bad_topic"),
+    ("chargers/charger-a/Bogus", b"{" + GOOD_TIME + b',"Value":1}', "unknown_field"),
+    ("chargers/charger-a/PowerOutput", b"{not json", "bad_json"),
+    ("chargers/charger-a/OutputCurrent", b'{"Value":1}', "bad_envelope"),
+    ("chargers/charger-a/PowerOutput", b"{" + GOOD_TIME + b',"Value":NaN}', "non_finite"),
+    ("chargers/charger-a/PowerOutput", b"{" + GOOD_TIME + b',"Value":"11 kW"}', "wrong_type"),
+    (
+        "chargers/charger-a/OperationState",
+        b"{" + GOOD_TIME + b',"Value":"Charging"}',
+        "wrong_type",
+    ),
+    (
+        "chargers/charger-a/PowerOutput",
+        b'{"SamplingTime":"2999-01-01T00:00:00Z","Value":1}',
+        "future_time",
+    ),
+    (
+        "chargers/charger-a/PowerOutput",
+        b"{" + GOOD_TIME + b',"Value":1,"pad":"' + b"x" * 5000 + b'"}',
+        "too_large",
+    ),
+]
+
+
+async def test_each_bad_input_kind_is_a_dead_letter_and_the_good_ones_around_it_are_stored(
+    ingest: IngestProcess, publisher: Publisher, db: str
+) -> None:
+    good = messages(10)  # 300 good messages, published around and between the bad ones
+    mixed: list[tuple[str, str, bytes]] = []
+    per_gap = len(good) // len(BAD)
+    for i, (topic, payload, _) in enumerate(BAD):
+        mixed += good[i * per_gap : (i + 1) * per_gap]
+        mixed.append(("charger-a", topic, payload))
+    mixed += good[len(BAD) * per_gap :]
+    mixed.append(("charger-a", availability_topic("charger-a"), b"offline"))
+    await publisher.publish(mixed, window=20)
+
+    assert await wait_rows(db, len(BAD), table="dead_letters") == len(BAD)
+    # + 1: the availability change is kept as an "Availability" reading as well
+    assert await wait_rows(db, len(good) + 1) == len(good) + 1
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch(
+            "SELECT topic, payload, reason, detail FROM dead_letters ORDER BY id"
+        )
+        charger = await conn.fetchrow("SELECT * FROM chargers WHERE charger = 'charger-a'")
+    finally:
+        await conn.close()
+    assert [(r["topic"], bytes(r["payload"]), r["reason"]) for r in rows] == BAD
+    assert all(r["detail"] for r in rows)
+    assert charger["availability"] == "offline"
+
+    await asyncio.sleep(0.2)
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(ingest.metrics_url)).text
+    for reason in {r for _, _, r in BAD}:
+        want = sum(1 for _, _, r in BAD if r == reason)
+        assert f'ingest_dead_letters_total{{reason="{reason}"}} {float(want)}' in text, reason
+    # Field readings written (the Availability pseudo-reading is counted separately).
+    assert f"ingest_rows_written_total {float(len(good))}" in text
+    assert "ingest_availability_messages_total 1.0" in text

@@ -1,0 +1,78 @@
+"""The migration files, read without a database: numbering, the enum, the reasons."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from chargelift_contract import OperationState
+from chargelift_ingest.config import DatabaseSettings, Settings
+from chargelift_ingest.migrate import MIGRATIONS, discover
+from chargelift_ingest.validate import REASONS
+
+
+def test_migrations_are_numbered_consecutively_from_one() -> None:
+    found = discover()
+    assert [m.version for m in found] == list(range(1, len(found) + 1))
+
+
+def test_a_misnamed_or_doubly_numbered_migration_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("SELECT 1")
+    (tmp_path / "1_b.sql").write_text("SELECT 1")
+    with pytest.raises(ValueError, match="NNNN_name"):
+        discover(tmp_path)
+    (tmp_path / "1_b.sql").unlink()
+    (tmp_path / "0001_c.sql").write_text("SELECT 1")
+    with pytest.raises(ValueError, match="share a number"):
+        discover(tmp_path)
+
+
+def test_the_sql_enum_has_the_contract_labels_in_order() -> None:
+    sql = " ".join(m.sql for m in discover())
+    m = re.search(r"CREATE TYPE operation_state AS ENUM \(([^)]*)\)", sql)
+    assert m is not None
+    labels = re.findall(r"'([a-z_]+)'", m.group(1))
+    assert labels == [s.value for s in OperationState]
+
+
+def test_the_dead_letter_reasons_of_the_table_are_the_validators() -> None:
+    sql = (MIGRATIONS / "0001_core.sql").read_text()
+    m = re.search(r"reason\s+text\s+NOT NULL CHECK \(reason IN \(([^)]*)\)\)", sql)
+    assert m is not None
+    assert re.findall(r"'([a-z_]+)'", m.group(1)) == list(REASONS)
+
+
+ENV = {
+    "DATABASE_URL": "postgresql://u:hunter2@db:5432/x",
+    "MQTT_CA_FILE": "/c/ca.crt",
+    "MQTT_CERTS_DIR": "/c",
+}
+
+
+def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    s = Settings()
+    assert (s.client_id, s.mqtt_identity, s.batch_size, s.batch_age_ms) == (
+        "ingest",
+        "ingest",
+        5000,
+        200,
+    )
+    assert s.subscription == "chargers/#"
+    assert s.receive_maximum == 10000
+    assert "hunter2" not in repr(s)
+    monkeypatch.setenv("INGEST_SHARE_GROUP", "ingest")
+    assert Settings().subscription == "$share/ingest/chargers/#"
+
+
+def test_migrate_needs_only_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", ENV["DATABASE_URL"])
+    monkeypatch.delenv("MQTT_CA_FILE", raising=False)
+    assert DatabaseSettings().retention_days is None
+    monkeypatch.setenv("INGEST_RETENTION_DAYS", "2")
+    with pytest.raises(ValidationError):
+        DatabaseSettings()

@@ -1,0 +1,270 @@
+"""Validation of every message against the contract (no servers)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta, timezone
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chargelift_contract import CATALOGUE, Envelope, FieldType, OperationState, encode
+from chargelift_ingest.validate import REASONS, Availability, DeadLetter, Reading, validate
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+T = datetime(2026, 11, 24, 11, 59, 30, 123456, tzinfo=UTC)
+
+
+def check(topic: str, payload: bytes) -> Reading | Availability | DeadLetter:
+    return validate(topic, payload, now=NOW, max_bytes=4096, max_future=timedelta(minutes=5))
+
+
+def dead_reason(topic: str, payload: bytes) -> str:
+    item = check(topic, payload)
+    assert isinstance(item, DeadLetter), item
+    assert item.topic == topic
+    assert item.payload == payload
+    assert item.detail
+    return item.reason
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "column", "stored"),
+    [
+        ("PowerOutput", 11000, "value_num", 11000.0),
+        ("PowerOutput", 1.5e3, "value_num", 1500.0),
+        ("ErrorCode", 0, "value_num", 0.0),
+        ("OperationState", "charging", "value_text", "charging"),
+        ("Tariff", "T2", "value_text", "T2"),
+        ("ConnectedVehicle", False, "value_bool", False),
+    ],
+)
+def test_a_valid_reading_lands_in_the_column_of_its_type(
+    field: str, value: object, column: str, stored: object
+) -> None:
+    item = check(
+        f"chargers/amtron-1/{field}", orjson.dumps({"SamplingTime": T.isoformat(), "Value": value})
+    )
+    assert isinstance(item, Reading)
+    assert (item.charger, item.field, item.time) == ("amtron-1", field, T)
+    values = {
+        "value_num": item.value_num,
+        "value_text": item.value_text,
+        "value_bool": item.value_bool,
+    }
+    assert values.pop(column) == stored
+    assert set(values.values()) == {None}
+
+
+def test_null_is_a_reading_with_no_value() -> None:
+    item = check("chargers/a/PowerOutput", b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":null}')
+    assert isinstance(item, Reading)
+    assert (item.value_num, item.value_text, item.value_bool) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2026-11-24T12:59:30.123456789+01:00",  # Go: nanoseconds and a local offset
+        "2026-11-24T06:29:30.123456-05:30",
+        "2026-11-24t11:59:30.1234567z",
+        "2026-11-24 11:59:30.123456Z",
+    ],
+)
+def test_any_rfc3339_time_is_accepted_and_stored_in_utc(stamp: str) -> None:
+    payload = orjson.dumps({"SamplingTime": stamp, "Value": 1, "Unit": "W", "x": [1]})
+    item = check("chargers/a/PowerOutput", payload)
+    assert isinstance(item, Reading)
+    assert item.time == T
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (
+            "chargers/a/PowerOutput/extra",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1}',
+            "bad_topic",
+        ),
+        (
+            "chargers/a/poweroutput",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1}',
+            "bad_topic",
+        ),
+        (
+            "chargers/A/PowerOutput",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1}',
+            "bad_topic",
+        ),
+        ("chargers/a/set/MaximumOutputCurrent", b"16", "bad_topic"),
+        ("other/a/PowerOutput", b"{}", "bad_topic"),
+        ("chargers/a/Bogus", b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1}', "unknown_field"),
+        ("chargers/a/PowerOutput", b"{not json", "bad_json"),
+        ("chargers/a/PowerOutput", b"", "bad_json"),
+        ("chargers/a/PowerOutput", b"\xff\xfe", "bad_json"),
+        ("chargers/a/PowerOutput", b"[1, 2]", "bad_envelope"),
+        ("chargers/a/PowerOutput", b'{"Value":1}', "bad_envelope"),
+        ("chargers/a/PowerOutput", b'{"SamplingTime":"2026-11-24T11:00:00Z"}', "bad_envelope"),
+        ("chargers/a/PowerOutput", b'{"SamplingTime":"yesterday","Value":1}', "bad_envelope"),
+        ("chargers/a/PowerOutput", b'{"SamplingTime":1700000000,"Value":1}', "bad_envelope"),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":[1]}',
+            "bad_envelope",
+        ),
+        ("chargers/a/availability", b"maybe", "bad_envelope"),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":NaN}',
+            "non_finite",
+        ),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":Infinity}',
+            "non_finite",
+        ),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":-Infinity}',
+            "non_finite",
+        ),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1e999}',
+            "non_finite",
+        ),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":"11 kW"}',
+            "wrong_type",
+        ),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":true}',
+            "wrong_type",
+        ),
+        (
+            "chargers/a/ConnectedVehicle",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1}',
+            "wrong_type",
+        ),
+        (
+            "chargers/a/OperationState",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":"Charging"}',
+            "wrong_type",
+        ),
+        (
+            "chargers/a/Tariff",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":"T\\u00001"}',
+            "wrong_type",
+        ),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"2026-11-24T12:05:01Z","Value":1}',
+            "future_time",
+        ),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"2999-01-01T00:00:00Z","Value":1}',
+            "future_time",
+        ),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1,"pad":"' + b"x" * 5000 + b'"}',
+            "too_large",
+        ),
+    ],
+)
+def test_every_bad_input_kind_is_a_dead_letter_with_its_reason(
+    topic: str, payload: bytes, reason: str
+) -> None:
+    assert dead_reason(topic, payload) == reason
+    assert reason in REASONS
+
+
+def test_a_time_within_the_future_allowance_is_accepted() -> None:
+    payload = b'{"SamplingTime":"2026-11-24T12:04:59Z","Value":1}'
+    assert isinstance(check("chargers/a/PowerOutput", payload), Reading)
+
+
+@pytest.mark.parametrize(
+    ("payload", "online"), [(b"online", True), (b"offline", False), (b"online\n", True)]
+)
+def test_availability_is_never_a_dead_letter(payload: bytes, online: bool) -> None:
+    item = check("chargers/amtron-1/availability", payload)
+    assert item == Availability("amtron-1", online, NOW)
+
+
+# -- properties ------------------------------------------------------------------------
+
+_value_for = {
+    FieldType.NUMBER: st.one_of(
+        st.integers(-(2**53), 2**53), st.floats(allow_nan=False, allow_infinity=False)
+    ),
+    FieldType.STRING: st.text().filter(lambda s: "\x00" not in s),
+    FieldType.BOOLEAN: st.booleans(),
+    FieldType.STATE: st.sampled_from([s.value for s in OperationState]),
+}
+
+
+@st.composite
+def valid_messages(draw: st.DrawFn) -> tuple[str, str, bytes, object, datetime]:
+    charger = draw(st.from_regex(r"[a-z0-9_-]{1,64}", fullmatch=True))
+    spec = draw(st.sampled_from(list(CATALOGUE.values())))
+    value = draw(st.one_of(st.none(), _value_for[spec.type]))
+    t = draw(
+        st.datetimes(
+            min_value=datetime(1971, 1, 1),
+            max_value=datetime(2026, 11, 24, 12),
+            timezones=st.just(UTC),
+        )
+    )
+    offset = draw(st.integers(-14 * 60, 14 * 60))
+    local = t.astimezone(timezone(timedelta(minutes=offset)))
+    return charger, spec.name, encode(Envelope(local, value)), value, t  # type: ignore[arg-type]
+
+
+@given(valid_messages())
+@settings(max_examples=300)
+def test_every_valid_message_is_a_reading_with_its_value(
+    msg: tuple[str, str, bytes, object, datetime],
+) -> None:
+    charger, field, payload, value, t = msg
+    item = check(f"chargers/{charger}/{field}", payload)
+    assert isinstance(item, Reading), item
+    assert (item.charger, item.field, item.time) == (charger, field, t)
+    stored = [v for v in (item.value_num, item.value_text, item.value_bool) if v is not None]
+    if value is None:
+        assert stored == []
+    elif isinstance(value, bool | str):
+        assert stored == [value]
+    else:
+        assert isinstance(value, int | float)
+        assert math.isclose(stored[0], value)  # type: ignore[arg-type]
+
+
+@given(topic=st.text(max_size=80), payload=st.binary(max_size=200))
+@settings(max_examples=500)
+def test_arbitrary_input_never_raises(topic: str, payload: bytes) -> None:
+    item = check(topic, payload)
+    if isinstance(item, DeadLetter):
+        assert item.reason in REASONS
+
+
+@given(
+    field=st.sampled_from(list(CATALOGUE)),
+    doc=st.recursive(
+        st.none() | st.booleans() | st.floats() | st.integers() | st.text(),
+        lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+        max_leaves=8,
+    ),
+)
+@settings(max_examples=500)
+def test_arbitrary_json_on_a_field_topic_never_raises(field: str, doc: object) -> None:
+    # The standard library writes what orjson refuses: NaN, Infinity, huge integers.
+    payload = json.dumps({"SamplingTime": "2026-11-24T11:00:00Z", "Value": doc}).encode()
+    item = check(f"chargers/a/{field}", payload)
+    assert isinstance(item, Reading | DeadLetter)
