@@ -50,7 +50,7 @@ import httpx
 import orjson
 
 from chargelift_certs import pki
-from chargelift_contract import decode, parse_time
+from chargelift_contract import decode
 from chargelift_contract.mqtt import Backoff, MqttClient, MqttError, TlsFiles
 from chargelift_contract.topics import FieldTopic, parse_topic
 from chargelift_devstack.main import Ports, Stack
@@ -361,7 +361,9 @@ def ledger(outbox: Path) -> tuple[dict[Key, Any], int, set[Key]]:
     return out, dups, dropped
 
 
-async def reconcile(stack: Stack, tally: Tally, outbox: Path, truth_log: Path) -> Result:
+async def reconcile(
+    stack: Stack, tally: Tally, outbox: Path, truth_log: Path, run_start: datetime
+) -> Result:
     res = Result()
     accepted, outbox_dups, dropped = ledger(outbox)
     res.samples, res.dropped = len(accepted) + len(dropped), len(dropped)
@@ -431,7 +433,7 @@ async def reconcile(stack: Stack, tally: Tally, outbox: Path, truth_log: Path) -
     gappy = {
         k[0] for k in dropped if k[1] in ("SessionEnergy", "ConnectedVehicle", "OperationState")
     }
-    for line in await check_energy(stack, truth_log):
+    for line in await check_energy(stack, truth_log, run_start):
         charger = line.split(":", 1)[0]
         if charger in gappy:
             res.notes.append(f"energy differs where the outbox dropped samples: {line}")
@@ -450,7 +452,7 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-async def check_energy(stack: Stack, truth_log: Path) -> list[str]:
+async def check_energy(stack: Stack, truth_log: Path, run_start: datetime) -> list[str]:
     """Energy of the sessions the simulator finished, against the API's sessions."""
     truth: dict[str, list[dict[str, Any]]] = {}
     text = await asyncio.to_thread(truth_log.read_text)
@@ -465,7 +467,9 @@ async def check_energy(stack: Stack, truth_log: Path) -> list[str]:
     headers = {"Authorization": f"Bearer {env['API_TOKEN']}"}
     async with httpx.AsyncClient(base_url=env["API_URL"], headers=headers, timeout=60) as http:
         for charger, ends in sorted(truth.items()):
-            start = min(parse_time(e["start"]) for e in ends) - timedelta(hours=1)
+            # The truth log's times are simulated (accelerated); the readings carry real
+            # SamplingTimes: ask for the whole run.
+            start = run_start - timedelta(minutes=1)
             end = datetime.now(UTC) + timedelta(minutes=1)
             resp = await http.get(
                 f"/api/v1/chargers/{charger}/sessions",
@@ -529,6 +533,7 @@ async def run(args: argparse.Namespace) -> int:
     tally = Tally()
     stop = asyncio.Event()
     started = time.monotonic()
+    run_start = datetime.now(UTC)
     try:
         await asyncio.to_thread(stack.up)
         chaos = Chaos(stack, rng, tally)
@@ -558,7 +563,7 @@ async def run(args: argparse.Namespace) -> int:
                 break
             poller.start()
         await settle(stack, timeout=args.drain_timeout)
-        res = await reconcile(stack, tally, outbox, work / "truth.jsonl")
+        res = await reconcile(stack, tally, outbox, work / "truth.jsonl", run_start)
     finally:
         stop.set()
         stack.down()
