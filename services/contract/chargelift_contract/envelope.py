@@ -22,7 +22,8 @@ Value = bool | int | float | str | None
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,  # RFC 3339 digits are ASCII; Python's \d would also take "２０２６"
 )
 
 
@@ -52,7 +53,10 @@ def parse_time(text: str) -> datetime:
         raise EnvelopeError(f"SamplingTime {text!r}: {exc}") from None
     if leap:
         parsed = parsed.replace(microsecond=999_999)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is past year 9999 in UTC
+        raise EnvelopeError(f"SamplingTime {text!r} is out of range") from None
 
 
 def format_time(moment: datetime) -> str:

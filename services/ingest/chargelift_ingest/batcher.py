@@ -121,7 +121,6 @@ class Batcher:
         self._pending.append(_Pending(item, topic, payload, fut))
         if len(self._pending) == 1 or len(self._pending) >= self.size:
             self._changed.set()
-        metrics.PENDING.set(self.pending)
         await fut
 
     def close(self) -> None:
@@ -168,7 +167,6 @@ class Batcher:
             raise
         finally:
             self._writing = 0
-            metrics.PENDING.set(self.pending)
 
     def abandon(self) -> None:
         """Give up on everything not committed: none of it is acknowledged."""

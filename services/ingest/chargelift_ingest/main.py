@@ -105,8 +105,12 @@ async def run(settings: Settings) -> None:
             retain_handling=1,
         )
 
+        # Read at every scrape, not only when someone asks /healthz.
+        metrics.MQTT_CONNECTED.set_function(lambda: 1 if client.is_connected else 0)
+        metrics.DATABASE_OK.set_function(lambda: 1 if batcher.database_ok else 0)
+        metrics.PENDING.set_function(lambda: batcher.pending)
+
         def health() -> dict[str, object]:
-            metrics.MQTT_CONNECTED.set(1 if client.is_connected else 0)
             # Liveness: the process works as designed also while the broker or the
             # database is away (it waits for them), so "ok" stays true.
             return {

@@ -29,3 +29,4 @@ LAG = Histogram(
 DB_ERRORS = Counter("ingest_db_errors_total", "failed batch writes", ["kind"])
 PENDING = Gauge("ingest_pending_messages", "messages received and not yet committed")
 MQTT_CONNECTED = Gauge("ingest_mqtt_connected", "1 while connected to the broker")
+DATABASE_OK = Gauge("ingest_database_ok", "0 while batch writes fail and are being retried, else 1")

@@ -4,6 +4,7 @@ dead letter with a reason (a fixed set: it is a Prometheus label)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -75,13 +76,44 @@ def _loads(payload: bytes) -> Any:
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        # orjson refuses NaN, Infinity and numbers that overflow a double; the standard
-        # library reads them, which tells a non-finite number from broken JSON.
-        try:
-            json.loads(payload)
-        except ValueError:
-            raise _Dead("bad_json", f"payload is not JSON: {exc}") from None
-        raise _Dead("non_finite", "Value is not a finite number") from None
+        error = f"payload is not JSON: {exc}"
+    # orjson refuses NaN, Infinity and numbers that overflow a double; the standard
+    # library reads them, and its hooks tell such a number from broken JSON. UTF-8 only
+    # (RFC 8259 §8.1; the standard library would also guess UTF-16 and UTF-32). Its
+    # recursion limit (deep nesting, which orjson refuses at 1,024 levels) means broken
+    # JSON too: nothing may escape from here as an exception.
+    try:
+        json.loads(
+            payload.decode("utf-8"),
+            parse_constant=_non_finite,
+            parse_float=_finite_float,
+            parse_int=_finite_int,
+        )
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise _Dead("bad_json", error) from None
+    # Read by the standard library with every number finite: something else orjson
+    # refuses, such as a lone surrogate escape ("\ud800"), which is not valid text.
+    raise _Dead("bad_json", error)
+
+
+def _non_finite(literal: str) -> float:
+    raise _Dead("non_finite", f"{literal} is not a finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Dead("non_finite", f"{text[:40]} overflows a double")
+    return value
+
+
+def _finite_int(text: str) -> int:
+    value = int(text)
+    try:
+        float(value)
+    except OverflowError:
+        raise _Dead("non_finite", f"{text[:40]}... overflows a double") from None
+    return value
 
 
 class _Dead(Exception):  # noqa: N818 - internal control flow, never escapes
@@ -136,10 +168,15 @@ def _validate(
     spec = CATALOGUE.get(parsed.field)
     if spec is None:
         raise _Dead("unknown_field", f"unknown field {parsed.field!r}")
+    doc = _loads(payload)
     try:
-        env = from_document(_loads(payload))
+        env = from_document(doc)
     except EnvelopeError as exc:
         raise _Dead("bad_envelope", str(exc)) from None
+    except OverflowError:
+        # The contract's parse_time lets this escape for a valid RFC 3339 time whose UTC
+        # equivalent is outside years 1..9999 (e.g. 9999-12-31T23:00:00-05:00).
+        raise _Dead("bad_envelope", "SamplingTime is outside years 1 to 9999 in UTC") from None
     try:
         value = spec.check(env.value)
     except FieldValueError as exc:

@@ -3,23 +3,32 @@ database, ingest against the naive design, in one run on one machine.
 
 Started as separate processes: Mosquitto (the repository's configuration), PostgreSQL
 (default durability settings: fsync and synchronous commit on), and the subscriber
-under test; this process is the load generator (one mTLS connection per charger,
-publishing QoS 1 with a window of unacknowledged messages per connection).
+under test; this process is the load generator (``loadgen.py``: one mTLS connection per
+charger identity, QoS 1, a window of unacknowledged messages per connection).
 
 1. **ingest**: ``python -m chargelift_ingest.main run`` with its defaults (batches of
    5,000 / 200 ms, COPY + ``INSERT … ON CONFLICT DO NOTHING``, PUBACK after commit).
-   ``--messages`` (default 300,000) readings over ``--chargers`` chargers × 6 fields.
-   Sustained msg/s = messages / (last commit − first publish); p99 lag = 99th
-   percentile of ``received_at − SamplingTime`` (SamplingTime = the moment of publishing).
+
+   a. *burst*: ``--messages`` (default 300,000) readings over ``--chargers`` chargers
+      × 6 fields, as fast as the broker takes them. Sustained msg/s = messages /
+      (last row stored − first message published). The publisher outruns ingest, so
+      the broker queues and the lag of this phase is the backlog, not ingest's latency.
+   b. *paced*: ``--paced-rate`` msg/s (default 10,000, about half the capacity) for
+      ``--paced-seconds`` (default 5): the lag of a subscriber that keeps up.
+
+   Lag = ``received_at`` (start of the writing transaction) − SamplingTime, where
+   SamplingTime is the moment the load generator built the message; p50/p99 over rows.
 2. **naive**: ``tests/bench/ingest/naive.py`` — per message, acquire a connection, one
    ``INSERT``, autocommit, release (the seed article's design; PUBACK after the insert
-   so it loses nothing either). ``--naive-messages`` (default 20,000) readings.
+   so it loses nothing either). ``--naive-messages`` (default 20,000) readings, burst.
 
 Rows are then checked against what was published: ``lost`` = published keys not
-stored, ``duplicated`` = stored rows beyond one per published key. The last line is
+stored, ``duplicated`` = stored rows beyond one per published key (every message has a
+distinct key). The last line is
 ``ingest_msgs_per_s=… naive_msgs_per_s=… ratio=… lost=… duplicated=…``.
 
-Certificates are kept in ``.dev/bench-ingest/certs``. Traffic stays on 127.0.0.1.
+Certificates are kept in ``.dev/bench-ingest/certs``. Traffic stays on 127.0.0.1. Every
+wait is bounded (``--timeout`` per phase).
 """
 
 from __future__ import annotations
@@ -29,11 +38,13 @@ import asyncio
 import os
 import shlex
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,14 +52,17 @@ from pathlib import Path
 import asyncpg
 
 from chargelift_contract import Envelope, encode, field_topic
-from chargelift_contract.mqtt import MqttClient, TlsFiles
+from chargelift_contract.mqtt import TlsFiles
 from chargelift_devstack.mosquitto import REPO, MosquittoServer
 from chargelift_devstack.postgres import PostgresServer
 from chargelift_devstack.procs import free_port, shared_dir
 from chargelift_ingest.migrate import migrate
 
+sys.path.insert(0, str(Path(__file__).parent))
+from loadgen import Connection  # a sibling script (run as a script, not a package)
+
 STATE = REPO / ".dev" / "bench-ingest"
-FIELDS = (
+FIELDS: tuple[tuple[str, Callable[[int], object]], ...] = (
     ("PowerOutput", lambda i: float(i % 11000)),
     ("OutputCurrent", lambda i: float(i % 32)),
     ("SessionEnergy", lambda i: float(i)),
@@ -95,60 +109,78 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-@dataclass
-class Published:
-    keys: int = 0
-    first_at: float = 0.0
-    last_acked_at: float = 0.0
+class Charger:
+    """One charger identity's connection and message stream (distinct keys)."""
+
+    def __init__(self, ident: str, conn: Connection) -> None:
+        self.ident = ident
+        self.conn = conn
+        self.topics = [(field_topic(ident, name).encode(), make) for name, make in FIELDS]
+        self.n = 0
+        self.last = datetime.min.replace(tzinfo=UTC)
+
+    def make(self, count: int) -> list[tuple[bytes, bytes]]:
+        """``count`` messages stamped now (strictly increasing per charger)."""
+        t = datetime.now(UTC)
+        out = []
+        for _ in range(count):
+            if t <= self.last:
+                t = self.last + timedelta(microseconds=1)
+            self.last = t
+            topic, make = self.topics[self.n % len(self.topics)]
+            out.append((topic, encode(Envelope(t, make(self.n)))))  # type: ignore[arg-type]
+            self.n += 1
+        return out
 
 
-async def publish(
-    broker: MosquittoServer, certs: Path, chargers: int, total: int, window: int
-) -> Published:
-    """Publish ``total`` readings over ``chargers`` connections; wait for every PUBACK.
-
-    SamplingTime is the moment of publishing (kept strictly increasing per charger and
-    field, so every message is a distinct reading).
-    """
-    per_charger = total // chargers
-    clients = []
+async def connect(broker: MosquittoServer, certs: Path, chargers: int, tag: str) -> list[Charger]:
+    out = []
     for i in range(1, chargers + 1):
         ident = charger_id(i)
-        c = MqttClient(
-            host=broker.host,
-            port=broker.port,
-            client_id=f"load-{ident}",
-            tls=TlsFiles.for_identity(certs / "ca.crt", certs, ident),
-        )
-        await c.__aenter__()
-        clients.append((ident, c))
-    for _, c in clients:
+        ctx: ssl.SSLContext = TlsFiles.for_identity(certs / "ca.crt", certs, ident).context()
         async with asyncio.timeout(30):
-            await c.wait_connected()
-    out = Published(keys=per_charger * chargers)
-
-    async def one(ident: str, client: MqttClient) -> None:
-        last = datetime.min.replace(tzinfo=UTC)
-        topics = [(field_topic(ident, name), make) for name, make in FIELDS]
-        inflight: list[asyncio.Future[None]] = []
-        for n in range(per_charger):
-            topic, make = topics[n % len(topics)]
-            t = datetime.now(UTC)
-            if t <= last:
-                t = last + timedelta(microseconds=1)
-            last = t
-            inflight.append(client.publish_nowait(topic, encode(Envelope(t, make(n)))))
-            if len(inflight) >= window:
-                await asyncio.gather(*inflight)
-                inflight.clear()
-        await asyncio.gather(*inflight)
-
-    out.first_at = time.monotonic()
-    await asyncio.gather(*(one(ident, c) for ident, c in clients))
-    out.last_acked_at = time.monotonic()
-    for _, c in clients:
-        await c.__aexit__(None, None, None)
+            conn = await Connection.open(broker.host, broker.port, ctx, ident, f"{tag}-{ident}")
+        out.append(Charger(ident, conn))
     return out
+
+
+async def burst(chargers: list[Charger], total: int, window: int) -> tuple[int, float, float]:
+    """Publish ``total`` messages as fast as acknowledged; (published, start, end)."""
+    per_charger = total // len(chargers)
+
+    async def one(c: Charger) -> None:
+        left = per_charger
+        while left:
+            n = min(window, left)
+            c.conn.send(c.make(n))
+            await c.conn.wait_acked()
+            left -= n
+
+    start = time.monotonic()
+    await asyncio.gather(*(one(c) for c in chargers))
+    return per_charger * len(chargers), start, time.monotonic()
+
+
+async def paced(chargers: list[Charger], rate: float, seconds: float) -> int:
+    """Publish ``rate`` msg/s for ``seconds`` in 10-ms ticks; wait for every PUBACK."""
+    start = time.monotonic()
+    sent = 0
+    turn = 0
+    while (elapsed := time.monotonic() - start) < seconds:
+        due = int(rate * elapsed) - sent
+        # Spread the tick's messages over the connections, a few each.
+        while due > 0:
+            c = chargers[turn % len(chargers)]
+            turn += 1
+            n = min(due, 1 + int(rate / 100 / len(chargers)))
+            if len(c.conn.outstanding) > 5_000:  # bounded: the broker is stuck
+                await c.conn.wait_acked()
+            c.conn.send(c.make(n))
+            sent += n
+            due -= n
+        await asyncio.sleep(0.01)
+    await asyncio.gather(*(c.conn.wait_acked() for c in chargers))
+    return sent
 
 
 @dataclass
@@ -163,13 +195,17 @@ class Run:
     p50_lag_ms: float
     p99_lag_ms: float
     absorbed: int
+    paced_rate: float = 0.0
+    paced_p50_ms: float = 0.0
+    paced_p99_ms: float = 0.0
+    paced_max_ms: float = 0.0
     batches: int = 0
     batch_mean: float = 0.0
     write_ms_mean: float = 0.0
 
     @property
     def rate(self) -> float:
-        return self.stored / self.seconds if self.seconds else 0.0
+        return self.published / self.seconds if self.seconds else 0.0
 
 
 async def rows(dsn: str) -> int:
@@ -181,91 +217,136 @@ async def rows(dsn: str) -> int:
         await conn.close()
 
 
+async def wait_rows(dsn: str, expected: int, timeout: float) -> float:
+    """Wait until ``readings`` has ``expected`` rows; return when (monotonic)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await rows(dsn) >= expected:
+            return time.monotonic()
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{expected:,} rows not stored within {timeout:.0f} s")
+
+
+LAG = """
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), max(lag)
+  FROM (SELECT extract(epoch FROM received_at - time) * 1000 AS lag
+          FROM readings WHERE time >= $1 AND time < $2) l
+"""
+
+
 async def measure(
     name: str,
     cmd: list[str],
-    env: dict[str, str],
+    envs: list[dict[str, str]],
     dsn: str,
     broker: MosquittoServer,
     certs: Path,
+    args: argparse.Namespace,
     *,
     messages: int,
-    chargers: int,
-    window: int,
+    paced_phase: bool,
     logs: Path,
-    timeout: float,
 ) -> Run:
-    with (logs / f"{name}.log").open("wb") as log:
-        # Popen only forks: it does not wait for the child.
-        proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=log)  # noqa: ASYNC220
+    """Start one subscriber process per ``envs`` entry and measure them together."""
+    procs = []
+    for i, env in enumerate(envs):
+        suffix = f"-{i + 1}" if len(envs) > 1 else ""
+        with (logs / f"{name}{suffix}.log").open("wb") as log:
+            # Popen only forks: it does not wait for the child.
+            proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=log)  # noqa: ASYNC220
+        procs.append(proc)
+    ports = [int(env["INGEST_METRICS_PORT"]) for env in envs]
+    chargers: list[Charger] = []
+    paced_from = paced_to = datetime.now(UTC)
     try:
-        port = int(env["INGEST_METRICS_PORT"])
         deadline = time.monotonic() + 30
-        while True:  # subscribed before the first message
-            try:
-                scrape(port)
-                break
-            except OSError:
+        for port, proc in zip(ports, procs, strict=True):
+            while True:  # subscribed before the first message
+                try:
+                    if scrape(port).get("ingest_mqtt_connected", 1.0) == 1.0:
+                        break
+                except OSError:
+                    pass
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"{name} did not start; see {logs}") from None
+                    raise RuntimeError(f"{name} did not start; see {logs}")
                 await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
-        print(f"  {name}: publishing {messages:,} messages ...", flush=True)
-        pub = await publish(broker, certs, chargers, messages, window)
+        chargers = await connect(broker, certs, args.chargers, f"load-{name}")
+        print(f"  {name}: publishing {messages:,} messages (burst) ...", flush=True)
+        burst_from = datetime.now(UTC)
+        published, first_at, acked_at = await burst(chargers, messages, args.window)
+        burst_to = datetime.now(UTC)
         print(
-            f"  {name}: published in {pub.last_acked_at - pub.first_at:.1f} s, "
-            "waiting for the rows ...",
+            f"  {name}: published in {acked_at - first_at:.1f} s, waiting for the rows ...",
             flush=True,
         )
-        deadline = time.monotonic() + timeout
-        stored = 0
-        while time.monotonic() < deadline:
-            stored = await rows(dsn)
-            if stored >= pub.keys:
-                break
-            await asyncio.sleep(0.05)
-        done_at = time.monotonic()
+        done_at = await wait_rows(dsn, published, args.timeout)
+        run = Run(
+            name=name,
+            published=published,
+            seconds=done_at - first_at,
+            publish_seconds=acked_at - first_at,
+            stored=0,
+            lost=0,
+            duplicated=0,
+            p50_lag_ms=0.0,
+            p99_lag_ms=0.0,
+            absorbed=0,
+        )
+        total = published
+        if paced_phase:
+            print(
+                f"  {name}: paced, {args.paced_rate:,.0f} msg/s for {args.paced_seconds:.0f} s ...",
+                flush=True,
+            )
+            paced_from = datetime.now(UTC)
+            sent = await paced(chargers, args.paced_rate, args.paced_seconds)
+            paced_to = datetime.now(UTC)
+            total += sent
+            await wait_rows(dsn, total, args.timeout)
+            run.paced_rate = sent / args.paced_seconds
         await asyncio.sleep(1.0)  # anything more would be a duplicate (it cannot be)
-        metrics = scrape(port)
+        metrics: dict[str, float] = {}
+        for port in ports:
+            for key, value in scrape(port).items():
+                metrics[key] = metrics.get(key, 0.0) + value
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for c in chargers:
+            await c.conn.close()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     conn = await asyncpg.connect(dsn)
     try:
-        stored = await conn.fetchval("SELECT count(*) FROM readings")
+        run.stored = await conn.fetchval("SELECT count(*) FROM readings")
         distinct = await conn.fetchval(
             "SELECT count(*) FROM (SELECT DISTINCT charger, field, time FROM readings) d"
         )
-        p50, p99 = await conn.fetchrow(
-            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag),"
-            "       percentile_cont(0.99) WITHIN GROUP (ORDER BY lag)"
-            "  FROM (SELECT extract(epoch FROM received_at - time) * 1000 AS lag"
-            "          FROM readings) l"
-        )
+        p50, p99, _ = await conn.fetchrow(LAG, burst_from, burst_to)
+        if paced_phase:
+            pp50, pp99, pmax = await conn.fetchrow(LAG, paced_from, paced_to)
+            run.paced_p50_ms, run.paced_p99_ms = float(pp50 or 0), float(pp99 or 0)
+            run.paced_max_ms = float(pmax or 0)
     finally:
         await conn.close()
-    return Run(
-        name=name,
-        published=pub.keys,
-        seconds=done_at - pub.first_at,
-        publish_seconds=pub.last_acked_at - pub.first_at,
-        stored=stored,
-        lost=max(0, pub.keys - distinct),
-        duplicated=stored - distinct,
-        p50_lag_ms=float(p50 or 0.0),
-        p99_lag_ms=float(p99 or 0.0),
-        absorbed=int(metrics.get("ingest_duplicates_total", 0.0)),
-        batches=int(metrics.get("ingest_batch_size_count", 0.0)),
-        batch_mean=metrics.get("ingest_batch_size_sum", 0.0)
-        / max(1.0, metrics.get("ingest_batch_size_count", 0.0)),
-        write_ms_mean=1000
+    run.lost = max(0, total - distinct)
+    run.duplicated = run.stored - distinct
+    run.p50_lag_ms, run.p99_lag_ms = float(p50 or 0.0), float(p99 or 0.0)
+    run.absorbed = int(metrics.get("ingest_duplicates_total", 0.0))
+    run.batches = int(metrics.get("ingest_batch_size_count", 0.0))
+    run.batch_mean = metrics.get("ingest_batch_size_sum", 0.0) / max(1.0, run.batches)
+    run.write_ms_mean = (
+        1000
         * metrics.get("ingest_batch_write_seconds_sum", 0.0)
-        / max(1.0, metrics.get("ingest_batch_write_seconds_count", 0.0)),
+        / max(1.0, metrics.get("ingest_batch_write_seconds_count", 0.0))
     )
+    return run
 
 
 async def create_db(server: PostgresServer, name: str) -> str:
@@ -306,42 +387,71 @@ async def main_async(args: argparse.Namespace) -> int:
             "MQTT_CERTS_DIR": str(certs),
         }
         ingest_dsn = await create_db(pg, "bench_ingest")
+        ingest_cmd = [sys.executable, *args.python_args, "-m", "chargelift_ingest.main", "run"]
         ingest = await measure(
             "ingest",
-            [sys.executable, *args.python_args, "-m", "chargelift_ingest.main", "run"],
-            {
-                **common,
-                "DATABASE_URL": ingest_dsn,
-                "INGEST_CLIENT_ID": "bench-ingest",
-                "INGEST_METRICS_PORT": str(free_port()),
-            },
+            ingest_cmd,
+            [
+                {
+                    **common,
+                    "DATABASE_URL": ingest_dsn,
+                    "INGEST_CLIENT_ID": "bench-ingest",
+                    "INGEST_METRICS_PORT": str(free_port()),
+                }
+            ],
             ingest_dsn,
             broker,
             certs,
+            args,
             messages=args.messages,
-            chargers=args.chargers,
-            window=args.window,
+            paced_phase=args.paced_seconds > 0,
             logs=logs,
-            timeout=600,
         )
+        runs = [ingest]
+        if args.scale_out > 1:
+            shared_dsn = await create_db(pg, "bench_shared")
+            runs.append(
+                await measure(
+                    f"ingest x{args.scale_out} $share",
+                    ingest_cmd,
+                    [
+                        {
+                            **common,
+                            "DATABASE_URL": shared_dsn,
+                            "INGEST_CLIENT_ID": f"bench-shared-{i}",
+                            "INGEST_SHARE_GROUP": "bench",
+                            "INGEST_METRICS_PORT": str(free_port()),
+                        }
+                        for i in range(args.scale_out)
+                    ],
+                    shared_dsn,
+                    broker,
+                    certs,
+                    args,
+                    messages=args.messages,
+                    paced_phase=False,
+                    logs=logs,
+                )
+            )
         naive_dsn = await create_db(pg, "bench_naive")
         naive = await measure(
             "naive",
             [sys.executable, str(Path(__file__).with_name("naive.py"))],
-            {
-                **common,
-                "DATABASE_URL": naive_dsn,
-                "INGEST_CLIENT_ID": "bench-naive",
-                "INGEST_METRICS_PORT": str(free_port()),
-            },
+            [
+                {
+                    **common,
+                    "DATABASE_URL": naive_dsn,
+                    "INGEST_CLIENT_ID": "bench-naive",
+                    "INGEST_METRICS_PORT": str(free_port()),
+                }
+            ],
             naive_dsn,
             broker,
             certs,
+            args,
             messages=args.naive_messages,
-            chargers=args.chargers,
-            window=args.window,
+            paced_phase=False,
             logs=logs,
-            timeout=900,
         )
     finally:
         broker.stop()
@@ -349,10 +459,11 @@ async def main_async(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
     print()
     print(
-        "| design | messages | stored | s | msg/s | publish s | p50 / p99 lag (ms) | lost | dup |"
+        "| design | messages | stored | s | msg/s | publisher done (s) "
+        "| burst p50 / p99 lag (ms) | lost | dup |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in (ingest, naive):
+    for r in (*runs, naive):
         print(
             f"| {r.name} | {r.published:,} | {r.stored:,} | {r.seconds:.1f} | {r.rate:,.0f} "
             f"| {r.publish_seconds:.1f} | {r.p50_lag_ms:,.0f} / {r.p99_lag_ms:,.0f} "
@@ -363,14 +474,23 @@ async def main_async(args: argparse.Namespace) -> int:
         f"{ingest.write_ms_mean:.0f} ms write+commit each on average; "
         f"{ingest.absorbed} redelivered duplicates absorbed"
     )
+    if ingest.paced_rate:
+        print(
+            f"ingest paced at {ingest.paced_rate:,.0f} msg/s: lag p50 "
+            f"{ingest.paced_p50_ms:.0f} ms, p99 {ingest.paced_p99_ms:.0f} ms, "
+            f"max {ingest.paced_max_ms:.0f} ms"
+        )
     ratio = ingest.rate / naive.rate if naive.rate else float("inf")
+    p99 = ingest.paced_p99_ms if ingest.paced_rate else ingest.p99_lag_ms
+    print(f"ingest_sustained_msgs_per_s={ingest.rate:.0f} ingest_p99_lag_ms={p99:.0f}")
     print(
         f"ingest_msgs_per_s={ingest.rate:.0f} naive_msgs_per_s={naive.rate:.0f} "
         f"ratio={ratio:.1f} lost={ingest.lost + naive.lost} "
         f"duplicated={ingest.duplicated + naive.duplicated}",
         flush=True,
     )
-    return 0 if ingest.lost == 0 and ingest.duplicated == 0 else 1
+    ok = not any(r.lost or r.duplicated for r in (*runs, naive))
+    return 0 if ok else 1
 
 
 def main() -> int:
@@ -378,10 +498,19 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=300_000)
     parser.add_argument("--naive-messages", type=int, default=20_000)
     parser.add_argument("--chargers", type=int, default=50)
+    parser.add_argument("--window", type=int, default=500, help="unacknowledged per connection")
+    parser.add_argument("--paced-rate", type=float, default=10_000.0)
+    parser.add_argument("--paced-seconds", type=float, default=5.0, help="0: no paced phase")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per phase, seconds")
+    parser.add_argument(
+        "--scale-out",
+        type=int,
+        default=0,
+        help="also measure N ingest processes on one $share subscription (N >= 2)",
+    )
     parser.add_argument(
         "--python-args", type=shlex.split, default=[], help="for ingest, e.g. '-m cProfile -o f'"
     )
-    parser.add_argument("--window", type=int, default=500, help="unacknowledged per connection")
     return asyncio.run(main_async(parser.parse_args()))
 
 

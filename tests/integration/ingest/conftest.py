@@ -167,6 +167,16 @@ class IngestProcess:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.env['INGEST_METRICS_PORT']}/metrics"
 
+    async def metric(self, name: str) -> float:
+        """The value of one unlabelled sample of ingest's /metrics (0 if absent)."""
+        async with httpx.AsyncClient(timeout=2) as http:
+            text = (await http.get(self.metrics_url)).text
+        for line in text.splitlines():
+            key, _, value = line.rpartition(" ")
+            if key == name:
+                return float(value)
+        return 0.0
+
 
 def ingest_env(broker: MosquittoServer, certs: TestCerts, dsn: str, **extra: str) -> dict[str, str]:
     return {

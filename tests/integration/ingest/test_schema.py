@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
+import sys
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -50,6 +52,34 @@ async def test_a_fresh_database_migrated_concurrently_ends_up_migrated_once(
     dsn = postgres.dsn.rsplit("/", 1)[0] + "/concurrent_migrate"
     results = await asyncio.gather(migrate(dsn), migrate(dsn))
     assert sorted(len(r) for r in results) == [0, len(discover())]
+
+
+async def test_the_migrate_command_is_a_one_shot_that_can_run_again(
+    postgres: PostgresServer,
+) -> None:
+    conn = await asyncpg.connect(postgres.dsn)
+    try:
+        await conn.execute('CREATE DATABASE "migrate_cli"')
+    finally:
+        await conn.close()
+    env = {**os.environ, "DATABASE_URL": postgres.dsn.rsplit("/", 1)[0] + "/migrate_cli"}
+    outputs = []
+    for _ in range(2):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "chargelift_ingest.main",
+            "migrate",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        async with asyncio.timeout(30):
+            out, _ = await proc.communicate()
+        assert proc.returncode == 0, out
+        outputs.append(out.decode())
+    assert all(m.name in outputs[0] for m in discover())
+    assert "none (up to date)" in outputs[1]
 
 
 async def test_sql_enum_equals_the_contract_enum(db: str) -> None:

@@ -124,3 +124,11 @@ def test_naive_times_are_refused() -> None:
         format_time(datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="naive"):
         Envelope(datetime(2026, 1, 1), 1)
+
+
+@pytest.mark.parametrize(
+    "text", ["２０２６-11-24T10:00:00Z", "9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+01:00"]
+)
+def test_non_ascii_digits_and_out_of_range_times_are_envelope_errors(text: str) -> None:
+    with pytest.raises(EnvelopeError):
+        parse_time(text)

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargelift_contract import CATALOGUE, Envelope, FieldType, OperationState, encode
+from chargelift_contract import CATALOGUE, Envelope, FieldSpec, FieldType, OperationState, encode
 from chargelift_ingest.validate import REASONS, Availability, DeadLetter, Reading, validate
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+_TIME = b'{"SamplingTime":"2026-11-24T11:00:00Z",'
 T = datetime(2026, 11, 24, 11, 59, 30, 123456, tzinfo=UTC)
 
 
@@ -176,6 +177,28 @@ def test_any_rfc3339_time_is_accepted_and_stored_in_utc(stamp: str) -> None:
             b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1,"pad":"' + b"x" * 5000 + b'"}',
             "too_large",
         ),
+        # Found by review: each of these used to raise out of validate() (a poison message
+        # that is never acknowledged) or got the wrong reason.
+        ("chargers/a/PowerOutput", b"[" * 3000, "bad_json"),  # nesting beyond both parsers
+        (
+            "chargers/a/PowerOutput",
+            _TIME + b'"Value":' + b"[" * 1100 + b"]" * 1100 + b"}",
+            "bad_json",
+        ),
+        ("chargers/a/Tariff", _TIME + b'"Value":"T\xed\xa0\x80"}', "bad_json"),  # not UTF-8
+        ("chargers/a/Tariff", _TIME + b'"Value":"\\ud800"}', "bad_json"),  # lone surrogate
+        ("chargers/a/PowerOutput", (_TIME.decode() + '"Value":1}').encode("utf-16"), "bad_json"),
+        ("chargers/a/PowerOutput", _TIME + b'"Value":1' + b"0" * 400 + b"}", "non_finite"),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"9999-12-31T23:00:00-05:00","Value":1}',  # past 9999 in UTC
+            "bad_envelope",
+        ),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"0001-01-01T00:00:00+05:00","Value":1}',  # before year 1 in UTC
+            "bad_envelope",
+        ),
     ],
 )
 def test_every_bad_input_kind_is_a_dead_letter_with_its_reason(
@@ -268,3 +291,54 @@ def test_arbitrary_json_on_a_field_topic_never_raises(field: str, doc: object) -
     payload = json.dumps({"SamplingTime": "2026-11-24T11:00:00Z", "Value": doc}).encode()
     item = check(f"chargers/a/{field}", payload)
     assert isinstance(item, Reading | DeadLetter)
+
+
+_SAMPLE = {
+    FieldType.NUMBER: 7,
+    FieldType.STRING: "x",
+    FieldType.BOOLEAN: True,
+    FieldType.STATE: OperationState.IDLE.value,
+}
+# The readings column of each field type (docs/schema.md); a new FieldType fails here
+# until it has a column.
+_COLUMN = {
+    FieldType.NUMBER: "value_num",
+    FieldType.STRING: "value_text",
+    FieldType.BOOLEAN: "value_bool",
+    FieldType.STATE: "value_text",
+}
+
+
+def test_every_field_type_has_a_column() -> None:
+    assert set(_COLUMN) == set(FieldType)
+    assert set(_SAMPLE) == set(FieldType)
+
+
+@pytest.mark.parametrize("spec", list(CATALOGUE.values()), ids=list(CATALOGUE))
+def test_every_catalogue_field_is_stored_in_the_column_of_its_type(spec: FieldSpec) -> None:
+    payload = orjson.dumps({"SamplingTime": T.isoformat(), "Value": _SAMPLE[spec.type]})
+    item = check(f"chargers/a/{spec.name}", payload)
+    assert isinstance(item, Reading), item
+    columns = {
+        "value_num": item.value_num,
+        "value_text": item.value_text,
+        "value_bool": item.value_bool,
+    }
+    assert [c for c, v in columns.items() if v is not None] == [_COLUMN[spec.type]]
+
+
+_TIMESTAMPS = st.from_regex(
+    r"\A\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z"
+)
+
+
+@given(stamp=_TIMESTAMPS)
+@settings(max_examples=500)
+def test_any_rfc3339_shaped_time_is_a_reading_or_a_dead_letter(stamp: str) -> None:
+    # Out-of-range parts (month 13, offset 24:00, year 0, or a time whose UTC equivalent
+    # leaves years 1..9999) are dead letters, never an exception.
+    payload = orjson.dumps({"SamplingTime": stamp, "Value": 1})
+    item = check("chargers/a/PowerOutput", payload)
+    assert isinstance(item, Reading | DeadLetter)
+    if isinstance(item, DeadLetter):
+        assert item.reason in ("bad_envelope", "future_time")
