@@ -14,39 +14,25 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from chargelift_api.auth import hash_token
 from chargelift_devstack.postgres import PostgresServer
 from chargelift_devstack.procs import free_port
-from chargelift_ingest.migrate import migrate
 from tests.conftest import scratch
 from tests.integration.api import scenario
+from tests.support.db import fresh_database
 
 READ_TOKEN = "it-read-" + uuid.uuid4().hex
 ADMIN_TOKEN = "it-admin-" + uuid.uuid4().hex
 MAX_POINTS = 500
 
 
-async def fresh_database(server: PostgresServer) -> str:
-    """A new, migrated database on ``server``; its DSN."""
-    name = f"api_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(server.dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    dsn = server.dsn.rsplit("/", 1)[0] + f"/{name}"
-    await migrate(dsn)
-    return dsn
-
-
 @pytest.fixture(scope="module")
 def scenario_db(postgres: PostgresServer) -> str:
     """The scenario of ``scenario.py``, stored by ingest's validation and writer."""
-    dsn = asyncio.run(fresh_database(postgres))
+    dsn = asyncio.run(fresh_database(postgres, "api"))
     stored = scenario.load(dsn)
     assert stored > 1000
     return dsn

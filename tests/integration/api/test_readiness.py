@@ -11,7 +11,8 @@ import pytest
 
 from chargelift_devstack.postgres import PostgresServer
 from tests.conftest import scratch
-from tests.integration.api.conftest import READ_TOKEN, fresh_database, start_api
+from tests.integration.api.conftest import READ_TOKEN, start_api
+from tests.support.db import fresh_database
 
 pytestmark = pytest.mark.integration
 

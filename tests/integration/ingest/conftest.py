@@ -24,8 +24,8 @@ from chargelift_contract.mqtt import MqttClient
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.postgres import PostgresServer
 from chargelift_devstack.procs import free_port
-from chargelift_ingest.migrate import migrate
 from tests.support.certs import TestCerts
+from tests.support.db import fresh_database
 
 CHARGERS = ("charger-a", "charger-b", "amtron-1", "amtron-2", "amtron-3")
 FIELDS = {
@@ -37,18 +37,6 @@ FIELDS = {
     "Tariff": lambda i: f"T{1 + i % 2}",
 }
 _counter = itertools.count()
-
-
-async def fresh_database(server: PostgresServer) -> str:
-    name = f"t{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
-    conn = await asyncpg.connect(server.dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    dsn = server.dsn.rsplit("/", 1)[0] + f"/{name}"
-    await migrate(dsn)
-    return dsn
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ from tests.integration.ingest.conftest import (
     IngestProcess,
     Publisher,
     count_rows,
-    fresh_database,
     ingest_env,
     messages,
     wait_rows,
 )
 from tests.support.certs import TestCerts
+from tests.support.db import fresh_database
 
 pytestmark = pytest.mark.integration
 

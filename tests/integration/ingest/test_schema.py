@@ -20,7 +20,7 @@ from chargelift_devstack.postgres import PostgresServer
 from chargelift_ingest.migrate import discover, migrate
 from chargelift_ingest.validate import Reading
 from chargelift_ingest.writer import Writer
-from tests.integration.ingest.conftest import fresh_database
+from tests.support.db import fresh_database
 
 pytestmark = pytest.mark.integration
 
