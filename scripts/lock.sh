@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Re-resolve requirements.lock from every pyproject.toml (third-party packages only, with hashes).
+# Re-resolve the two hash-pinned lock files (third-party packages only):
+#   requirements.lock                 everything for development (.venv): services + tools
+#   docker/requirements-runtime.lock  what the container images install: the services'
+#                                     runtime dependencies and setuptools, resolved for every
+#                                     Python >= 3.11 (the images may use a newer Python)
+# tests/unit/test_locks.py checks that both pin the same versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 --no-header \
-  --no-emit-index-url --no-emit-find-links \
-  pyproject.toml services/*/pyproject.toml tools/devstack/pyproject.toml -o requirements.lock
+common=(--quiet --generate-hashes --python-version 3.11 --no-header --no-emit-index-url --no-emit-find-links)
+services=(services/contract services/certs services/simulator services/poller services/ingest services/api)
+.venv/bin/uv pip compile "${common[@]}" \
+  pyproject.toml "${services[@]/%//pyproject.toml}" tools/devstack/pyproject.toml -o requirements.lock
+.venv/bin/uv pip compile "${common[@]}" --universal \
+  "${services[@]/%//pyproject.toml}" docker/build-requirements.in -o docker/requirements-runtime.lock

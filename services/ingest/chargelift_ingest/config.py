@@ -7,16 +7,21 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chargelift_ingest.migrate import MIGRATIONS
+
 
 class DatabaseSettings(BaseSettings):
-    """What ``chargelift-ingest migrate`` needs: ``DATABASE_URL``, ``INGEST_RETENTION_DAYS``."""
+    """What ``chargelift-ingest migrate`` needs: ``DATABASE_URL``, ``INGEST_RETENTION_DAYS``,
+    ``INGEST_MIGRATIONS_DIR``."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # An empty variable means "not set" (compose passes `${INGEST_RETENTION_DAYS:-}`).
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     database_url: SecretStr = Field(validation_alias="DATABASE_URL")
     # At least 4 days: the continuous aggregates refresh the last 3 days, and a refresh
     # must never see a window whose raw rows were dropped (0004_buckets.sql).
     retention_days: int | None = Field(None, ge=4, validation_alias="INGEST_RETENTION_DAYS")
+    migrations_dir: Path = Field(MIGRATIONS, validation_alias="INGEST_MIGRATIONS_DIR")
 
 
 class Settings(DatabaseSettings):

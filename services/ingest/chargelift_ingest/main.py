@@ -174,10 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             applied = asyncio.run(
                 migrate(
                     settings.database_url.get_secret_value(),
+                    directory=settings.migrations_dir,
                     retention_days=settings.retention_days,
                 )
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             print(f"error: migration failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")

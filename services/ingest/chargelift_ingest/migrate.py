@@ -17,6 +17,8 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
+#: The repository's timescale/migrations (a source checkout); an installed package (the
+#: container image) is told where they are by INGEST_MIGRATIONS_DIR.
 MIGRATIONS = Path(__file__).resolve().parents[3] / "timescale" / "migrations"
 _LOCK_KEY = 0x63686C6D  # "chlm"
 _NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
@@ -31,11 +33,15 @@ class Migration:
 
 def discover(directory: Path = MIGRATIONS) -> list[Migration]:
     found = []
+    if not directory.is_dir():
+        raise ValueError(f"migrations directory {directory} does not exist (INGEST_MIGRATIONS_DIR)")
     for path in sorted(directory.glob("*.sql")):
         m = _NAME.fullmatch(path.name)
         if m is None:
             raise ValueError(f"migration file {path.name} is not NNNN_name.sql")
         found.append(Migration(int(m.group(1)), path.name, path.read_text()))
+    if not found:
+        raise ValueError(f"no migrations in {directory} (INGEST_MIGRATIONS_DIR)")
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise ValueError("two migrations share a number")

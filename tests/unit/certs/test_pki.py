@@ -101,6 +101,21 @@ def test_acl_lists_valid_chargers_and_services_only(ca: Path) -> None:
     assert "topic readwrite chargers/ingest" not in acl
 
 
+def test_the_acl_is_refused_without_the_services_rules(
+    ca: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An installed package (the certs image) finds mosquitto/acl.services only through
+    # CHARGELIFT_SERVICES_ACL; without it no ACL may be written that lacks ingest's rights.
+    pki.issue_client(ca, "amtron-1")
+    with pytest.raises(pki.CertError, match="CHARGELIFT_SERVICES_ACL"):
+        pki.render_acl(ca, tmp_path / "missing.services")
+    monkeypatch.setenv("CHARGELIFT_SERVICES_ACL", str(SERVICES_ACL))
+    assert "user ingest\ntopic read chargers/#" in pki.render_acl(ca)
+    monkeypatch.setenv("CHARGELIFT_SERVICES_ACL", str(tmp_path / "missing.services"))
+    with pytest.raises(pki.CertError, match="missing"):
+        pki.write_acl(ca)
+
+
 def test_revoke_keeps_earlier_entries_and_updates_the_acl(ca: Path) -> None:
     s1 = load(pki.issue_client(ca, "amtron-1")).serial_number
     s2 = load(pki.issue_client(ca, "amtron-2")).serial_number

@@ -30,6 +30,22 @@ def test_a_misnamed_or_doubly_numbered_migration_is_refused(tmp_path: Path) -> N
         discover(tmp_path)
 
 
+def test_a_missing_or_empty_migrations_directory_is_an_error_not_an_empty_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An installed package (the image) finds the files only through INGEST_MIGRATIONS_DIR;
+    # a wrong path must fail `migrate`, never report "up to date" with no schema.
+    with pytest.raises(ValueError, match="does not exist"):
+        discover(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no migrations"):
+        discover(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://x@127.0.0.1/x")
+    monkeypatch.setenv("INGEST_MIGRATIONS_DIR", str(tmp_path))
+    assert DatabaseSettings().migrations_dir == tmp_path
+    monkeypatch.delenv("INGEST_MIGRATIONS_DIR")
+    assert DatabaseSettings().migrations_dir == MIGRATIONS
+
+
 def test_the_sql_enum_has_the_contract_labels_in_order() -> None:
     sql = " ".join(m.sql for m in discover())
     m = re.search(r"CREATE TYPE operation_state AS ENUM \(([^)]*)\)", sql)

@@ -43,6 +43,25 @@ def render_config(
     )
 
 
+COMPOSE_CONFIG = REPO / "mosquitto" / "compose.conf"
+
+
+def render_compose_config() -> str:
+    """mosquitto/compose.conf: the template for the container's paths, all addresses."""
+    text = render_config(
+        certs_dir=Path("/mosquitto/certs"),
+        data_dir=Path("/mosquitto/data"),
+        port=8883,
+        bind="",
+        run_user="mosquitto",
+    ).replace("listener 8883 \n", "listener 8883\n")
+    return (
+        "# GENERATED from mosquitto.conf.template for the compose stack (docker-compose.yml\n"
+        "# mounts it): `make mosquitto-compose-conf` rewrites it; never edit it by hand\n"
+        "# (tests/unit/test_compose_files.py fails when it drifts from the template).\n\n" + text
+    )
+
+
 @dataclass
 class MosquittoServer:
     """A Mosquitto process on 127.0.0.1 using ``certs_dir`` (layout of chargelift-certs)."""

@@ -1,0 +1,47 @@
+#!/bin/sh
+# The `certs` service of docker-compose.yml (image services/certs/Dockerfile).
+#
+#   no arguments        first start: create what is missing (CA, broker certificate with
+#                       the compose names + $BROKER_SANS, ingest and monitor identities,
+#                       one charger identity per id in $SIM_CHARGERS), regenerate the ACL
+#   any arguments       run `chargelift-certs --dir $CERTS_DIR <arguments>`, e.g.
+#                       `docker compose run --rm certs client wb-garage --role charger`
+#
+# Either way it ends by giving every private key to the one account that reads it
+# (0600): broker.key to Mosquitto (uid $MOSQUITTO_UID; the broker drops to it before it
+# reads the key), ingest.key to ingest (uid 10001), charger keys to the poller
+# (uid 10003); the CA key stays root's. That chown is why compose runs it as root.
+set -eu
+dir=${CERTS_DIR:-/certs}
+certs() { chargelift-certs --dir "$dir" "$@"; }
+
+if [ "$#" -gt 0 ]; then
+    status=0
+    certs "$@" || status=$?
+else
+    status=0
+    [ -f "$dir/ca.crt" ] || certs init
+    if [ ! -f "$dir/broker.crt" ]; then
+        set --
+        for san in $(echo "${BROKER_SANS:-}" | tr ',' ' '); do set -- "$@" --san "$san"; done
+        certs server "$@"
+    fi
+    for id in ingest monitor; do
+        [ -f "$dir/clients/$id.crt" ] || certs client "$id" --role service
+    done
+    for id in $(echo "${SIM_CHARGERS:-}" | tr ',' ' '); do
+        [ -f "$dir/clients/$id.crt" ] || certs client "$id" --role charger
+    done
+    certs acl >/dev/null
+fi
+
+[ -f "$dir/broker.key" ] && chown "${MOSQUITTO_UID:-1883}" "$dir/broker.key"
+for key in "$dir"/clients/*.key; do
+    [ -f "$key" ] || continue
+    case "$(basename "$key" .key)" in
+        ingest) chown 10001 "$key" ;;
+        monitor|api|poller) ;;
+        *) chown 10003 "$key" ;;
+    esac
+done
+exit "$status"
