@@ -54,6 +54,21 @@ check: venv ## Lint, format check and type check
 test: venv system-deps ## Run the whole suite against real Mosquitto and PostgreSQL
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+COMPOSE_VENV := .venv-compose
+$(COMPOSE_VENV)/.installed: tests/compose/requirements.lock
+	@test -x $(COMPOSE_VENV)/bin/python || python3 -m venv $(COMPOSE_VENV)
+	$(COMPOSE_VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r tests/compose/requirements.lock
+	@touch $@
+
+.PHONY: test-compose
+test-compose: venv $(COMPOSE_VENV)/.installed ## Build and run docker-compose.yml offline (stand-in images) and test it
+	@scripts/docker-deps.sh
+	COMPOSE_BIN=$(CURDIR)/$(COMPOSE_VENV)/bin/docker-compose $(VENV)/bin/pytest tests/compose -p no:cacheprovider -s $(PYTEST_ARGS)
+
+.PHONY: mosquitto-compose-conf
+mosquitto-compose-conf: venv ## Regenerate mosquitto/compose.conf from the template
+	$(PY) -c "from chargelift_devstack.mosquitto import COMPOSE_CONFIG as c, render_compose_config as r; c.write_text(r())"
+
 .PHONY: test-unit
 test-unit: venv ## Unit tests only (no servers)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
@@ -68,7 +83,7 @@ dev-down: ## Stop a stack started by `make dev` in another terminal
 
 .PHONY: clean
 clean: ## Remove the virtual environment, caches and dev state
-	rm -rf $(VENV) .dev .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(COMPOSE_VENV) .dev .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 # --- benchmarks ---
 

