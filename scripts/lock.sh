@@ -4,7 +4,7 @@
 #   docker/requirements-runtime.lock  what the container images install: the services'
 #                                     runtime dependencies and setuptools, resolved for every
 #                                     Python >= 3.11 (the images may use a newer Python)
-# tests/unit/test_locks.py checks that both pin the same versions.
+# tests/unit/test_deploy_files.py checks that both pin the same versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 common=(--quiet --generate-hashes --python-version 3.11 --no-header --no-emit-index-url --no-emit-find-links)

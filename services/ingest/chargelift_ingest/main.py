@@ -109,6 +109,7 @@ async def run(settings: Settings) -> None:
         metrics.MQTT_CONNECTED.set_function(lambda: 1 if client.is_connected else 0)
         metrics.DATABASE_OK.set_function(lambda: 1 if batcher.database_ok else 0)
         metrics.PENDING.set_function(lambda: batcher.pending)
+        metrics.watch_certificates(settings.mqtt_certs_dir, settings.mqtt_ca_file)
 
         def health() -> dict[str, object]:
             # Liveness: the process works as designed also while the broker or the

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from pathlib import Path
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+from chargelift_contract.certmetrics import CertificateExpiryCollector, certificate_files
 
 RECEIVED = Counter("ingest_messages_received_total", "MQTT messages received")
 ROWS = Counter("ingest_rows_written_total", "readings inserted")
@@ -30,3 +34,20 @@ DB_ERRORS = Counter("ingest_db_errors_total", "failed batch writes", ["kind"])
 PENDING = Gauge("ingest_pending_messages", "messages received and not yet committed")
 MQTT_CONNECTED = Gauge("ingest_mqtt_connected", "1 while connected to the broker")
 DATABASE_OK = Gauge("ingest_database_ok", "0 while batch writes fail and are being retried, else 1")
+
+
+_cert_collector: CertificateExpiryCollector | None = None
+
+
+def watch_certificates(certs_dir: Path, ca_file: Path) -> None:
+    """Export the expiry of every certificate in ``certs_dir`` (CA, broker, clients).
+
+    Ingest runs next to the broker and sees the whole certificate directory, so it is
+    the one service that can warn before the broker's or the CA's certificate expires.
+    Idempotent: a second call replaces the first.
+    """
+    global _cert_collector
+    if _cert_collector is not None:
+        REGISTRY.unregister(_cert_collector)
+    _cert_collector = CertificateExpiryCollector(lambda: certificate_files(certs_dir, ca_file))
+    REGISTRY.register(_cert_collector)

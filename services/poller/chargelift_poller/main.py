@@ -31,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import ValidationError
 
 from chargelift_contract import availability_topic
+from chargelift_contract.certmetrics import CertificateExpiryCollector
 from chargelift_contract.mqtt import Backoff, MqttClient, TlsFiles, Will
 from chargelift_contract.topics import OFFLINE
 from chargelift_poller.clock import Clock, SystemClock
@@ -84,6 +85,12 @@ class Poller:
         self.chargers = tuple(chargers)
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = PollerMetrics(self.registry)
+        identities = sorted({c.identity for c in self.chargers})
+        cert_files = [settings.mqtt_ca_file] + [
+            TlsFiles.for_identity(settings.mqtt_ca_file, settings.mqtt_certs_dir, i).cert_file
+            for i in identities
+        ]
+        self.registry.register(CertificateExpiryCollector(lambda: cert_files))
         self.clock = clock or SystemClock()
         self.coordinators: list[Coordinator] = []
         self.clients: list[MqttClient] = []

@@ -1,0 +1,145 @@
+"""The committed deployment files agree with the code they describe.
+
+- every metric an alert rule or a dashboard reads is one a service exports (a renamed
+  metric would otherwise leave a rule that never fires);
+- Prometheus scrapes the compose services on the ports their settings default to;
+- mosquitto/compose.conf is what the template renders (`make mosquitto-compose-conf`);
+- the container images pin the same versions as the development lock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.registry import Collector
+
+import chargelift_ingest.metrics as ingest_metrics
+from chargelift_api import metrics as api_metrics
+from chargelift_api.config import Settings as ApiSettings
+from chargelift_contract.certmetrics import CertificateExpiryCollector
+from chargelift_devstack.mosquitto import COMPOSE_CONFIG, render_compose_config
+from chargelift_ingest.config import Settings as IngestSettings
+from chargelift_poller.config import Settings as PollerSettings
+from chargelift_poller.metrics import PollerMetrics
+
+REPO = Path(__file__).resolve().parents[2]
+PROMETHEUS = REPO / "deploy" / "prometheus"
+OUR_PREFIXES = ("poller_", "ingest_", "api_", "chargelift_")
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "summary": ("", "_sum", "_count", "_created"),
+}
+
+
+def _sample_names(collectors: Iterable[Collector]) -> set[str]:
+    names: set[str] = set()
+    for collector in collectors:
+        for family in collector.collect():
+            for suffix in SUFFIXES.get(family.type, ("",)):
+                names.add(family.name + suffix)
+    return names
+
+
+def exported_metrics() -> set[str]:
+    """Every sample name the services can export (labels aside)."""
+    poller = CollectorRegistry()
+    PollerMetrics(poller)
+    certs = CertificateExpiryCollector(list)
+    return _sample_names([REGISTRY, poller, api_metrics.REGISTRY, certs])
+
+
+def referenced_metrics(expr: str) -> set[str]:
+    without_strings = re.sub(r'"[^"]*"', "", expr)
+    return {
+        tok
+        for tok in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", without_strings)
+        if tok.startswith(OUR_PREFIXES)
+    }
+
+
+def alert_rules() -> list[dict[str, object]]:
+    doc = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def test_ingest_metrics_module_is_the_one_registered() -> None:
+    # The ingest metrics live on the default registry; make sure the import above
+    # really filled it (otherwise every check below would pass vacuously).
+    assert ingest_metrics.RECEIVED is not None
+    assert "ingest_messages_received_total" in exported_metrics()
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: str(r["alert"]))
+def test_every_alert_reads_metrics_that_exist(rule: dict[str, object]) -> None:
+    expr = str(rule["expr"])
+    used = referenced_metrics(expr)
+    assert used or expr.startswith("up{"), f"{rule['alert']} reads none of our metrics"
+    missing = used - exported_metrics()
+    assert not missing, f"{rule['alert']} reads unknown metrics {sorted(missing)}"
+    labels, annotations = rule["labels"], rule["annotations"]
+    assert isinstance(labels, dict)
+    assert labels.get("severity") in {"warning", "critical"}
+    assert isinstance(annotations, dict)
+    assert annotations.get("summary")
+
+
+def test_the_alerts_cover_what_the_deploy_guide_promises() -> None:
+    names = {str(r["alert"]) for r in alert_rules()}
+    assert {
+        "ChargerDown",
+        "IngestLagHigh",
+        "OutboxBacklog",
+        "DeadLetters",
+        "CertificateExpiresSoon",
+        "ChargeliftTargetDown",
+    } <= names
+
+
+def test_prometheus_scrapes_the_compose_services_on_their_default_ports() -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    targets = {
+        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
+        for job in config["scrape_configs"]
+    }
+    defaults = {
+        "chargelift-ingest": ("ingest", IngestSettings.model_fields["metrics_port"].default),
+        "chargelift-api": ("api", ApiSettings.model_fields["port"].default),
+        "chargelift-poller": ("poller", PollerSettings.model_fields["poller_metrics_port"].default),
+    }
+    for job, (service, port) in defaults.items():
+        assert f"{service}:{port}" in targets[job]
+        assert service in compose["services"]
+        env = compose["services"][service].get("environment", {})
+        # Reachable from the Prometheus container: the service listens beyond loopback.
+        assert any(v == "0.0.0.0" for k, v in env.items() if k.endswith("HOST")), service
+    mounted = [v for v in compose["services"]["prometheus"]["volumes"] if "deploy/prometheus" in v]
+    assert mounted == ["./deploy/prometheus:/etc/prometheus:ro"]
+    for rule_file in config["rule_files"]:
+        assert (PROMETHEUS / Path(rule_file).relative_to("/etc/prometheus")).is_file()
+
+
+def test_mosquitto_compose_conf_is_rendered_from_the_template() -> None:
+    assert COMPOSE_CONFIG.read_text() == render_compose_config(), (
+        "mosquitto/compose.conf is stale: run `make mosquitto-compose-conf`"
+    )
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", lock.read_text(), flags=re.M)
+    return {name.lower().replace("_", "-"): version for name, version in pins}
+
+
+def test_images_pin_the_versions_the_suite_tests() -> None:
+    runtime = _pins(REPO / "docker" / "requirements-runtime.lock")
+    dev = _pins(REPO / "requirements.lock")
+    assert {"fastapi", "gmqtt", "asyncpg", "prometheus-client", "httpx"} <= runtime.keys()
+    differ = {n: (v, dev[n]) for n, v in runtime.items() if n in dev and dev[n] != v}
+    assert not differ, f"runtime lock differs from the tested lock: {differ}"
