@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,7 +114,7 @@ def panel(title: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def dsn(postgres: PostgresServer) -> Iterator[str]:
+def dsn(postgres: PostgresServer) -> str:
     async def load() -> str:
         dsn = await fresh_database(postgres, prefix="grafana")
         conn = await asyncpg.connect(dsn)
@@ -138,7 +137,7 @@ def dsn(postgres: PostgresServer) -> Iterator[str]:
             await conn.close()
         return dsn
 
-    yield asyncio.run(load())
+    return asyncio.run(load())
 
 
 def query(dsn: str, title: str, chargers: list[str]) -> list[asyncpg.Record]:
