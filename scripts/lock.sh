@@ -13,3 +13,7 @@ services=(services/contract services/certs services/simulator services/poller se
   pyproject.toml "${services[@]/%//pyproject.toml}" tools/devstack/pyproject.toml -o requirements.lock
 .venv/bin/uv pip compile "${common[@]}" --universal \
   "${services[@]/%//pyproject.toml}" docker/build-requirements.in -o docker/requirements-runtime.lock
+# The edge poller alone, for a Raspberry Pi without Docker (scripts/install-poller.sh).
+.venv/bin/uv pip compile "${common[@]}" --universal \
+  services/contract/pyproject.toml services/poller/pyproject.toml docker/build-requirements.in \
+  -o deploy/raspberry-pi/requirements-poller.lock

@@ -4,12 +4,14 @@
   metric would otherwise leave a rule that never fires);
 - Prometheus scrapes the compose services on the ports their settings default to;
 - mosquitto/compose.conf is what the template renders (`make mosquitto-compose-conf`);
-- the container images pin the same versions as the development lock.
+- the container images and the Pi install pin the same versions as the development lock;
+- the systemd units, the install script and the Pi's example configuration agree.
 """
 
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from chargelift_contract.certmetrics import CertificateExpiryCollector
 from chargelift_devstack.mosquitto import COMPOSE_CONFIG, render_compose_config
 from chargelift_ingest.config import Settings as IngestSettings
 from chargelift_poller.config import Settings as PollerSettings
+from chargelift_poller.config import load_chargers
 from chargelift_poller.metrics import PollerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,3 +146,68 @@ def test_images_pin_the_versions_the_suite_tests() -> None:
     assert {"fastapi", "gmqtt", "asyncpg", "prometheus-client", "httpx"} <= runtime.keys()
     differ = {n: (v, dev[n]) for n, v in runtime.items() if n in dev and dev[n] != v}
     assert not differ, f"runtime lock differs from the tested lock: {differ}"
+
+
+def test_the_pi_lock_pins_the_versions_the_suite_tests() -> None:
+    pi = _pins(REPO / "deploy" / "raspberry-pi" / "requirements-poller.lock")
+    dev = _pins(REPO / "requirements.lock")
+    assert {"gmqtt", "httpx", "orjson", "prometheus-client", "pydantic"} <= pi.keys()
+    assert "asyncpg" not in pi  # the poller alone, not the server side
+    differ = {n: (v, dev[n]) for n, v in pi.items() if n in dev and dev[n] != v}
+    assert not differ, f"Pi lock differs from the tested lock: {differ}"
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    pairs = (
+        line.split("=", 1)
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _unit(path: Path) -> dict[str, list[str]]:
+    keys: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            k, v = line.split("=", 1)
+            keys.setdefault(k, []).append(v)
+    return keys
+
+
+def test_pi_examples_are_a_valid_poller_configuration() -> None:
+    pi = REPO / "deploy" / "raspberry-pi"
+    env = _env_file(pi / "poller.env.example")
+    settings = PollerSettings.model_validate({k.lower(): v for k, v in env.items()})
+    assert settings.poller_outbox_synchronous == "FULL"  # a Pi loses power unannounced
+    chargers = load_chargers(pi / "poller.toml.example", env)
+    assert [c.id for c in chargers] == ["garage"]
+    assert chargers[0].pin is not None
+    assert chargers[0].pin.get_secret_value() == env["GARAGE_PIN"]
+
+
+def test_pi_unit_matches_the_install_script_and_the_examples() -> None:
+    unit = _unit(REPO / "deploy" / "systemd" / "chargelift-poller.service")
+    install = (REPO / "scripts" / "install-poller.sh").read_text()
+    poller_scripts = tomllib.loads((REPO / "services/poller/pyproject.toml").read_text())
+    [exec_start] = unit["ExecStart"]
+    assert exec_start == "/opt/chargelift/venv/bin/chargelift-poller"
+    assert Path(exec_start).name in poller_scripts["project"]["scripts"]
+    assert "PREFIX=${PREFIX:-/opt/chargelift}" in install
+    assert unit["EnvironmentFile"] == ["/etc/chargelift/poller.env"]
+    assert "ETC_DIR=${ETC_DIR:-/etc/chargelift}" in install
+    env = _env_file(REPO / "deploy" / "raspberry-pi" / "poller.env.example")
+    # The outbox lives in the unit's state directory, the only place it may write.
+    assert Path(env["POLLER_OUTBOX"]).parent == Path("/var/lib") / unit["StateDirectory"][0]
+    assert unit["User"] == ["chargelift"]
+    assert unit["ProtectSystem"] == ["strict"]
+
+
+def test_vm_unit_runs_the_compose_file_of_the_checkout() -> None:
+    unit = _unit(REPO / "deploy" / "systemd" / "chargelift-stack.service")
+    assert unit["ExecStart"] == ["/usr/bin/docker compose up --detach --wait --remove-orphans"]
+    assert unit["ExecStop"][0].startswith("/usr/bin/docker compose down")
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    grace = compose["services"]["ingest"]["stop_grace_period"]
+    # docker compose down waits at least as long as ingest's graceful stop.
+    assert int(unit["ExecStop"][0].rsplit(" ", 1)[1]) >= int(grace.rstrip("s"))

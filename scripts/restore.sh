@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Restore a backup made by scripts/backup.sh into a stack with EMPTY volumes (a new VM,
+# or after `docker compose down --volumes`). It refuses to overwrite a database that
+# already holds chargelift data.
+#
+#   scripts/restore.sh DIR
+#   docker compose up -d            # then start everything (migrate applies newer
+#                                   # migrations if the code is newer than the backup)
+#
+# Order: certificates first (so the certs one-shot finds the CA and issues nothing
+# new: every edge device keeps its certificate), then the database into a fresh
+# PostgreSQL/TimescaleDB, with timescaledb_pre_restore()/post_restore() when the
+# extension is there. COMPOSE overrides the compose command (default: docker compose).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COMPOSE=${COMPOSE:-docker compose}
+dir=${1:?usage: scripts/restore.sh DIR (a folder written by scripts/backup.sh)}
+(cd "$dir" && sha256sum --check --quiet SHA256SUMS) || {
+  echo "restore: $dir fails its checksums; refusing" >&2; exit 1; }
+
+psql() { $COMPOSE exec -T timescale psql -U chargelift -d chargelift -v ON_ERROR_STOP=1 -qAt "$@"; }
+
+echo "restore: certificates" >&2
+$COMPOSE run --rm --no-deps -T --entrypoint sh certs -c \
+  'test ! -e /certs/ca.crt || { echo "restore: the certs volume already has a CA; remove it first" >&2; exit 1; }'
+$COMPOSE run --rm --no-deps -T --entrypoint tar certs -C /certs -x < "$dir/certs.tar"
+
+echo "restore: starting the database" >&2
+$COMPOSE up --detach --wait timescale
+if [ "$(psql -c "SELECT to_regclass('public.schema_migrations') IS NOT NULL")" = "t" ]; then
+  echo "restore: the database already holds chargelift tables; restore needs an empty one" >&2
+  exit 1
+fi
+timescale=$(psql -c "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'")
+if [ "$timescale" != 0 ]; then
+  psql -c "CREATE EXTENSION IF NOT EXISTS timescaledb" -c "SELECT timescaledb_pre_restore()" >/dev/null
+fi
+echo "restore: database" >&2
+$COMPOSE exec -T timescale pg_restore -U chargelift -d chargelift --exit-on-error \
+  $([ "$timescale" = 0 ] && echo --single-transaction) < "$dir/chargelift.dump"
+if [ "$timescale" != 0 ]; then
+  psql -c "SELECT timescaledb_post_restore()" >/dev/null
+fi
+psql -c "ANALYZE"
+echo "restore: done; now: docker compose up -d" >&2
