@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the servers the native stack and the tests run are installed:
-# Mosquitto (2.x) and PostgreSQL (15 or newer). Installs them with apt-get when
+# Mosquitto (2.x) and PostgreSQL (15 or newer), and promtool for the alert rules. Installs them with apt-get when
 # missing and running as root (as CI does); otherwise says what to install.
 set -euo pipefail
 
@@ -11,10 +11,13 @@ have_pg() {
   command -v postgres >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1
 }
 have_mosquitto() { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; }
+# promtool (Debian package prometheus) checks and unit-tests deploy/prometheus/.
+have_promtool() { command -v promtool >/dev/null 2>&1; }
 
 missing=()
 have_mosquitto || missing+=(mosquitto)
 have_pg || missing+=(postgresql-15)
+have_promtool || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
