@@ -33,6 +33,27 @@ class EnvelopeError(ValueError):
 
 def parse_time(text: str) -> datetime:
     """Parse an RFC 3339 date-time into an aware UTC :class:`datetime`."""
+    # Fast path for what our publishers write, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``: the
+    # shape is checked here, the digits by fromisoformat (ASCII only, after isascii);
+    # anything else, or a value it refuses (a leap second), takes the general path.
+    # ≈ 0.3 µs instead of ≈ 2 µs per message at ingest.
+    if (
+        len(text) == 27
+        and text[26] == "Z"
+        and text[10] == "T"
+        and text[19] == "."
+        and text[4] == text[7] == "-"
+        and text[13] == text[16] == ":"
+        and text.isascii()
+    ):
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    return _parse_time_general(text)
+
+
+def _parse_time_general(text: str) -> datetime:
     m = _RFC3339.fullmatch(text)
     if m is None:
         raise EnvelopeError(f"SamplingTime {text!r} is not an RFC 3339 date-time")
@@ -63,7 +84,8 @@ def format_time(moment: datetime) -> str:
     """Format an aware datetime as RFC 3339 UTC with ``Z`` and microseconds."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: SamplingTime needs a time zone")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime("%Y…"): glibc's %Y does not pad years before 1000.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,6 +179,60 @@ class _Client(gmqtt.Client):  # type: ignore[misc]
         return
 
 
+class _CoalescingWriter:
+    """A transport whose writes of one event-loop iteration leave as one write.
+
+    gmqtt writes every packet on its own: the 5,000 PUBACKs that one committed batch
+    releases, or a burst of PUBLISHes, become 5,000 TLS records and ``send()`` calls.
+    Collected until the loop's next turn (``call_soon``) they leave as one (measured:
+    +13 % ingest throughput, docs/benchmarks.md). Order is kept; ``close()`` flushes
+    first, so a DISCONNECT written just before it is not lost.
+    """
+
+    __slots__ = ("_buffer", "_loop", "_scheduled", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._buffer: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._buffer.append(bytes(data))
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._buffer:
+            data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+            self._buffer.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _coalesce_writes(client: gmqtt.Client) -> None:
+    """Route the writes of ``client``'s (connected) connection through one writer."""
+    connection = client._connection
+    transport = connection._transport
+    if isinstance(transport, _CoalescingWriter):
+        return
+    writer = _CoalescingWriter(transport)
+    connection._transport = writer
+    connection._protocol._transport = writer
+
+
 @dataclass
 class _Connection:
     client: gmqtt.Client
@@ -430,6 +484,7 @@ class MqttClient:
         if conn.lost.is_set():
             await self._close(conn, 0)
             raise ConnectionLostError("connection closed right after CONNACK")
+        _coalesce_writes(client)
         return conn
 
     def _install_callbacks(self, conn: _Connection) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from chargelift_contract.envelope import (
     Envelope,
     EnvelopeError,
+    _parse_time_general,
     decode,
     encode,
     format_time,
@@ -132,3 +133,52 @@ def test_naive_times_are_refused() -> None:
 def test_non_ascii_digits_and_out_of_range_times_are_envelope_errors(text: str) -> None:
     with pytest.raises(EnvelopeError):
         parse_time(text)
+
+
+def _general_or_error(text: str) -> datetime | str:
+    try:
+        return _parse_time_general(text)
+    except EnvelopeError:
+        return "error"
+
+
+def _fast_or_error(text: str) -> datetime | str:
+    try:
+        return parse_time(text)
+    except EnvelopeError:
+        return "error"
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
+def test_fast_path_agrees_with_the_general_parser_on_canonical_times(moment: datetime) -> None:
+    text = format_time(moment.replace(tzinfo=UTC))
+    assert len(text) == 27
+    assert parse_time(text) == _parse_time_general(text) == moment.replace(tzinfo=UTC)
+
+
+@given(
+    st.integers(min_value=0, max_value=26),
+    st.characters(codec="utf-8"),
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+)
+def test_fast_path_agrees_with_the_general_parser_on_any_one_char_change(
+    position: int, char: str, moment: datetime
+) -> None:
+    canonical = format_time(moment.replace(tzinfo=UTC))
+    text = canonical[:position] + char + canonical[position + 1 :]
+    assert _fast_or_error(text) == _general_or_error(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-24T10:00:60.123456Z",  # leap second: fromisoformat refuses, general path
+        "2026-11-24T10:00:0\u0660.123456Z",  # Arabic-Indic digit: not ASCII
+        "2026-11-24t10:00:00.123456Z",
+        "2026-11-24T10:00:00.12345+Z",
+        "2026-02-30T10:00:00.123456Z",
+        "2026-11-24T10:00:00.1234567",
+    ],
+)
+def test_near_canonical_strings_get_the_general_verdict(text: str) -> None:
+    assert _fast_or_error(text) == _general_or_error(text)
