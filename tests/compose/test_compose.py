@@ -130,7 +130,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(project=f"chargelift-test-{os.getpid()}", workdir=workdir)
     s.write_env()
     try:
+        started = time.monotonic()
         s.compose("build")
+        print(f"compose build: {time.monotonic() - started:.1f} s")
         started = time.monotonic()
         s.compose("up", "--detach", "--wait", "--wait-timeout", "300")
         print(f"compose up --wait: {time.monotonic() - started:.1f} s")
