@@ -1,4 +1,8 @@
-"""One publisher per charger identity: sends the charger's outbox rows over its MQTT connection.
+"""One publisher per charger: sends the charger's outbox rows over an MQTT connection.
+
+With the per-charger identity each publisher has its own connection; with the edge
+identity (docs/poller.md) all publishers share one connection and one in-flight
+:class:`Window`. Either way a charger's rows travel in order on one connection.
 
 Per connection ("session"):
 
@@ -8,8 +12,9 @@ Per connection ("session"):
 2. append the charger's current availability (the broker may have published our last
    will ``offline`` while we were away) — it gets the newest ``seq``, so it lands after
    the backlog;
-3. publish rows in ``seq`` order, retained, QoS 1, with at most ``inflight`` awaiting
-   their PUBACK (one connection, in order: the broker keeps the order);
+3. publish rows in ``seq`` order, retained, QoS 1, with at most the window's size
+   awaiting their PUBACK on the connection (one connection, in order: the broker keeps
+   the order);
 4. on each PUBACK mark the row acknowledged; if the connection drops, unacknowledged
    rows simply stay in the outbox for the next session.
 
@@ -24,7 +29,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -60,6 +65,42 @@ class PublishClient(Protocol):
     ) -> asyncio.Future[None]: ...
 
 
+class Window:
+    """The publishes in flight on one MQTT connection, shared by the publishers on it.
+
+    Per-charger identity: one window per publisher. Edge identity: one window for the
+    edge's connection, so that ``POLLER_INFLIGHT`` bounds what that connection has in
+    flight, whatever the number of chargers (the broker's receive maximum is per
+    connection too). A publisher that finds the window full waits in line; a freed slot
+    wakes the one that has waited longest, so a busy charger cannot starve the others.
+    Every slot taken is given back exactly once (on PUBACK, refusal or connection loss).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.used = 0
+        self._waiting: OrderedDict[object, Callable[[], None]] = OrderedDict()
+
+    def take(self) -> bool:
+        """Take a slot if one is free."""
+        if self.used >= self.size:
+            return False
+        self.used += 1
+        return True
+
+    def give_back(self) -> None:
+        """Free a slot and wake the publisher that has waited longest for one."""
+        self.used -= 1
+        if self._waiting:
+            _, wake = self._waiting.popitem(last=False)
+            wake()
+
+    def wait(self, owner: object, wake: Callable[[], None]) -> None:
+        """Call ``wake`` (once) when a slot frees; ``owner`` waits in line at most once."""
+        if owner not in self._waiting:
+            self._waiting[owner] = wake
+
+
 class Publisher:
     """Drains one charger's outbox rows into its MQTT connection (see module docstring)."""
 
@@ -72,6 +113,7 @@ class Publisher:
         *,
         availability: Callable[[], bytes | None],
         inflight: int = 100,
+        window: Window | None = None,
         buffer_limit: int = 1000,
         page: int = 500,
         clock: Callable[[], float] = time.time,
@@ -81,7 +123,7 @@ class Publisher:
         self._outbox = outbox
         self._availability = availability
         self._availability_topic = availability_topic(charger_id)
-        self._window = inflight
+        self._window = window if window is not None else Window(inflight)
         self._buffer_limit = buffer_limit
         self._page = page
         self._clock = clock
@@ -89,7 +131,6 @@ class Publisher:
         self._cursor = 0  # highest seq taken into the buffer in this session
         self._last_sent = 0  # highest seq handed to the client in this session
         self._spilled = True  # rows after _cursor may be in the outbox only
-        self._inflight = 0
         self._epoch = 0
         self._restart = False
         self._wake = asyncio.Event()
@@ -140,7 +181,6 @@ class Publisher:
         self._buffer.clear()
         self._cursor = self._last_sent = 0
         self._spilled = True
-        self._inflight = 0
         self._restart = False
         current = self._availability()
         if current is not None:
@@ -159,17 +199,28 @@ class Publisher:
             self._epoch += 1  # late callbacks of this session are ignored
 
     def _fill(self, epoch: int) -> None:
-        while self._inflight < self._window:
+        window = self._window
+        while True:
+            if not window.take():
+                window.wait(self, self._wake.set)
+                return
             row = self._next_row()
             if row is None:
+                window.give_back()
                 return
             try:
                 fut = self._client.publish_nowait(row.topic, row.payload, qos=1, retain=True)
             except ConnectionLostError:
+                window.give_back()
+                self._requeue(row)
                 return  # the session ends; the row is still in the outbox
             self._last_sent = row.seq
-            self._inflight += 1
             fut.add_done_callback(functools.partial(self._done, epoch, row))
+
+    def _requeue(self, row: Row) -> None:
+        # Not sent: it goes first again if this session goes on (a shared connection
+        # may report "not connected" a moment before this publisher's session ends).
+        self._buffer.appendleft(row)
 
     def _next_row(self) -> Row | None:
         if not self._buffer and self._spilled:
@@ -183,9 +234,9 @@ class Publisher:
 
     def _done(self, epoch: int, row: Row, fut: asyncio.Future[None]) -> None:
         exc = None if fut.cancelled() else fut.exception()  # always retrieve it
+        self._window.give_back()  # whichever session it was sent in
         if epoch != self._epoch:
             return
-        self._inflight -= 1
         self._wake.set()
         if fut.cancelled():
             return

@@ -78,3 +78,15 @@ def test_bad_chargers_are_refused_with_a_clear_message(
     err = capsys.readouterr().err
     assert message in err
     assert PIN not in err
+
+
+def test_an_edge_without_its_certificate_is_refused_with_the_command_to_issue_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edge = '[mqtt]\nidentity = "edge"\nedge_id = "site-1"\n'
+    env(monkeypatch, tmp_path, edge + CHARGER.format(driver="mhcp"))
+    assert poller_main.main() == 2
+    err = capsys.readouterr().err
+    assert "edge site-1: no certificate file" in err
+    assert "chargelift-certs client site-1 --role edge --charger <id>" in err
+    assert PIN not in err

@@ -12,7 +12,7 @@ import pytest
 from chargelift_contract.mqtt import ConnectionLostError, PublishRefusedError
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.outbox import Entry, Outbox
-from chargelift_poller.publisher import Publisher
+from chargelift_poller.publisher import Publisher, Window
 from tests.unit.poller.conftest import sample
 
 CHARGER = "amtron-1"
@@ -305,3 +305,73 @@ async def test_nothing_is_sent_while_disconnected(
     await settle()
     assert sample(metrics, "poller_mqtt_connected", charger=CHARGER) == 1
     assert client.payloads() == [b"1", b"2"]
+
+
+# --- the edge identity: publishers sharing one connection and one window -------------
+
+
+async def test_publishers_on_one_connection_share_the_window_fairly(
+    client: FakeClient, outbox: Outbox, metrics: PollerMetrics, wall: Wall
+) -> None:
+    window = Window(4)
+    pubs = [
+        Publisher(
+            charger,
+            client,
+            outbox,
+            metrics,
+            availability=lambda: None,
+            window=window,
+            buffer_limit=8,
+            page=5,
+            clock=wall,
+        )
+        for charger in ("a", "b")
+    ]
+    tasks = [asyncio.create_task(p.run()) for p in pubs]
+    try:
+        client.auto_ack = False
+        client.connect()
+        await settle()
+        for charger in ("a", "b"):
+            outbox.append(
+                [Entry(charger, f"chargers/{charger}/PowerOutput", f"{charger}{i}".encode(), i)
+                 for i in range(10)]
+            )  # fmt: skip
+        await settle()
+        assert len(client.sent) == 4  # the connection's window, not 4 per charger
+        assert window.used == 4
+        for _ in range(20):
+            client.ack(1)
+            await settle()
+        # Both chargers got slots while the other had rows waiting: neither starves.
+        first = [t.split("/")[1] for t, _, _ in client.sent[:12]]
+        assert {"a", "b"} == set(first[4:])
+        for charger in ("a", "b"):
+            mine = [p for t, p, _ in client.sent if t.startswith(f"chargers/{charger}/")]
+            assert mine == [f"{charger}{i}".encode() for i in range(10)]  # in order
+        client.drop()  # whatever was in flight gives its slot back
+        await settle()
+        assert window.used == 0
+        outbox.flush_acks()
+        assert outbox.depth == 0
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_window_slots_wake_the_longest_waiting_owner_once() -> None:
+    window = Window(1)
+    woken: list[str] = []
+    assert window.take()
+    assert not window.take()
+    window.wait("a", lambda: woken.append("a"))
+    window.wait("b", lambda: woken.append("b"))
+    window.wait("a", lambda: woken.append("a-again"))  # already in line: ignored
+    window.give_back()
+    assert woken == ["a"]
+    assert window.take()
+    window.give_back()
+    assert woken == ["a", "b"]
+    assert window.used == 0

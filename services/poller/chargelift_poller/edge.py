@@ -1,0 +1,84 @@
+"""The edge identity's own topics: what the edge announces on every MQTT connection.
+
+With ``[mqtt] identity = "edge"`` one connection carries all chargers of the poller,
+and its last will (``edges/{edge}/availability`` = ``offline``, retained, QoS 1) is the
+only thing the broker publishes when the poller dies. So on every connection, before
+the chargers' own rows matter, the edge publishes (retained, QoS 1):
+
+1. ``edges/{edge}/chargers``: the JSON list of its charger ids, so that a consumer
+   knows which chargers the will speaks for (ingest records each of them offline);
+2. ``edges/{edge}/availability`` = ``online`` (the will may have said ``offline``).
+
+Each charger's own ``chargers/{id}/availability`` still travels through the outbox as
+with the per-charger identity (:mod:`.publisher`, :mod:`.coordinator`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from chargelift_contract import (
+    edge_availability_topic,
+    edge_chargers_topic,
+    encode_edge_chargers,
+)
+from chargelift_contract.mqtt import ConnectionLostError, PublishRefusedError
+from chargelift_contract.topics import ONLINE
+from chargelift_poller.publisher import PublishClient
+
+log = logging.getLogger(__name__)
+
+
+class EdgeAnnouncer:
+    """Publishes the edge's charger list and ``online`` on each connection."""
+
+    def __init__(self, edge_id: str, chargers: Sequence[str], client: PublishClient) -> None:
+        self.edge_id = edge_id
+        self._client = client
+        self._chargers_topic = edge_chargers_topic(edge_id)
+        self._availability_topic = edge_availability_topic(edge_id)
+        self._chargers = encode_edge_chargers(chargers)
+        self.announced = 0  # connections on which both messages were acknowledged
+
+    async def run(self) -> None:
+        """Announce on every connection, for the life of the process."""
+        while True:
+            await self._client.wait_connected()
+            try:
+                await self.announce()
+            except ConnectionLostError:
+                continue  # the next connection announces again
+            except PublishRefusedError as exc:
+                # The certificate is not an edge certificate of this id (or the ACL is
+                # stale): nobody will learn that the chargers go offline with the edge.
+                log.error(
+                    "edge %s: %s; check the certificate (chargelift-certs client %s "
+                    "--role edge) and reload the broker",
+                    self.edge_id,
+                    exc,
+                    self.edge_id,
+                )
+                # Mosquitto drops a connection whose retained publish it refuses; the
+                # next connection (after the client's backoff) tries again.
+            await self._client.wait_disconnected()
+
+    async def announce(self) -> None:
+        """Publish the charger list, then ``online``; return when both are acknowledged."""
+        listed = self._client.publish_nowait(
+            self._chargers_topic, self._chargers, qos=1, retain=True
+        )
+        try:
+            online = self._client.publish_nowait(
+                self._availability_topic, ONLINE, qos=1, retain=True
+            )
+        except ConnectionLostError:
+            listed.cancel()
+            raise
+        results = await asyncio.gather(listed, online, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        self.announced += 1
+        log.info("edge %s announced (%s)", self.edge_id, self._chargers_topic)
