@@ -189,7 +189,7 @@ class Poller:
                     edge_client = await stack.enter_async_context(
                         self._edge_client(self.mqtt.edge_id)
                     )
-                    shared = edge_client, Window(s.poller_inflight)
+                    shared = edge_client, Window(s.poller_edge_inflight)
                     self.clients.append(edge_client)
                     self.announcer = EdgeAnnouncer(
                         self.mqtt.edge_id, [c.id for c in self.chargers], edge_client

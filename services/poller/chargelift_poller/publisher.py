@@ -69,10 +69,12 @@ class Window:
     """The publishes in flight on one MQTT connection, shared by the publishers on it.
 
     Per-charger identity: one window per publisher. Edge identity: one window for the
-    edge's connection, so that ``POLLER_INFLIGHT`` bounds what that connection has in
-    flight, whatever the number of chargers (the broker's receive maximum is per
-    connection too). A publisher that finds the window full waits in line; a freed slot
-    wakes the one that has waited longest, so a busy charger cannot starve the others.
+    edge's connection, so that one number bounds what that connection has in flight,
+    whatever the number of chargers (the broker's receive maximum is per connection
+    too). Strictly first come, first served: a publisher that finds no free slot, or
+    others already waiting, waits in line, and a freed slot is *handed* to the one that
+    has waited longest (measured: letting the publisher whose PUBACK freed the slot take
+    it again starved the others, p99 20 s at 1,000 chargers).
     Every slot taken is given back exactly once (on PUBACK, refusal or connection loss).
     """
 
@@ -80,25 +82,38 @@ class Window:
         self.size = size
         self.used = 0
         self._waiting: OrderedDict[object, Callable[[], None]] = OrderedDict()
+        self._granted: set[object] = set()  # handed a slot, not yet used
 
-    def take(self) -> bool:
-        """Take a slot if one is free."""
-        if self.used >= self.size:
+    def take(self, owner: object) -> bool:
+        """Take a slot: one handed to ``owner``, or a free one if nobody waits for it."""
+        if owner in self._granted:
+            self._granted.discard(owner)
+            return True
+        if self.used >= self.size or self._waiting:
             return False
         self.used += 1
         return True
 
     def give_back(self) -> None:
-        """Free a slot and wake the publisher that has waited longest for one."""
-        self.used -= 1
+        """Free a slot: hand it to the publisher that has waited longest, if any."""
         if self._waiting:
-            _, wake = self._waiting.popitem(last=False)
+            owner, wake = self._waiting.popitem(last=False)
+            self._granted.add(owner)  # still counted in ``used``
             wake()
+        else:
+            self.used -= 1
 
     def wait(self, owner: object, wake: Callable[[], None]) -> None:
-        """Call ``wake`` (once) when a slot frees; ``owner`` waits in line at most once."""
-        if owner not in self._waiting:
+        """Call ``wake`` (once) when a slot is handed to ``owner``; in line at most once."""
+        if owner not in self._waiting and owner not in self._granted:
             self._waiting[owner] = wake
+
+    def leave(self, owner: object) -> None:
+        """``owner`` stops publishing (its session ended): out of line, slot passed on."""
+        self._waiting.pop(owner, None)
+        if owner in self._granted:
+            self._granted.discard(owner)
+            self.give_back()
 
 
 class Publisher:
@@ -196,17 +211,19 @@ class Publisher:
                 await self._wake.wait()
         finally:
             lost.cancel()
+            self._window.leave(self)
             self._epoch += 1  # late callbacks of this session are ignored
 
     def _fill(self, epoch: int) -> None:
         window = self._window
         while True:
-            if not window.take():
-                window.wait(self, self._wake.set)
-                return
             row = self._next_row()
             if row is None:
-                window.give_back()
+                window.leave(self)  # nothing to send: no place in line, no slot held
+                return
+            if not window.take(self):
+                self._requeue(row)
+                window.wait(self, self._wake.set)
                 return
             try:
                 fut = self._client.publish_nowait(row.topic, row.payload, qos=1, retain=True)
@@ -218,8 +235,8 @@ class Publisher:
             fut.add_done_callback(functools.partial(self._done, epoch, row))
 
     def _requeue(self, row: Row) -> None:
-        # Not sent: it goes first again if this session goes on (a shared connection
-        # may report "not connected" a moment before this publisher's session ends).
+        # Not sent (no slot, or a shared connection reporting "not connected" a moment
+        # before this publisher's session ends): it goes first again.
         self._buffer.appendleft(row)
 
     def _next_row(self) -> Row | None:

@@ -361,17 +361,20 @@ async def test_publishers_on_one_connection_share_the_window_fairly(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def test_window_slots_wake_the_longest_waiting_owner_once() -> None:
+def test_window_slots_are_handed_to_the_longest_waiting_owner() -> None:
     window = Window(1)
     woken: list[str] = []
-    assert window.take()
-    assert not window.take()
-    window.wait("a", lambda: woken.append("a"))
+    assert window.take("a")
+    assert not window.take("b")
     window.wait("b", lambda: woken.append("b"))
-    window.wait("a", lambda: woken.append("a-again"))  # already in line: ignored
+    window.wait("c", lambda: woken.append("c"))
+    window.wait("b", lambda: woken.append("b-again"))  # already in line: ignored
+    window.give_back()  # a's PUBACK: the slot goes to b, not back to a
+    assert woken == ["b"]
+    assert not window.take("a")  # c waits longer than a
+    assert window.take("b")
     window.give_back()
-    assert woken == ["a"]
-    assert window.take()
-    window.give_back()
-    assert woken == ["a", "b"]
+    assert woken == ["b", "c"]
+    window.leave("c")  # c's session ended before it used the slot: freed
     assert window.used == 0
+    assert window.take("a")
