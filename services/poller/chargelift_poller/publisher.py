@@ -56,6 +56,11 @@ class PublishClient(Protocol):
     @property
     def is_connected(self) -> bool: ...
 
+    @property
+    def send_quota(self) -> int:
+        """The broker's receive maximum of the current connection."""
+        ...
+
     async def wait_connected(self) -> None: ...
 
     async def wait_disconnected(self) -> None: ...
@@ -79,10 +84,15 @@ class Window:
     """
 
     def __init__(self, size: int) -> None:
-        self.size = size
+        self.configured = self.size = size
         self.used = 0
         self._waiting: OrderedDict[object, Callable[[], None]] = OrderedDict()
         self._granted: set[object] = set()  # handed a slot, not yet used
+
+    def fit(self, send_quota: int) -> None:
+        """Stay under the broker's receive maximum (gmqtt fails a publish beyond it),
+        with room for the few publishes made outside the window (the edge's own)."""
+        self.size = max(1, min(self.configured, send_quota - 16))
 
     def take(self, owner: object) -> bool:
         """Take a slot: one handed to ``owner``, or a free one if nobody waits for it."""
@@ -197,6 +207,7 @@ class Publisher:
         self._cursor = self._last_sent = 0
         self._spilled = True
         self._restart = False
+        self._window.fit(self._client.send_quota)
         current = self._availability()
         if current is not None:
             self._outbox.append(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -200,7 +202,13 @@ def plug_all(control_port: int, n: int) -> None:
 
 
 def run_one(
-    n: int, duration: float, warmup: float, work: Path, all_charging: bool, identity: str
+    n: int,
+    duration: float,
+    warmup: float,
+    work: Path,
+    all_charging: bool,
+    identity: str,
+    python_args: Sequence[str] = (),
 ) -> Result:
     certs = ensure_certs(n, identity)
     broker = MosquittoServer(certs_dir=certs, run_dir=shared_dir(work / f"broker-{n}"))
@@ -242,7 +250,7 @@ def run_one(
             plug_all(control_port, n)
         with (logs / f"poller-{n}.log").open("wb") as out:
             poller = subprocess.Popen(
-                [sys.executable, "-m", "chargelift_poller.main"],
+                [sys.executable, *python_args, "-m", "chargelift_poller.main"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         procs.append(poller)
@@ -327,6 +335,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
+        "--python-args",
+        type=shlex.split,
+        default=[],
+        help="for the poller, e.g. '-m cProfile -o f'",
+    )
+    parser.add_argument(
         "--identity",
         choices=["charger", "edge"],
         default="charger",
@@ -348,7 +362,13 @@ def main() -> int:
             print(f"== {n} chargers, {args.identity} identity: warm-up {args.warmup:.0f} s, "
                   f"measuring {args.duration:.0f} s", flush=True)  # fmt: skip
             result = run_one(
-                n, args.duration, args.warmup, work, not args.as_simulated, args.identity
+                n,
+                args.duration,
+                args.warmup,
+                work,
+                not args.as_simulated,
+                args.identity,
+                args.python_args,
             )
             print("  " + json.dumps(asdict(result)), flush=True)
             results.append(result)

@@ -28,6 +28,8 @@ class FakeClient:
         self._up = asyncio.Event()
         self._lost = asyncio.Event()
 
+    send_quota = 65535
+
     @property
     def is_connected(self) -> bool:
         return self._up.is_set()
@@ -378,3 +380,13 @@ def test_window_slots_are_handed_to_the_longest_waiting_owner() -> None:
     window.leave("c")  # c's session ended before it used the slot: freed
     assert window.used == 0
     assert window.take("a")
+
+
+def test_window_stays_under_the_brokers_receive_maximum() -> None:
+    window = Window(1000)
+    window.fit(1000)  # Mosquitto's max_inflight_messages
+    assert window.size == 984
+    window.fit(65535)
+    assert window.size == 1000
+    window.fit(2)
+    assert window.size == 1
