@@ -104,14 +104,19 @@ class Window:
         self.used += 1
         return True
 
-    def give_back(self) -> None:
-        """Free a slot: hand it to the publisher that has waited longest, if any."""
+    def give_back(self) -> bool:
+        """Free a slot: hand it to the publisher that has waited longest, if any (True)."""
         if self._waiting:
             owner, wake = self._waiting.popitem(last=False)
             self._granted.add(owner)  # still counted in ``used``
             wake()
-        else:
-            self.used -= 1
+            return True
+        self.used -= 1
+        return False
+
+    def waiting(self, owner: object) -> bool:
+        """True while ``owner`` waits in line (it is woken when a slot is handed to it)."""
+        return owner in self._waiting
 
     def wait(self, owner: object, wake: Callable[[], None]) -> None:
         """Call ``wake`` (once) when a slot is handed to ``owner``; in line at most once."""
@@ -176,7 +181,8 @@ class Publisher:
             else:
                 self._buffer.extend(rows)
                 self._cursor = rows[-1].seq
-        self._wake.set()
+        if not self._window.waiting(self):  # else it is woken when its turn comes
+            self._wake.set()
 
     def rows_dropped(self) -> None:
         """The bounds deleted unsent rows: forget the buffer, re-read after the last sent."""
@@ -262,10 +268,13 @@ class Publisher:
 
     def _done(self, epoch: int, row: Row, fut: asyncio.Future[None]) -> None:
         exc = None if fut.cancelled() else fut.exception()  # always retrieve it
-        self._window.give_back()  # whichever session it was sent in
+        handed = self._window.give_back()  # whichever session it was sent in
         if epoch != self._epoch:
             return
-        self._wake.set()
+        if not handed or exc is not None:
+            # The freed slot is ours to fill (with a shared window it went to the
+            # publisher waiting longest; ours is in line if it has rows).
+            self._wake.set()
         if fut.cancelled():
             return
         if exc is None:
