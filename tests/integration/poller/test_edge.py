@@ -148,8 +148,12 @@ async def test_an_edge_poller_publishes_every_chargers_fields_on_one_connection(
             5,
             "retained values",
         )
-        await eventually(lambda: late.payload(edge_chargers_topic(edge)) is not None, 5, "list")
-        assert late.payload(edge_availability_topic(edge)) == b"offline"
+        await eventually(
+            lambda: late.payload(edge_availability_topic(edge)) == b"offline",
+            5,
+            "the edge's retained will",
+        )
+        assert late.payload(edge_chargers_topic(edge)) is not None
         assert all(late.payload(availability_topic(i)) == b"offline" for i in ids)
         assert all(m.retain for m in late.messages)
 
