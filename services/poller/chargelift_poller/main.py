@@ -72,16 +72,9 @@ log = logging.getLogger("chargelift_poller")
 SSL_READ_BUFFER = 8 * 1024
 
 
-def tune_runtime(*, edge: bool = False) -> None:
-    """Process-wide adjustment for many TLS connections (measured; see docs/poller.md).
-
-    Not with the edge identity: its one connection carries every PUBACK, and asyncio
-    reads a socket once per loop iteration, at most this buffer: 8 KiB (~300 PUBACKs)
-    per iteration capped the edge's publish rate below what 1,000 chargers produce
-    (measured: the backlog grew to minutes). One 256 KiB buffer costs nothing.
-    """
-    if not edge:
-        asyncio.sslproto.SSLProtocol.max_size = SSL_READ_BUFFER
+def tune_runtime() -> None:
+    """Process-wide adjustment for many TLS connections (measured; see docs/poller.md)."""
+    asyncio.sslproto.SSLProtocol.max_size = SSL_READ_BUFFER
 
 
 class StartupError(Exception):
@@ -416,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chargers = config.chargers
         redactor.add(c.pin.get_secret_value() for c in chargers if c.pin is not None)
         _startup_checks(settings, chargers, config.mqtt)
-        tune_runtime(edge=config.mqtt.is_edge)
+        tune_runtime()
         asyncio.run(_serve(Poller(settings, chargers, mqtt=config.mqtt)))
     except (ConfigFileError, StartupError) as exc:
         log.error("cannot start: %s", exc)
