@@ -93,8 +93,8 @@ class Settings(BaseSettings):
     poller_inflight: PositiveInt = 100
     #: Publishes in flight on the edge identity's one connection (all chargers share it),
     #: capped below the broker's receive maximum (Mosquitto: max_inflight_messages, 1000).
-    #: The window must cover the publish rate times the PUBACK round trip through a busy
-    #: event loop (measured at 1,000 chargers: 100 and 500 fell behind, docs/benchmarks.md).
+    #: It must cover the publish rate times the PUBACK round trip through a busy event
+    #: loop: at 1,000 chargers 100 kept up but doubled the latency (docs/benchmarks.md).
     poller_edge_inflight: int = Field(default=1000, ge=1, le=65535)
     #: Upper bound of the MQTT reconnect backoff (s).
     poller_mqtt_max_backoff: PositiveFloat = 10.0
