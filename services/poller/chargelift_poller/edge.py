@@ -18,6 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
 
 from chargelift_contract import (
     edge_availability_topic,
@@ -29,6 +32,33 @@ from chargelift_contract.topics import ONLINE
 from chargelift_poller.publisher import PublishClient
 
 log = logging.getLogger(__name__)
+
+#: How an edge certificate names a charger it may write for (a URI SAN); the same
+#: prefix as chargelift_certs.pki.CHARGER_URN (a unit test ties the two).
+CHARGER_URN = "urn:chargelift:charger:"
+
+
+class EdgeCertificateError(ValueError):
+    """The edge certificate cannot be read or does not cover the configured chargers."""
+
+
+def certificate_chargers(cert_file: Path) -> frozenset[str]:
+    """The chargers an edge certificate lists (its ``urn:chargelift:charger:`` URI SANs).
+
+    Checked at start-up: Mosquitto answers a publish the ACL denies with 0x87 *and*
+    closes the connection (2.0.11, measured), so with the edge identity one charger
+    the certificate lacks would disconnect all the others again and again.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise EdgeCertificateError(f"cannot read the edge certificate {cert_file}: {exc}") from None
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return frozenset()
+    uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return frozenset(u.removeprefix(CHARGER_URN) for u in uris if u.startswith(CHARGER_URN))
 
 
 class EdgeAnnouncer:

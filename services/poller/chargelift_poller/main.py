@@ -52,7 +52,7 @@ from chargelift_poller.config import (
 )
 from chargelift_poller.coordinator import Coordinator, Timing
 from chargelift_poller.drivers import REGISTRY, DriverRegistryError
-from chargelift_poller.edge import EdgeAnnouncer
+from chargelift_poller.edge import EdgeAnnouncer, EdgeCertificateError, certificate_chargers
 from chargelift_poller.errors import ChargerError
 from chargelift_poller.health import HttpEndpoint, Response
 from chargelift_poller.housekeeping import Housekeeper
@@ -218,6 +218,7 @@ class Poller:
                             self.metrics,
                             availability=functools.partial(self._availability, coordinator),
                             window=window,
+                            halt_when_not_authorized=shared is not None,
                         )
                     )
                     self.coordinators.append(coordinator)
@@ -366,6 +367,22 @@ def _startup_checks(
                     f"edge {mqtt.edge_id}: no certificate file {path} (issue one: "
                     f"chargelift-certs client {mqtt.edge_id} --role edge --charger <id> ...)"
                 )
+        try:
+            listed = certificate_chargers(tls.cert_file)
+        except EdgeCertificateError as exc:
+            raise StartupError(f"edge {mqtt.edge_id}: {exc}") from None
+        missing = sorted(c.id for c in chargers if c.id not in listed)
+        if missing:
+            shown = ", ".join(missing[:10]) + (
+                f" and {len(missing) - 10} more" if missing[10:] else ""
+            )
+            raise StartupError(
+                f"edge {mqtt.edge_id}: its certificate {tls.cert_file} does not list "
+                f"charger(s) {shown}; the broker would refuse their messages and drop the "
+                f"edge's connection each time. Re-issue it with every charger: chargelift-certs "
+                f"client {mqtt.edge_id} --role edge --charger <id> ... --force, then reload "
+                "the broker"
+            )
         chargers = ()  # one identity for all: checked above
     for c in chargers:
         tls = TlsFiles.for_identity(settings.mqtt_ca_file, settings.mqtt_certs_dir, c.identity)

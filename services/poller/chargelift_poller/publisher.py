@@ -49,6 +49,9 @@ UNDELIVERABLE = frozenset({0x87, 0x90, 0x95, 0x99})
 #: Pause before retrying after a transient refusal by the broker (s).
 REFUSED_PAUSE = 1.0
 
+#: MQTT 5 "not authorized": the ACL does not let this identity write the topic.
+NOT_AUTHORIZED = 0x87
+
 
 class PublishClient(Protocol):
     """The part of :class:`chargelift_contract.mqtt.MqttClient` a publisher uses."""
@@ -144,6 +147,7 @@ class Publisher:
         availability: Callable[[], bytes | None],
         inflight: int = 100,
         window: Window | None = None,
+        halt_when_not_authorized: bool = False,
         buffer_limit: int = 1000,
         page: int = 500,
         clock: Callable[[], float] = time.time,
@@ -154,6 +158,10 @@ class Publisher:
         self._availability = availability
         self._availability_topic = availability_topic(charger_id)
         self._window = window if window is not None else Window(inflight)
+        # Edge identity: Mosquitto answers a denied publish with 0x87 *and* closes the
+        # connection (2.0.11, measured), which here is every charger's connection.
+        self._halt_when_not_authorized = halt_when_not_authorized
+        self.halted = False
         self._buffer_limit = buffer_limit
         self._page = page
         self._clock = clock
@@ -202,6 +210,8 @@ class Publisher:
                 await self._session()
             finally:
                 self._m_connected.set(0)
+            if self.halted:
+                await asyncio.Event().wait()  # until the process stops (see _refused)
             if self._restart:  # the broker refused a publish for a transient reason
                 await asyncio.sleep(REFUSED_PAUSE)
 
@@ -296,6 +306,9 @@ class Publisher:
             log.warning("%s; retrying in %.0f s", exc, REFUSED_PAUSE)
             self._restart = True
             return
+        if exc.reason_code == NOT_AUTHORIZED and self._halt_when_not_authorized:
+            self._halt(exc)
+            return
         if self._outbox.discard(row.seq):
             self._metrics.outbox_dropped.labels("refused").inc()
         if row.topic not in self._refused_topics:
@@ -306,3 +319,21 @@ class Publisher:
                 self.charger_id,
                 exc,
             )
+
+    def _halt(self, exc: PublishRefusedError) -> None:
+        if self.halted:
+            return
+        # Each further publish would cost every charger of the edge a reconnect: stop
+        # publishing this charger, keep its rows (the outbox bounds apply) for a poller
+        # restarted with a certificate that lists it.
+        self.halted = True
+        self._restart = True
+        self._wake.set()
+        log.error(
+            "charger %s: %s; the edge certificate does not list this charger: its rows "
+            "stay in the outbox and are not published until the certificate lists it "
+            "(chargelift-certs client <edge> --role edge --charger ... --force, reload the "
+            "broker) and the poller restarts",
+            self.charger_id,
+            exc,
+        )

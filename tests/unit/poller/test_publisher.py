@@ -390,3 +390,47 @@ def test_window_stays_under_the_brokers_receive_maximum() -> None:
     assert window.size == 1000
     window.fit(2)
     assert window.size == 1
+
+
+async def test_an_edge_publisher_refused_as_not_authorized_halts_and_keeps_its_rows(
+    client: FakeClient,
+    outbox: Outbox,
+    metrics: PollerMetrics,
+    wall: Wall,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Mosquitto closes the connection after a denied publish: with the edge identity that
+    # is every charger's connection, so the charger the certificate lacks stops publishing.
+    caplog.set_level(logging.ERROR)
+    pub = Publisher(
+        CHARGER,
+        client,
+        outbox,
+        metrics,
+        availability=lambda: None,
+        halt_when_not_authorized=True,
+        clock=wall,
+    )
+    task = asyncio.create_task(pub.run())
+    try:
+        client.auto_ack = False
+        client.connect()
+        await settle()
+        add(outbox, 1, 2)
+        await settle()
+        client.pending[0].set_exception(PublishRefusedError(f"chargers/{CHARGER}/x", 0x87))
+        await settle()
+        client.drop()  # what Mosquitto does next
+        client.sent.clear()
+        client.connect()
+        add(outbox, 3)
+        await settle()
+        assert pub.halted
+        assert client.sent == []  # nothing more from this charger
+        outbox.flush_acks()
+        assert outbox.depth == 3  # kept for a poller whose certificate lists it
+        assert sample(metrics, "poller_outbox_dropped_total", reason="refused") == 0
+        assert len([r for r in caplog.records if "does not list this charger" in r.message]) == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
