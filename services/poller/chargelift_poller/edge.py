@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryptography import x509
+import orjson
 
 from chargelift_contract import (
     edge_availability_topic,
@@ -42,13 +44,31 @@ class EdgeCertificateError(ValueError):
     """The edge certificate cannot be read or does not cover the configured chargers."""
 
 
-def certificate_chargers(cert_file: Path) -> frozenset[str]:
-    """The chargers an edge certificate lists (its ``urn:chargelift:charger:`` URI SANs).
+def listed_chargers(cert_file: Path, *, timeout: float = 30.0) -> frozenset[str]:
+    """The chargers an edge certificate lists, read in a child process.
 
     Checked at start-up: Mosquitto answers a publish the ACL denies with 0x87 *and*
     closes the connection (2.0.11, measured), so with the edge identity one charger
-    the certificate lacks would disconnect all the others again and again.
+    the certificate lacks would disconnect all the others again and again. A child
+    process, because importing ``cryptography`` costs the poller 7.6 MB of RSS for
+    good (measured), 5 % of its 150 MB budget at 1,000 chargers.
     """
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module, a path argument
+        [sys.executable, "-m", "chargelift_poller.edge", str(cert_file)],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        raise EdgeCertificateError(lines[-1] if lines else f"exit code {done.returncode}")
+    return frozenset(orjson.loads(done.stdout))
+
+
+def certificate_chargers(cert_file: Path) -> frozenset[str]:
+    """The chargers an edge certificate lists (its ``urn:chargelift:charger:`` URI SANs)."""
+    from cryptography import x509  # only here: see listed_chargers
+
     try:
         cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
     except (OSError, ValueError) as exc:
@@ -112,3 +132,18 @@ class EdgeAnnouncer:
                 raise result
         self.announced += 1
         log.info("edge %s announced (%s)", self.edge_id, self._chargers_topic)
+
+
+def _main(argv: Sequence[str]) -> int:
+    """``python -m chargelift_poller.edge CERT``: the listed chargers as a JSON array."""
+    try:
+        chargers = certificate_chargers(Path(argv[0]))
+    except EdgeCertificateError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(orjson.dumps(sorted(chargers)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

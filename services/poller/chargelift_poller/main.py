@@ -52,7 +52,7 @@ from chargelift_poller.config import (
 )
 from chargelift_poller.coordinator import Coordinator, Timing
 from chargelift_poller.drivers import REGISTRY, DriverRegistryError
-from chargelift_poller.edge import EdgeAnnouncer, EdgeCertificateError, certificate_chargers
+from chargelift_poller.edge import EdgeAnnouncer, EdgeCertificateError, listed_chargers
 from chargelift_poller.errors import ChargerError
 from chargelift_poller.health import HttpEndpoint, Response
 from chargelift_poller.housekeeping import Housekeeper
@@ -368,7 +368,7 @@ def _startup_checks(
                     f"chargelift-certs client {mqtt.edge_id} --role edge --charger <id> ...)"
                 )
         try:
-            listed = certificate_chargers(tls.cert_file)
+            listed = listed_chargers(tls.cert_file)
         except EdgeCertificateError as exc:
             raise StartupError(f"edge {mqtt.edge_id}: {exc}") from None
         missing = sorted(c.id for c in chargers if c.id not in listed)

@@ -116,10 +116,29 @@ def test_an_edge_certificate_that_does_not_list_a_charger_is_refused(
 
 def test_the_poller_reads_the_same_charger_urn_the_ca_tool_writes(tmp_path: Path) -> None:
     from chargelift_certs import pki
-    from chargelift_poller.edge import CHARGER_URN, certificate_chargers
+    from chargelift_poller.edge import (
+        CHARGER_URN,
+        EdgeCertificateError,
+        certificate_chargers,
+        listed_chargers,
+    )
 
     assert CHARGER_URN == pki.CHARGER_URN
     pki.create_ca(tmp_path)
     cert = pki.issue_client(tmp_path, "site-1", role="edge", chargers=["a-1", "b_2"])
     assert certificate_chargers(cert) == {"a-1", "b_2"}
+    assert listed_chargers(cert) == {"a-1", "b_2"}  # the way the poller reads it
     assert certificate_chargers(pki.issue_client(tmp_path, "amtron-1")) == frozenset()
+    (tmp_path / "junk.crt").write_text("not a certificate")
+    with pytest.raises(EdgeCertificateError, match="cannot read the edge certificate"):
+        listed_chargers(tmp_path / "junk.crt")
+
+
+def test_the_poller_does_not_load_cryptography() -> None:
+    # 7.6 MB of RSS for good: the edge certificate is read in a child process.
+    import subprocess
+    import sys
+
+    code = "import sys, chargelift_poller.main; print('cryptography' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert out.stdout.strip() == b"False"
