@@ -33,6 +33,14 @@ class TestCerts:
             pki.issue_client(self.dir, identity, role="charger")
         return self.tls(identity)
 
+    def issue_edge(self, identity: str, chargers: tuple[str, ...]) -> TlsFiles:
+        """Issue an edge certificate for ``chargers`` (reload the broker after)."""
+        from chargelift_certs import pki
+
+        if not (self.dir / "clients" / f"{identity}.crt").exists():
+            pki.issue_client(self.dir, identity, role="edge", chargers=chargers)
+        return self.tls(identity)
+
 
 def make_certs(directory: Path) -> TestCerts:
     from chargelift_certs import pki

@@ -22,7 +22,7 @@ def _print_table(rows: list[pki.CertInfo]) -> None:
         (
             c.identity,
             c.kind,
-            c.role,
+            f"edge ({len(c.chargers)} chargers)" if c.role == "edge" else c.role,
             f"{c.serial:x}"[:16],
             c.not_after.strftime("%Y-%m-%d %H:%M"),
             str(c.days_left),
@@ -50,7 +50,14 @@ def run(args: argparse.Namespace) -> int:
             print(pki.issue_server(d, sans=args.san, days=args.days, force=args.force))
         case "client":
             print(
-                pki.issue_client(d, args.identity, role=args.role, days=args.days, force=args.force)
+                pki.issue_client(
+                    d,
+                    args.identity,
+                    role=args.role,
+                    chargers=args.charger,
+                    days=args.days,
+                    force=args.force,
+                )
             )
             print(RELOAD_HINT)
         case "rotate":
@@ -73,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
                                 "not_after": c.not_after.isoformat(),
                                 "days_left": c.days_left,
                                 "status": c.status,
+                                **({"chargers": list(c.chargers)} if c.role == "edge" else {}),
                             }
                             for c in rows
                         ],
@@ -117,7 +125,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true")
     s = sub.add_parser("client", help="issue a client certificate")
     s.add_argument("identity")
-    s.add_argument("--role", choices=["charger", "service"], default="charger")
+    s.add_argument(
+        "--role",
+        choices=["charger", "service", "edge"],
+        default="charger",
+        help="charger: writes chargers/<identity>/#; service: fixed rules "
+        "(mosquitto/acl.services); edge: one poller writing for every --charger",
+    )
+    s.add_argument(
+        "--charger",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="(edge only, repeat) a charger this edge may write for",
+    )
     s.add_argument("--days", type=int, default=825)
     s.add_argument("--force", action="store_true")
     s = sub.add_parser("rotate", help="revoke and reissue a client certificate")

@@ -5,6 +5,9 @@ Layout of a certificate directory (``certs/`` by default)::
     ca.crt, ca.key                 the CA (10 years by default)
     broker.crt, broker.key         the broker's server certificate
     clients/<identity>.crt, .key   one pair per client; CN = identity, OU = role
+                                   (charger, service or edge; an edge certificate
+                                   lists its chargers as urn:chargelift:charger:<id>
+                                   URI SANs)
     clients/revoked/               revoked pairs, moved aside as <identity>-<serial>.*
     crl.pem                        the certificate revocation list (always present)
     mosquitto.acl                  the broker's ACL, regenerated on every issue/revoke
@@ -20,7 +23,7 @@ import datetime as dt
 import ipaddress
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 KeyType = Literal["ec", "rsa"]
-Role = Literal["charger", "service"]
+Role = Literal["charger", "service", "edge"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 #: Identities of the services; they can never be charger ids.
@@ -42,6 +45,8 @@ BROKER_SANS = ("localhost", "mosquitto", "127.0.0.1")
 CRL_DAYS = 365
 
 _IDENTITY_RE = re.compile(r"[a-z0-9_-]{1,64}")
+#: An edge certificate names each charger it may write for as one URI SAN.
+CHARGER_URN = "urn:chargelift:charger:"
 #: The services' fixed ACL rules in a source checkout; an installed package (the container
 #: image) is told where they are by CHARGELIFT_SERVICES_ACL.
 _REPO_SERVICES_ACL = Path(__file__).resolve().parents[3] / "mosquitto" / "acl.services"
@@ -62,6 +67,8 @@ class CertInfo:
     not_after: dt.datetime
     revoked: bool
     path: Path
+    #: The chargers an edge certificate may write for (empty for other roles).
+    chargers: tuple[str, ...] = ()
 
     @property
     def days_left(self) -> int:
@@ -131,6 +138,23 @@ def validate_identity(identity: str) -> str:
     if not _IDENTITY_RE.fullmatch(identity):
         raise CertError(f"invalid identity {identity!r}: use 1-64 of a-z, 0-9, '-', '_'")
     return identity
+
+
+def validate_chargers(role: str, chargers: Iterable[str]) -> tuple[str, ...]:
+    """The charger list of a certificate of ``role``: required for an edge, else none."""
+    listed = tuple(dict.fromkeys(chargers))  # duplicates collapse, order kept
+    if role != "edge":
+        if listed:
+            raise CertError(f"only an edge certificate lists chargers (role {role!r})")
+        return ()
+    if not listed:
+        raise CertError("an edge certificate needs at least one --charger <id>")
+    for charger in listed:
+        if not _IDENTITY_RE.fullmatch(charger):
+            raise CertError(f"invalid charger id {charger!r}: use 1-64 of a-z, 0-9, '-', '_'")
+        if charger in SERVICE_IDENTITIES:
+            raise CertError(f"{charger!r} is reserved for a service, not a charger id")
+    return listed
 
 
 def client_paths(certs_dir: Path, identity: str) -> tuple[Path, Path]:
@@ -281,19 +305,28 @@ def issue_client(
     identity: str,
     *,
     role: Role = "charger",
+    chargers: Sequence[str] = (),
     days: int = 825,
     force: bool = False,
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
 ) -> Path:
-    """A client certificate for ``identity`` (CN) with ``role`` (OU); regenerates the ACL."""
+    """A client certificate for ``identity`` (CN) with ``role`` (OU); regenerates the ACL.
+
+    An ``edge`` certificate (one poller's identity for all the chargers of its site)
+    carries ``chargers`` as URI SANs; the ACL lets it write exactly their topics and
+    its own ``edges/<identity>/...``.
+    """
     validate_identity(identity)
+    listed = validate_chargers(role, chargers)
     if role == "service" and identity not in SERVICE_IDENTITIES:
         raise CertError(
             f"{identity!r} is not a service identity (services: {sorted(SERVICE_IDENTITIES)})"
         )
     if role == "charger" and identity in SERVICE_IDENTITIES:
         raise CertError(f"{identity!r} is reserved for a service: pick another charger id")
+    if role == "edge" and identity in SERVICE_IDENTITIES:
+        raise CertError(f"{identity!r} is reserved for a service: pick another edge id")
     crt, key = client_paths(certs_dir, identity)
     subject = x509.Name(
         [
@@ -305,7 +338,7 @@ def issue_client(
     path = _issue(
         certs_dir,
         subject=subject,
-        sans=[],
+        sans=[x509.UniformResourceIdentifier(CHARGER_URN + c) for c in listed],
         usage=ExtendedKeyUsageOID.CLIENT_AUTH,
         crt_path=crt,
         key_path=key,
@@ -394,15 +427,17 @@ def revoke(certs_dir: Path, identity: str) -> int:
 
 
 def rotate(certs_dir: Path, identity: str, *, days: int = 825) -> Path:
-    """Revoke the current certificate of ``identity`` and issue a new one, same role."""
+    """Revoke the current certificate of ``identity`` and issue a new one: same role,
+    same chargers (an edge's)."""
     crt, _ = client_paths(certs_dir, identity)
     if not crt.exists():
         raise CertError(f"no certificate for {identity!r} to rotate")
-    role = _role(_load_cert(crt))
+    cert = _load_cert(crt)
+    role = _role(cert)
+    new_role: Role = "service" if role == "service" else "edge" if role == "edge" else "charger"
+    chargers = _chargers(cert) if new_role == "edge" else ()
     revoke(certs_dir, identity)
-    return issue_client(
-        certs_dir, identity, role="service" if role == "service" else "charger", days=days
-    )
+    return issue_client(certs_dir, identity, role=new_role, chargers=chargers, days=days)
 
 
 # --- listing and the ACL --------------------------------------------------------------
@@ -411,6 +446,16 @@ def rotate(certs_dir: Path, identity: str, *, days: int = 825) -> Path:
 def _role(cert: x509.Certificate) -> str:
     ous = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
     return str(ous[0].value) if ous else "?"
+
+
+def _chargers(cert: x509.Certificate) -> tuple[str, ...]:
+    """The chargers an edge certificate lists (its ``urn:chargelift:charger:`` URI SANs)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return tuple(u.removeprefix(CHARGER_URN) for u in uris if u.startswith(CHARGER_URN))
 
 
 def _cn(cert: x509.Certificate) -> str:
@@ -434,6 +479,7 @@ def list_certs(certs_dir: Path) -> list[CertInfo]:
                 not_after=cert.not_valid_after_utc,
                 revoked=cert.serial_number in revoked,
                 path=path,
+                chargers=_chargers(cert) if kind == "client" else (),
             )
         )
 
@@ -450,7 +496,8 @@ def list_certs(certs_dir: Path) -> list[CertInfo]:
 
 
 def render_acl(certs_dir: Path, services_acl: Path | None = None) -> str:
-    """The broker's ACL: the services' fixed rules, then one entry per valid charger."""
+    """The broker's ACL: the services' fixed rules, then one entry per valid charger
+    or edge certificate."""
     services = services_acl or Path(os.environ.get("CHARGELIFT_SERVICES_ACL") or _REPO_SERVICES_ACL)
     if not services.is_file():
         # Without them ingest could not read: refuse rather than write a broker policy
@@ -467,11 +514,16 @@ def render_acl(certs_dir: Path, services_acl: Path | None = None) -> str:
     lines += [services.read_text().rstrip(), ""]
     revoked = revoked_serials(certs_dir)
     for info in list_certs(certs_dir):
-        if info.kind != "client" or info.role != "charger" or info.serial in revoked:
+        if info.kind != "client" or info.serial in revoked or info.status != "valid":
             continue
-        if info.status != "valid":
-            continue
-        lines += [f"user {info.identity}", f"topic readwrite chargers/{info.identity}/#", ""]
+        if info.role == "charger":
+            lines += [f"user {info.identity}", f"topic readwrite chargers/{info.identity}/#", ""]
+        elif info.role == "edge":
+            # The same rights as each listed charger's own identity, plus the edge's
+            # availability and charger list (edges/<edge>/availability, .../chargers).
+            lines.append(f"user {info.identity}")
+            lines += [f"topic readwrite chargers/{c}/#" for c in info.chargers]
+            lines += [f"topic readwrite edges/{info.identity}/#", ""]
     return "\n".join(lines)
 
 

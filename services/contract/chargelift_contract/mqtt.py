@@ -284,6 +284,9 @@ class MqttClient:
         self._connected = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self.session_present = False
+        #: The broker's receive maximum for this client (MQTT 5 CONNACK; 65,535 when it
+        #: sends none): QoS 1 publishes this connection may have unacknowledged at once.
+        self.send_quota = 65535
         self.connections = 0
         self.last_error: BaseException | None = None
 
@@ -504,6 +507,8 @@ class MqttClient:
 
         def on_connack(client_: Any, session_present: int, result: int, props: Any) -> None:
             self.session_present = bool(session_present)
+            quota = props.get("receive_maximum") if isinstance(props, dict) else None
+            self.send_quota = int(quota[0]) if quota else 65535
 
         def on_disconnect(_client: Any, _packet: Any, exc: Any = None) -> None:
             conn.lost.set()

@@ -4,22 +4,37 @@ Layout::
 
     chargers/{charger}/{Field}        a field's value (retained envelope)
     chargers/{charger}/availability   "online" / "offline" (retained; the edge's last will)
+    edges/{edge}/availability         "online" / "offline" (retained; an edge identity's
+                                      last will: "offline" means all its chargers are)
+    edges/{edge}/chargers             JSON list of the edge's charger ids (retained)
 
 ``{charger}`` is lower-case letters, digits, ``-`` and ``_`` (1..64). ``{Field}`` is
 PascalCase; whether it is in the catalogue is a separate question
 (:func:`chargelift_contract.fields.field_spec`), so that a reader can tell a malformed
 topic from an unknown field. ``availability`` is lower-case and so can never clash
 with a field name.
+
+The ``edges/`` topics exist only for the *edge identity* (one MQTT connection for all
+the chargers of a site, docs/poller.md): a connection's last will can cover only the
+connection, so the edge announces which chargers it serves, and a consumer that sees
+the edge ``offline`` treats each of them as offline. ``{edge}`` follows the charger id
+rules.
 """
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+import orjson
 
 ROOT = "chargers"
 AVAILABILITY = "availability"
 ONLINE = b"online"
 OFFLINE = b"offline"
 SUBSCRIBE_ALL = f"{ROOT}/#"
+EDGES_ROOT = "edges"
+EDGE_CHARGERS = "chargers"
+SUBSCRIBE_EDGES = f"{EDGES_ROOT}/#"
 
 _CHARGER_RE = re.compile(r"[a-z0-9_-]{1,64}")
 _FIELD_RE = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")
@@ -83,6 +98,72 @@ def availability_topic(charger: str) -> str:
 def charger_filter(charger: str) -> str:
     """Subscription filter for every topic of one charger."""
     return f"{ROOT}/{validate_charger_id(charger)}/#"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeAvailabilityTopic:
+    """``edges/{edge}/availability``."""
+
+    edge: str
+
+    def __post_init__(self) -> None:
+        validate_charger_id(self.edge)
+
+    def __str__(self) -> str:
+        return f"{EDGES_ROOT}/{self.edge}/{AVAILABILITY}"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeChargersTopic:
+    """``edges/{edge}/chargers``."""
+
+    edge: str
+
+    def __post_init__(self) -> None:
+        validate_charger_id(self.edge)
+
+    def __str__(self) -> str:
+        return f"{EDGES_ROOT}/{self.edge}/{EDGE_CHARGERS}"
+
+
+def edge_availability_topic(edge: str) -> str:
+    """The availability topic string of edge ``edge`` (validated)."""
+    return str(EdgeAvailabilityTopic(edge))
+
+
+def edge_chargers_topic(edge: str) -> str:
+    """The topic string of the charger list of edge ``edge`` (validated)."""
+    return str(EdgeChargersTopic(edge))
+
+
+def encode_edge_chargers(chargers: Iterable[str]) -> bytes:
+    """The payload of ``edges/{edge}/chargers``: a JSON list of charger ids, sorted."""
+    ids = sorted({validate_charger_id(c) for c in chargers})
+    return orjson.dumps(ids)
+
+
+def decode_edge_chargers(payload: bytes) -> tuple[str, ...]:
+    """Read an ``edges/{edge}/chargers`` payload; raise :class:`TopicError` if malformed."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise TopicError(f"charger list is not JSON: {exc}") from None
+    if not isinstance(doc, list) or not all(isinstance(c, str) for c in doc):
+        raise TopicError("charger list must be a JSON array of charger ids")
+    return tuple(sorted({validate_charger_id(c) for c in doc}))
+
+
+def parse_edge_topic(topic: str) -> EdgeAvailabilityTopic | EdgeChargersTopic:
+    """Parse an ``edges/...`` topic; raise :class:`TopicError` with the reason if it is not."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != EDGES_ROOT:
+        raise TopicError(f"topic {topic!r} is not edges/<edge>/availability or .../chargers")
+    _, edge, leaf = parts
+    if leaf == AVAILABILITY:
+        return EdgeAvailabilityTopic(edge)
+    if leaf == EDGE_CHARGERS:
+        return EdgeChargersTopic(edge)
+    raise TopicError(f"topic {topic!r}: unknown edge topic {leaf!r}")
 
 
 def parse_topic(topic: str) -> FieldTopic | AvailabilityTopic:

@@ -33,7 +33,15 @@ import asyncpg
 
 from chargelift_contract.mqtt import Backoff
 from chargelift_ingest import metrics
-from chargelift_ingest.validate import Availability, DeadLetter, Item, Reading
+from chargelift_ingest.validate import (
+    Availability,
+    DeadLetter,
+    EdgeAvailability,
+    EdgeChargers,
+    Item,
+    Reading,
+    StateChange,
+)
 from chargelift_ingest.writer import WriteResult
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,9 @@ WRITE_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresE
 # SQLSTATE classes that blame the data, not the database: 22 data exception,
 # 23 integrity constraint violation.
 _DATA_CLASSES = ("22", "23")
+
+
+_STATE_CHANGES = (Availability, EdgeAvailability, EdgeChargers)
 
 
 class NotStored(Exception):  # noqa: N818 - names an outcome, as asyncio.CancelledError does
@@ -66,7 +77,7 @@ class BatchWriter(Protocol):
         self,
         readings: Sequence[Reading],
         dead_letters: Sequence[DeadLetter] = (),
-        availability: Sequence[Availability] = (),
+        availability: Sequence[StateChange] = (),
     ) -> WriteResult: ...
 
 
@@ -181,7 +192,7 @@ class Batcher:
     async def _write(self, batch: list[_Pending]) -> None:
         readings = [p.item for p in batch if isinstance(p.item, Reading)]
         dead = [p.item for p in batch if isinstance(p.item, DeadLetter)]
-        avail = [p.item for p in batch if isinstance(p.item, Availability)]
+        avail = [p.item for p in batch if isinstance(p.item, _STATE_CHANGES)]  # in order
         started = time.perf_counter()
         try:
             result = await self._retrying(lambda: self.writer.write(readings, dead, avail))
@@ -202,7 +213,7 @@ class Batcher:
             item = p.item
             readings = [item] if isinstance(item, Reading) else []
             dead = [item] if isinstance(item, DeadLetter) else []
-            avail = [item] if isinstance(item, Availability) else []
+            avail: list[StateChange] = [item] if isinstance(item, _STATE_CHANGES) else []
             try:
                 result = await self._retrying(
                     functools.partial(self.writer.write, readings, dead, avail)
@@ -251,12 +262,12 @@ class Batcher:
         self,
         result: WriteResult,
         dead: Sequence[DeadLetter],
-        avail: Sequence[Availability],
+        avail: Sequence[StateChange],
         readings: Sequence[Reading],
     ) -> None:
         metrics.ROWS.inc(result.inserted)
         metrics.DUPLICATES.inc(result.duplicates)
-        metrics.AVAILABILITY.inc(len(avail))
+        metrics.AVAILABILITY.inc(sum(1 for a in avail if not isinstance(a, EdgeChargers)))
         for d in dead:
             metrics.DEAD.labels(d.reason).inc()
             # The first of each reason is logged; the rest are counted (a flood of bad

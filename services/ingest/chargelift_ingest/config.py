@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chargelift_contract.topics import SUBSCRIBE_ALL, SUBSCRIBE_EDGES
 from chargelift_ingest.migrate import MIGRATIONS
 
 
@@ -44,9 +45,18 @@ class Settings(DatabaseSettings):
 
     @property
     def subscription(self) -> str:
+        return self._shared(SUBSCRIBE_ALL)
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The chargers' topics, then the edges' (their will comes after the chargers'
+        retained availability when a new session gets the retained messages)."""
+        return (self._shared(SUBSCRIBE_ALL), self._shared(SUBSCRIBE_EDGES))
+
+    def _shared(self, topic_filter: str) -> str:
         if self.share_group:
-            return f"$share/{self.share_group}/chargers/#"
-        return "chargers/#"
+            return f"$share/{self.share_group}/{topic_filter}"
+        return topic_filter
 
     @property
     def receive_maximum(self) -> int:

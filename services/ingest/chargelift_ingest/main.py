@@ -98,7 +98,7 @@ async def run(settings: Settings) -> None:
             persistent_session=True,
             manual_ack=True,
             on_message=on_message,
-            subscriptions=[settings.subscription],
+            subscriptions=settings.subscriptions,
             receive_maximum=settings.receive_maximum,
             # Retained values only for a new subscription, not at every reconnect of
             # the persistent session (they would be absorbed as duplicates anyway).
@@ -127,7 +127,7 @@ async def run(settings: Settings) -> None:
             async with client:
                 log.info(
                     "ingest up: %s → database; metrics on %s:%d",
-                    settings.subscription,
+                    " + ".join(settings.subscriptions),
                     settings.metrics_host,
                     settings.metrics_port,
                 )

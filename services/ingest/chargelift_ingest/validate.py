@@ -1,5 +1,6 @@
-"""Validation of every message against the contract: a reading, an availability, or a
-dead letter with a reason (a fixed set: it is a Prometheus label)."""
+"""Validation of every message against the contract: a reading, an availability (of a
+charger or of an edge), an edge's charger list, or a dead letter with a reason (a fixed
+set: it is a Prometheus label)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,17 @@ import orjson
 from chargelift_contract import CATALOGUE, FieldType
 from chargelift_contract.envelope import EnvelopeError, from_document
 from chargelift_contract.fields import FieldValueError
-from chargelift_contract.topics import AvailabilityTopic, FieldTopic, TopicError, parse_topic
+from chargelift_contract.topics import (
+    EDGES_ROOT,
+    AvailabilityTopic,
+    EdgeAvailabilityTopic,
+    EdgeChargersTopic,
+    FieldTopic,
+    TopicError,
+    decode_edge_chargers,
+    parse_edge_topic,
+    parse_topic,
+)
 
 Reason = Literal[
     "bad_topic",
@@ -62,6 +73,29 @@ class Availability:
 
 
 @dataclass(frozen=True, slots=True)
+class EdgeAvailability:
+    """``edges/{edge}/availability``: offline means every charger of the edge is."""
+
+    edge: str
+    online: bool
+    received: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeChargers:
+    """``edges/{edge}/chargers``: the chargers an edge serves (replaces the earlier list)."""
+
+    edge: str
+    chargers: tuple[str, ...]
+    received: datetime
+
+
+#: An edge's charger list may exceed INGEST_MAX_PAYLOAD_BYTES (a site of 1,000 chargers:
+#: ~15 KB); it is bounded by the broker's packet limit (max_packet_size, 64 KiB).
+MAX_EDGE_CHARGERS_BYTES = 65536
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     topic: str
     payload: bytes
@@ -69,7 +103,9 @@ class DeadLetter:
     detail: str
 
 
-Item = Reading | Availability | DeadLetter
+#: Changes of state, written in arrival order (an edge's "offline" after its list).
+StateChange = Availability | EdgeAvailability | EdgeChargers
+Item = Reading | StateChange | DeadLetter
 
 
 def _loads(payload: bytes) -> Any:
@@ -125,21 +161,33 @@ class _Dead(Exception):  # noqa: N818 - internal control flow, never escapes
 
 # A site has a few hundred distinct topics; parsing each once saves two regular
 # expressions and two dataclasses per message. Bounded: cleared when full.
-_TOPIC_CACHE: dict[str, FieldTopic | AvailabilityTopic | TopicError] = {}
+Parsed = FieldTopic | AvailabilityTopic | EdgeAvailabilityTopic | EdgeChargersTopic | TopicError
+_TOPIC_CACHE: dict[str, Parsed] = {}
 _TOPIC_CACHE_MAX = 100_000
+_EDGES_PREFIX = EDGES_ROOT + "/"
 
 
-def _parse_topic(topic: str) -> FieldTopic | AvailabilityTopic | TopicError:
+def _parse_topic(topic: str) -> Parsed:
     parsed = _TOPIC_CACHE.get(topic)
     if parsed is None:
         try:
-            parsed = parse_topic(topic)
+            if topic.startswith(_EDGES_PREFIX):
+                parsed = parse_edge_topic(topic)
+            else:
+                parsed = parse_topic(topic)
         except TopicError as exc:
             parsed = exc
         if len(_TOPIC_CACHE) >= _TOPIC_CACHE_MAX:
             _TOPIC_CACHE.clear()
         _TOPIC_CACHE[topic] = parsed
     return parsed
+
+
+def _online(payload: bytes) -> bool:
+    state = payload.strip().lower()
+    if state not in (b"online", b"offline"):
+        raise _Dead("bad_envelope", "availability payload must be online or offline")
+    return state == b"online"
 
 
 def validate(
@@ -156,15 +204,24 @@ def _validate(
     topic: str, payload: bytes, now: datetime, max_bytes: int, max_future: timedelta
 ) -> Item:
     if len(payload) > max_bytes:
-        raise _Dead("too_large", f"payload of {len(payload)} bytes exceeds {max_bytes}")
+        limit = max_bytes
+        if isinstance(_parse_topic(topic), EdgeChargersTopic):
+            limit = max(max_bytes, MAX_EDGE_CHARGERS_BYTES)
+        if len(payload) > limit:
+            raise _Dead("too_large", f"payload of {len(payload)} bytes exceeds {limit}")
     parsed = _parse_topic(topic)
     if isinstance(parsed, TopicError):
         raise _Dead("bad_topic", str(parsed))
     if isinstance(parsed, AvailabilityTopic):
-        state = payload.strip().lower()
-        if state not in (b"online", b"offline"):
-            raise _Dead("bad_envelope", "availability payload must be online or offline")
-        return Availability(parsed.charger, state == b"online", now)
+        return Availability(parsed.charger, _online(payload), now)
+    if isinstance(parsed, EdgeAvailabilityTopic):
+        return EdgeAvailability(parsed.edge, _online(payload), now)
+    if isinstance(parsed, EdgeChargersTopic):
+        try:
+            chargers = decode_edge_chargers(payload)
+        except TopicError as exc:
+            raise _Dead("bad_envelope", str(exc)) from None
+        return EdgeChargers(parsed.edge, chargers, now)
     spec = CATALOGUE.get(parsed.field)
     if spec is None:
         raise _Dead("unknown_field", f"unknown field {parsed.field!r}")

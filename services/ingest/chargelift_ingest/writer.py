@@ -8,7 +8,10 @@ Per batch, in ONE transaction:
    re-send) is absorbed and counted as a duplicate;
 2. ``latest`` takes the newest of the inserted rows per charger and field, only if it
    is newer than what it has (a late replay never moves the shadow back);
-3. ``chargers`` learns first/last seen; availability changes are recorded;
+3. ``chargers`` learns first/last seen; availability changes are recorded, in arrival
+   order: a charger's own, an edge's charger list, an edge's availability (an edge
+   going ``offline`` records each of its chargers offline, as its last will speaks for
+   all of them);
 4. dead letters are COPYed into ``dead_letters``.
 
 Only after the commit does the caller acknowledge the batch's MQTT messages.
@@ -21,7 +24,14 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from chargelift_ingest.validate import Availability, DeadLetter, Reading
+from chargelift_ingest.validate import (
+    Availability,
+    DeadLetter,
+    EdgeAvailability,
+    EdgeChargers,
+    Reading,
+    StateChange,
+)
 
 _COLUMNS = ("time", "charger", "field", "value_num", "value_text", "value_bool")
 
@@ -79,6 +89,40 @@ ON CONFLICT DO NOTHING
 """
 
 
+# The chargers of an edge that went offline: each one the system knows that is not
+# offline yet becomes offline, with the same history row as its own "offline" message.
+# Sorted, so that two ingests of a $share group lock the rows in the same order.
+_EDGE_OFFLINE = """
+WITH targets AS (
+    SELECT c.charger FROM chargers c
+     WHERE c.charger = ANY($1::text[]) AND c.availability IS DISTINCT FROM 'offline'
+     ORDER BY c.charger FOR UPDATE
+), changed AS (
+    UPDATE chargers AS c SET availability = 'offline', availability_changed_at = $2
+      FROM targets t WHERE c.charger = t.charger
+    RETURNING c.charger, c.availability, c.availability_changed_at
+)
+INSERT INTO readings (time, charger, field, value_text)
+SELECT availability_changed_at, charger, 'Availability', availability FROM changed
+ON CONFLICT DO NOTHING
+"""
+
+_EDGE_CHARGERS = """
+INSERT INTO edges AS e (edge, chargers, chargers_changed_at) VALUES ($1, $2::text[], $3)
+ON CONFLICT (edge) DO UPDATE
+   SET chargers = excluded.chargers, chargers_changed_at = excluded.chargers_changed_at
+ WHERE e.chargers IS DISTINCT FROM excluded.chargers
+"""
+
+_EDGE_AVAILABILITY = """
+INSERT INTO edges AS e (edge, availability, availability_changed_at) VALUES ($1, $2, $3)
+ON CONFLICT (edge) DO UPDATE
+   SET availability = excluded.availability,
+       availability_changed_at = excluded.availability_changed_at
+ WHERE e.availability IS DISTINCT FROM excluded.availability
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     inserted: int
@@ -96,7 +140,7 @@ class Writer:
         self,
         readings: Sequence[Reading],
         dead_letters: Sequence[DeadLetter] = (),
-        availability: Sequence[Availability] = (),
+        availability: Sequence[StateChange] = (),
     ) -> WriteResult:
         unique = {r.key: r for r in readings}  # the same sample twice in one batch
         async with self.pool.acquire() as conn, conn.transaction():
@@ -113,9 +157,7 @@ class Writer:
                 )
                 inserted = int(await conn.fetchval(_MOVE))
             for a in availability:
-                await conn.execute(
-                    _AVAILABILITY, a.charger, "online" if a.online else "offline", a.received
-                )
+                await self._state_change(conn, a)
             if dead_letters:
                 await conn.copy_records_to_table(
                     "dead_letters",
@@ -123,3 +165,22 @@ class Writer:
                     columns=("topic", "payload", "reason", "detail"),
                 )
         return WriteResult(inserted, len(readings) - inserted, len(dead_letters))
+
+    @staticmethod
+    async def _state_change(conn: asyncpg.Connection, change: StateChange) -> None:
+        if isinstance(change, Availability):
+            state = "online" if change.online else "offline"
+            await conn.execute(_AVAILABILITY, change.charger, state, change.received)
+        elif isinstance(change, EdgeChargers):
+            await conn.execute(_EDGE_CHARGERS, change.edge, list(change.chargers), change.received)
+        elif isinstance(change, EdgeAvailability):
+            state = "online" if change.online else "offline"
+            await conn.execute(_EDGE_AVAILABILITY, change.edge, state, change.received)
+            if not change.online:
+                # Also when the edge was offline already: a new ingest session gets the
+                # chargers' retained (stale) "online" first, then the edge's will again.
+                chargers = await conn.fetchval(
+                    "SELECT chargers FROM edges WHERE edge = $1", change.edge
+                )
+                if chargers:
+                    await conn.execute(_EDGE_OFFLINE, chargers, change.received)

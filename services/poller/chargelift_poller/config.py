@@ -2,6 +2,14 @@
 
 Settings are built in ``main()``, never at import time. The chargers file is TOML::
 
+    [mqtt]                      # optional; how the poller identifies itself to the broker
+    identity = "charger"        # "charger" (default): one certificate and MQTT connection
+                                #   per charger, each with its own last will;
+                                # "edge": ONE connection with the certificate of edge_id
+                                #   for all chargers (chargelift-certs client <edge_id>
+                                #   --role edge --charger <id> ...), docs/poller.md
+    # edge_id = "site-1"        # required with identity = "edge"
+
     [defaults]                  # optional; any per-charger key except id/url/pin_*
     interval = 1.0              # s between polls
     timeout = 5.0               # s per device call (asyncio.timeout and httpx)
@@ -13,6 +21,7 @@ Settings are built in ``main()``, never at import time. The chargers file is TOM
     pin_env = "AMTRON_1_PIN"    # the PIN is read from this variable, or:
     # pin_file = "/run/secrets/amtron-1-pin"   (first line, whitespace stripped)
     # identity = "amtron-1"     # MQTT client identity (certificate); default: id
+                                # (per-charger identity only)
     # interval = 1.0
     # timeout = 5.0
     # [chargers.options]        # driver-specific, e.g. api_path = "/MHCP/1.0"
@@ -28,7 +37,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -42,8 +51,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from chargelift_contract import TopicError, validate_charger_id
+from chargelift_contract import TopicError, encode_edge_chargers, validate_charger_id
 from chargelift_poller.models import OptionValue
+
+#: Bound on the edge's retained charger list (bytes): Mosquitto's max_packet_size is
+#: 64 KiB (mosquitto/mosquitto.conf.template), topic and headers included.
+MAX_EDGE_CHARGERS_BYTES = 60_000
 
 
 class ConfigFileError(ValueError):
@@ -78,6 +91,11 @@ class Settings(BaseSettings):
     poller_outbox_synchronous: str = Field(default="NORMAL", pattern="^(NORMAL|FULL)$")
     #: Publishes in flight per MQTT connection (QoS 1 on one connection keeps order).
     poller_inflight: PositiveInt = 100
+    #: Publishes in flight on the edge identity's one connection (all chargers share it),
+    #: capped below the broker's receive maximum (Mosquitto: max_inflight_messages, 1000).
+    #: It must cover the publish rate times the PUBACK round trip through a busy event
+    #: loop: at 1,000 chargers 100 kept up but doubled the latency (docs/benchmarks.md).
+    poller_edge_inflight: int = Field(default=1000, ge=1, le=65535)
     #: Upper bound of the MQTT reconnect backoff (s).
     poller_mqtt_max_backoff: PositiveFloat = 10.0
     #: Upper bound of the retry backoff (s) of a charger with transient errors.
@@ -102,6 +120,47 @@ class ChargerConfig:
     pin: SecretStr | None = field(repr=False)
     pin_ref: str
     options: Mapping[str, OptionValue]
+
+
+@dataclass(frozen=True, slots=True)
+class MqttIdentity:
+    """How the poller identifies itself to the broker (the chargers file's ``[mqtt]``).
+
+    ``charger``: one certificate and MQTT connection per charger (the default).
+    ``edge``: one connection with the certificate of ``edge_id`` for all chargers.
+    """
+
+    mode: Literal["charger", "edge"] = "charger"
+    edge_id: str | None = None
+
+    @property
+    def is_edge(self) -> bool:
+        return self.mode == "edge"
+
+
+@dataclass(frozen=True, slots=True)
+class PollerConfig:
+    """The chargers file, resolved."""
+
+    chargers: tuple[ChargerConfig, ...]
+    mqtt: MqttIdentity = MqttIdentity()
+
+
+class _MqttTable(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    identity: Literal["charger", "edge"] = "charger"
+    edge_id: str | None = None
+
+    @field_validator("edge_id")
+    @classmethod
+    def _edge_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                validate_charger_id(value)
+            except TopicError as exc:
+                raise ValueError(str(exc).replace("charger id", "edge id")) from None
+        return value
 
 
 class _Entry(BaseModel):
@@ -134,6 +193,32 @@ _DEFAULTABLE = frozenset({"driver", "interval", "timeout", "options"})
 def load_chargers(
     path: Path, environ: Mapping[str, str] | None = None
 ) -> tuple[ChargerConfig, ...]:
+    """The chargers of the chargers file (see :func:`load_config`)."""
+    return load_config(path, environ).chargers
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in exc.errors(include_input=False, include_url=False)
+    )
+
+
+def _mqtt_identity(path: Path, table: object) -> MqttIdentity:
+    try:
+        mqtt = _MqttTable.model_validate(table)
+    except ValidationError as exc:
+        raise ConfigFileError(f"chargers file {path}, [mqtt]: {_problems(exc)}") from None
+    if mqtt.identity == "edge" and mqtt.edge_id is None:
+        raise ConfigFileError(f'chargers file {path}, [mqtt]: identity = "edge" needs edge_id')
+    if mqtt.identity == "charger" and mqtt.edge_id is not None:
+        raise ConfigFileError(
+            f'chargers file {path}, [mqtt]: edge_id is set but identity is not "edge"'
+        )
+    return MqttIdentity(mqtt.identity, mqtt.edge_id)
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> PollerConfig:
     """Read and validate the chargers file, resolving every PIN reference."""
     env = os.environ if environ is None else environ
     try:
@@ -142,9 +227,10 @@ def load_chargers(
         raise ConfigFileError(f"chargers file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigFileError(f"chargers file {path}: invalid TOML: {exc}") from None
-    unknown = set(doc) - {"defaults", "chargers"}
+    unknown = set(doc) - {"mqtt", "defaults", "chargers"}
     if unknown:
         raise ConfigFileError(f"chargers file {path}: unknown table(s) {sorted(unknown)}")
+    mqtt = _mqtt_identity(path, doc.get("mqtt", {}))
     defaults: dict[str, Any] = doc.get("defaults", {})
     bad_defaults = set(defaults) - _DEFAULTABLE
     if bad_defaults:
@@ -163,18 +249,19 @@ def load_chargers(
         try:
             entry = _Entry.model_validate({**defaults, **item})
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                for e in exc.errors(include_input=False, include_url=False)
+            raise ConfigFileError(f"{where}: {_problems(exc)}") from None
+        if mqtt.is_edge and entry.identity is not None:
+            raise ConfigFileError(
+                f'{where}: identity is per-charger; with [mqtt] identity = "edge" every '
+                f"charger publishes as edge {mqtt.edge_id!r}"
             )
-            raise ConfigFileError(f"{where}: {problems}") from None
         pin, pin_ref = _resolve_pin(entry, env, where)
         chargers.append(
             ChargerConfig(
                 id=entry.id,
                 driver=entry.driver,
                 url=entry.url,
-                identity=entry.identity or entry.id,
+                identity=mqtt.edge_id if mqtt.edge_id is not None else entry.identity or entry.id,
                 interval=entry.interval,
                 timeout=entry.timeout,
                 pin=pin,
@@ -182,8 +269,14 @@ def load_chargers(
                 options=dict(entry.options),
             )
         )
-    _check_unique(path, chargers)
-    return tuple(chargers)
+    _check_unique(path, chargers, edge=mqtt.is_edge)
+    if mqtt.is_edge and len(encode_edge_chargers(c.id for c in chargers)) > MAX_EDGE_CHARGERS_BYTES:
+        raise ConfigFileError(
+            f"chargers file {path}: the charger list of edge {mqtt.edge_id!r} exceeds "
+            f"{MAX_EDGE_CHARGERS_BYTES} bytes as JSON (the broker's packet limit): "
+            "split the chargers over two edges"
+        )
+    return PollerConfig(tuple(chargers), mqtt)
 
 
 def _resolve_pin(entry: _Entry, env: Mapping[str, str], where: str) -> tuple[SecretStr | None, str]:
@@ -211,7 +304,7 @@ def _resolve_pin(entry: _Entry, env: Mapping[str, str], where: str) -> tuple[Sec
     return None, "no PIN configured"
 
 
-def _check_unique(path: Path, chargers: list[ChargerConfig]) -> None:
+def _check_unique(path: Path, chargers: list[ChargerConfig], *, edge: bool) -> None:
     seen_ids: set[str] = set()
     seen_identities: set[str] = set()
     for c in chargers:
@@ -219,7 +312,7 @@ def _check_unique(path: Path, chargers: list[ChargerConfig]) -> None:
             raise ConfigFileError(f"chargers file {path}: charger id {c.id!r} appears twice")
         # One MQTT connection per identity carries that charger's last will; two
         # chargers on one identity would fight over the connection.
-        if c.identity in seen_identities:
+        if not edge and c.identity in seen_identities:
             raise ConfigFileError(
                 f"chargers file {path}: identity {c.identity!r} is used by two chargers"
             )

@@ -6,9 +6,16 @@ Lifecycle (one ``asyncio.TaskGroup``, nested ``async with``)::
     (will: availability offline) > HTTP endpoint
     > TaskGroup[coordinators, publishers, housekeeper]
 
+With the edge identity (``[mqtt] identity = "edge"`` in the chargers file) there is
+one MqttClient for all chargers (will: ``edges/{edge}/availability`` offline), its
+publishers share one in-flight window, and an :class:`~.edge.EdgeAnnouncer` publishes
+the edge's charger list and ``online`` on every connection.
+
 On SIGTERM: polling stops, publishers keep draining the outbox for up to
 ``POLLER_SHUTDOWN_GRACE`` seconds, then everything closes in reverse order (each
-MQTT connection disconnects with its will, so the chargers show ``offline``).
+MQTT connection disconnects with its will, so the chargers show ``offline``; with the
+edge identity each charger's ``offline`` is queued in the outbox first and drained
+with the rest, then the edge's will says the edge is ``offline``).
 Whatever is still unsent stays in the outbox for the next start.
 """
 
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import contextlib
+import functools
 import gc
 import logging
 import signal
@@ -24,28 +32,36 @@ import ssl
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 
 import httpx
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
-from chargelift_contract import availability_topic
+from chargelift_contract import availability_topic, edge_availability_topic
 from chargelift_contract.certmetrics import CertificateExpiryCollector
 from chargelift_contract.mqtt import Backoff, MqttClient, TlsFiles, Will
 from chargelift_contract.topics import OFFLINE
 from chargelift_poller.clock import Clock, SystemClock
-from chargelift_poller.config import ChargerConfig, ConfigFileError, Settings, load_chargers
+from chargelift_poller.config import (
+    ChargerConfig,
+    ConfigFileError,
+    MqttIdentity,
+    Settings,
+    load_config,
+)
 from chargelift_poller.coordinator import Coordinator, Timing
 from chargelift_poller.drivers import REGISTRY, DriverRegistryError
+from chargelift_poller.edge import EdgeAnnouncer, EdgeCertificateError, listed_chargers
 from chargelift_poller.errors import ChargerError
 from chargelift_poller.health import HttpEndpoint, Response
 from chargelift_poller.housekeeping import Housekeeper
 from chargelift_poller.logs import configure_logging
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import DriverSpec
-from chargelift_poller.outbox import Outbox
-from chargelift_poller.publisher import Publisher
+from chargelift_poller.outbox import Entry, Outbox
+from chargelift_poller.publisher import Publisher, Window
 from chargelift_poller.transport import DeviceTransport
 
 log = logging.getLogger("chargelift_poller")
@@ -70,6 +86,11 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
+class _Connected(Protocol):
+    @property
+    def is_connected(self) -> bool: ...
+
+
 class Poller:
     """The assembled poller: what ``run`` drives and what the endpoint reports on."""
 
@@ -78,14 +99,20 @@ class Poller:
         settings: Settings,
         chargers: Sequence[ChargerConfig],
         *,
+        mqtt: MqttIdentity | None = None,
         registry: CollectorRegistry | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.chargers = tuple(chargers)
+        self.mqtt = mqtt or MqttIdentity()
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = PollerMetrics(self.registry)
-        identities = sorted({c.identity for c in self.chargers})
+        identities = (
+            [self.mqtt.edge_id]
+            if self.mqtt.edge_id is not None
+            else sorted({c.identity for c in self.chargers})
+        )
         cert_files = [settings.mqtt_ca_file] + [
             TlsFiles.for_identity(settings.mqtt_ca_file, settings.mqtt_certs_dir, i).cert_file
             for i in identities
@@ -94,8 +121,11 @@ class Poller:
         self.clock = clock or SystemClock()
         self.coordinators: list[Coordinator] = []
         self.clients: list[MqttClient] = []
+        self.client_of: dict[str, _Connected] = {}  # charger id -> its MQTT connection
+        self.announcer: EdgeAnnouncer | None = None
         self.outbox: Outbox | None = None
         self.endpoint: HttpEndpoint | None = None
+        self._stopping = False
 
     # -- HTTP routes -------------------------------------------------------------
 
@@ -112,10 +142,16 @@ class Poller:
                     "since": _iso(s.since),
                     "failures": s.failures,
                     "last_error": s.last_error,
-                    "mqtt_connected": client.is_connected,
+                    "mqtt_connected": self.client_of[c.charger_id].is_connected,
                 }
-                for c, client in zip(self.coordinators, self.clients, strict=True)
+                for c in self.coordinators
                 for s in (c.status,)
+            },
+            "edge": None
+            if self.mqtt.edge_id is None
+            else {
+                "id": self.mqtt.edge_id,
+                "mqtt_connected": bool(self.clients) and self.clients[0].is_connected,
             },
             "outbox": None
             if outbox is None
@@ -158,6 +194,17 @@ class Poller:
             tls = ssl.create_default_context()
             async with contextlib.AsyncExitStack() as stack:
                 publishers = []
+                shared: tuple[MqttClient, Window] | None = None
+                if self.mqtt.edge_id is not None:
+                    # The edge identity: one connection (and one in-flight window) for all.
+                    edge_client = await stack.enter_async_context(
+                        self._edge_client(self.mqtt.edge_id)
+                    )
+                    shared = edge_client, Window(s.poller_edge_inflight)
+                    self.clients.append(edge_client)
+                    self.announcer = EdgeAnnouncer(
+                        self.mqtt.edge_id, [c.id for c in self.chargers], edge_client
+                    )
                 for index, charger in enumerate(self.chargers):
                     http = await stack.enter_async_context(
                         httpx.AsyncClient(
@@ -168,19 +215,25 @@ class Poller:
                         )
                     )
                     coordinator = self._coordinator(charger, index, outbox, http)
-                    client = await stack.enter_async_context(self._mqtt_client(charger))
+                    if shared is None:
+                        client = await stack.enter_async_context(self._mqtt_client(charger))
+                        window = Window(s.poller_inflight)
+                        self.clients.append(client)
+                    else:
+                        client, window = shared
                     publishers.append(
                         Publisher(
                             charger.id,
                             client,
                             outbox,
                             self.metrics,
-                            availability=coordinator.availability,
-                            inflight=s.poller_inflight,
+                            availability=functools.partial(self._availability, coordinator),
+                            window=window,
+                            halt_when_not_authorized=shared is not None,
                         )
                     )
                     self.coordinators.append(coordinator)
-                    self.clients.append(client)
+                    self.client_of[charger.id] = client
                 routes = {
                     "/metrics": self._metrics_route,
                     "/healthz": self._health_route,
@@ -234,6 +287,22 @@ class Poller:
             clock=self.clock,
         )
 
+    def _availability(self, coordinator: Coordinator) -> bytes | None:
+        # While stopping with the edge identity every charger is about to be offline (its
+        # "offline" is queued by _drain): a reconnect must not announce it online again.
+        return OFFLINE if self._stopping else coordinator.availability()
+
+    def _edge_client(self, edge_id: str) -> MqttClient:
+        s = self.settings
+        return MqttClient(
+            host=s.mqtt_host,
+            port=s.mqtt_port,
+            client_id=f"poller-edge-{edge_id}",
+            tls=TlsFiles.for_identity(s.mqtt_ca_file, s.mqtt_certs_dir, edge_id),
+            will=Will(edge_availability_topic(edge_id), OFFLINE),
+            backoff=Backoff(initial=0.5, maximum=s.poller_mqtt_max_backoff),
+        )
+
     def _mqtt_client(self, charger: ChargerConfig) -> MqttClient:
         s = self.settings
         return MqttClient(
@@ -255,13 +324,28 @@ class Poller:
             ]
             others = [tg.create_task(p.run(), name=f"publish:{p.charger_id}") for p in publishers]
             others.append(tg.create_task(housekeeper.run(), name="housekeeping"))
+            if self.announcer is not None:
+                others.append(tg.create_task(self.announcer.run(), name="edge"))
             log.info("polling %d charger(s)", len(polling))
             await stop.wait()
             for task in polling:
                 task.cancel()
+            if self.mqtt.is_edge:
+                await asyncio.gather(*polling, return_exceptions=True)
+                self._queue_offline(outbox)
             await self._drain(outbox)
             for task in others:
                 task.cancel()
+
+    def _queue_offline(self, outbox: Outbox) -> None:
+        """Edge identity: each charger's ``offline``, queued after its last samples.
+
+        With the per-charger identity each connection's will says it; the edge's will
+        speaks only for the edge (consumers that know its charger list infer the rest).
+        """
+        self._stopping = True
+        now = self.clock.now().timestamp()
+        outbox.append([Entry(c.id, availability_topic(c.id), OFFLINE, now) for c in self.chargers])
 
     async def _drain(self, outbox: Outbox) -> None:
         grace = self.settings.poller_shutdown_grace
@@ -278,12 +362,40 @@ class Poller:
             log.warning("stopping with %d unsent row(s) kept in the outbox", outbox.depth)
 
 
-def _startup_checks(settings: Settings, chargers: Sequence[ChargerConfig]) -> None:
+def _startup_checks(
+    settings: Settings, chargers: Sequence[ChargerConfig], mqtt: MqttIdentity | None = None
+) -> None:
     for c in chargers:
         try:
             REGISTRY.factory(c.driver)
         except DriverRegistryError as exc:
             raise StartupError(f"charger {c.id}: {exc}") from None
+    if mqtt is not None and mqtt.edge_id is not None:
+        tls = TlsFiles.for_identity(settings.mqtt_ca_file, settings.mqtt_certs_dir, mqtt.edge_id)
+        for path in (tls.cert_file, tls.key_file):
+            if not path.is_file():
+                raise StartupError(
+                    f"edge {mqtt.edge_id}: no certificate file {path} (issue one: "
+                    f"chargelift-certs client {mqtt.edge_id} --role edge --charger <id> ...)"
+                )
+        try:
+            listed = listed_chargers(tls.cert_file)
+        except EdgeCertificateError as exc:
+            raise StartupError(f"edge {mqtt.edge_id}: {exc}") from None
+        missing = sorted(c.id for c in chargers if c.id not in listed)
+        if missing:
+            shown = ", ".join(missing[:10]) + (
+                f" and {len(missing) - 10} more" if missing[10:] else ""
+            )
+            raise StartupError(
+                f"edge {mqtt.edge_id}: its certificate {tls.cert_file} does not list "
+                f"charger(s) {shown}; the broker would refuse their messages and drop the "
+                f"edge's connection each time. Re-issue it with every charger: chargelift-certs "
+                f"client {mqtt.edge_id} --role edge --charger <id> ... --force, then reload "
+                "the broker"
+            )
+        chargers = ()  # one identity for all: checked above
+    for c in chargers:
         tls = TlsFiles.for_identity(settings.mqtt_ca_file, settings.mqtt_certs_dir, c.identity)
         for path in (tls.cert_file, tls.key_file):
             if not path.is_file():
@@ -321,11 +433,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     redactor = configure_logging(settings.poller_log_level)
     try:
-        chargers = load_chargers(settings.poller_config)
+        config = load_config(settings.poller_config)
+        chargers = config.chargers
         redactor.add(c.pin.get_secret_value() for c in chargers if c.pin is not None)
-        _startup_checks(settings, chargers)
+        _startup_checks(settings, chargers, config.mqtt)
         tune_runtime()
-        asyncio.run(_serve(Poller(settings, chargers)))
+        asyncio.run(_serve(Poller(settings, chargers, mqtt=config.mqtt)))
     except (ConfigFileError, StartupError) as exc:
         log.error("cannot start: %s", exc)
         return 2

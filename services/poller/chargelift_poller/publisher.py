@@ -1,4 +1,8 @@
-"""One publisher per charger identity: sends the charger's outbox rows over its MQTT connection.
+"""One publisher per charger: sends the charger's outbox rows over an MQTT connection.
+
+With the per-charger identity each publisher has its own connection; with the edge
+identity (docs/poller.md) all publishers share one connection and one in-flight
+:class:`Window`. Either way a charger's rows travel in order on one connection.
 
 Per connection ("session"):
 
@@ -8,8 +12,9 @@ Per connection ("session"):
 2. append the charger's current availability (the broker may have published our last
    will ``offline`` while we were away) — it gets the newest ``seq``, so it lands after
    the backlog;
-3. publish rows in ``seq`` order, retained, QoS 1, with at most ``inflight`` awaiting
-   their PUBACK (one connection, in order: the broker keeps the order);
+3. publish rows in ``seq`` order, retained, QoS 1, with at most the window's size
+   awaiting their PUBACK on the connection (one connection, in order: the broker keeps
+   the order);
 4. on each PUBACK mark the row acknowledged; if the connection drops, unacknowledged
    rows simply stay in the outbox for the next session.
 
@@ -24,7 +29,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -44,12 +49,20 @@ UNDELIVERABLE = frozenset({0x87, 0x90, 0x95, 0x99})
 #: Pause before retrying after a transient refusal by the broker (s).
 REFUSED_PAUSE = 1.0
 
+#: MQTT 5 "not authorized": the ACL does not let this identity write the topic.
+NOT_AUTHORIZED = 0x87
+
 
 class PublishClient(Protocol):
     """The part of :class:`chargelift_contract.mqtt.MqttClient` a publisher uses."""
 
     @property
     def is_connected(self) -> bool: ...
+
+    @property
+    def send_quota(self) -> int:
+        """The broker's receive maximum of the current connection."""
+        ...
 
     async def wait_connected(self) -> None: ...
 
@@ -58,6 +71,67 @@ class PublishClient(Protocol):
     def publish_nowait(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
     ) -> asyncio.Future[None]: ...
+
+
+class Window:
+    """The publishes in flight on one MQTT connection, shared by the publishers on it.
+
+    Per-charger identity: one window per publisher. Edge identity: one window for the
+    edge's connection, so that one number bounds what that connection has in flight,
+    whatever the number of chargers (the broker's receive maximum is per connection
+    too). Strictly first come, first served: a publisher that finds no free slot, or
+    others already waiting, waits in line, and a freed slot is *handed* to the one that
+    has waited longest (measured: letting the publisher whose PUBACK freed the slot take
+    it again starved the others, p99 20 s at 1,000 chargers).
+    Every slot taken is given back exactly once (on PUBACK, refusal or connection loss).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.configured = self.size = size
+        self.used = 0
+        self._waiting: OrderedDict[object, Callable[[], None]] = OrderedDict()
+        self._granted: set[object] = set()  # handed a slot, not yet used
+
+    def fit(self, send_quota: int) -> None:
+        """Stay under the broker's receive maximum (gmqtt fails a publish beyond it),
+        with room for the few publishes made outside the window (the edge's own)."""
+        self.size = max(1, min(self.configured, send_quota - 16))
+
+    def take(self, owner: object) -> bool:
+        """Take a slot: one handed to ``owner``, or a free one if nobody waits for it."""
+        if owner in self._granted:
+            self._granted.discard(owner)
+            return True
+        if self.used >= self.size or self._waiting:
+            return False
+        self.used += 1
+        return True
+
+    def give_back(self) -> bool:
+        """Free a slot: hand it to the publisher that has waited longest, if any (True)."""
+        if self._waiting:
+            owner, wake = self._waiting.popitem(last=False)
+            self._granted.add(owner)  # still counted in ``used``
+            wake()
+            return True
+        self.used -= 1
+        return False
+
+    def waiting(self, owner: object) -> bool:
+        """True while ``owner`` waits in line (it is woken when a slot is handed to it)."""
+        return owner in self._waiting
+
+    def wait(self, owner: object, wake: Callable[[], None]) -> None:
+        """Call ``wake`` (once) when a slot is handed to ``owner``; in line at most once."""
+        if owner not in self._waiting and owner not in self._granted:
+            self._waiting[owner] = wake
+
+    def leave(self, owner: object) -> None:
+        """``owner`` stops publishing (its session ended): out of line, slot passed on."""
+        self._waiting.pop(owner, None)
+        if owner in self._granted:
+            self._granted.discard(owner)
+            self.give_back()
 
 
 class Publisher:
@@ -72,6 +146,8 @@ class Publisher:
         *,
         availability: Callable[[], bytes | None],
         inflight: int = 100,
+        window: Window | None = None,
+        halt_when_not_authorized: bool = False,
         buffer_limit: int = 1000,
         page: int = 500,
         clock: Callable[[], float] = time.time,
@@ -81,7 +157,11 @@ class Publisher:
         self._outbox = outbox
         self._availability = availability
         self._availability_topic = availability_topic(charger_id)
-        self._window = inflight
+        self._window = window if window is not None else Window(inflight)
+        # Edge identity: Mosquitto answers a denied publish with 0x87 *and* closes the
+        # connection (2.0.11, measured), which here is every charger's connection.
+        self._halt_when_not_authorized = halt_when_not_authorized
+        self.halted = False
         self._buffer_limit = buffer_limit
         self._page = page
         self._clock = clock
@@ -89,7 +169,6 @@ class Publisher:
         self._cursor = 0  # highest seq taken into the buffer in this session
         self._last_sent = 0  # highest seq handed to the client in this session
         self._spilled = True  # rows after _cursor may be in the outbox only
-        self._inflight = 0
         self._epoch = 0
         self._restart = False
         self._wake = asyncio.Event()
@@ -110,7 +189,8 @@ class Publisher:
             else:
                 self._buffer.extend(rows)
                 self._cursor = rows[-1].seq
-        self._wake.set()
+        if not self._window.waiting(self):  # else it is woken when its turn comes
+            self._wake.set()
 
     def rows_dropped(self) -> None:
         """The bounds deleted unsent rows: forget the buffer, re-read after the last sent."""
@@ -130,6 +210,8 @@ class Publisher:
                 await self._session()
             finally:
                 self._m_connected.set(0)
+            if self.halted:
+                await asyncio.Event().wait()  # until the process stops (see _refused)
             if self._restart:  # the broker refused a publish for a transient reason
                 await asyncio.sleep(REFUSED_PAUSE)
 
@@ -140,8 +222,8 @@ class Publisher:
         self._buffer.clear()
         self._cursor = self._last_sent = 0
         self._spilled = True
-        self._inflight = 0
         self._restart = False
+        self._window.fit(self._client.send_quota)
         current = self._availability()
         if current is not None:
             self._outbox.append(
@@ -156,20 +238,33 @@ class Publisher:
                 await self._wake.wait()
         finally:
             lost.cancel()
+            self._window.leave(self)
             self._epoch += 1  # late callbacks of this session are ignored
 
     def _fill(self, epoch: int) -> None:
-        while self._inflight < self._window:
+        window = self._window
+        while True:
             row = self._next_row()
             if row is None:
+                window.leave(self)  # nothing to send: no place in line, no slot held
+                return
+            if not window.take(self):
+                self._requeue(row)
+                window.wait(self, self._wake.set)
                 return
             try:
                 fut = self._client.publish_nowait(row.topic, row.payload, qos=1, retain=True)
             except ConnectionLostError:
+                window.give_back()
+                self._requeue(row)
                 return  # the session ends; the row is still in the outbox
             self._last_sent = row.seq
-            self._inflight += 1
             fut.add_done_callback(functools.partial(self._done, epoch, row))
+
+    def _requeue(self, row: Row) -> None:
+        # Not sent (no slot, or a shared connection reporting "not connected" a moment
+        # before this publisher's session ends): it goes first again.
+        self._buffer.appendleft(row)
 
     def _next_row(self) -> Row | None:
         if not self._buffer and self._spilled:
@@ -183,10 +278,13 @@ class Publisher:
 
     def _done(self, epoch: int, row: Row, fut: asyncio.Future[None]) -> None:
         exc = None if fut.cancelled() else fut.exception()  # always retrieve it
+        handed = self._window.give_back()  # whichever session it was sent in
         if epoch != self._epoch:
             return
-        self._inflight -= 1
-        self._wake.set()
+        if not handed or exc is not None:
+            # The freed slot is ours to fill (with a shared window it went to the
+            # publisher waiting longest; ours is in line if it has rows).
+            self._wake.set()
         if fut.cancelled():
             return
         if exc is None:
@@ -208,6 +306,9 @@ class Publisher:
             log.warning("%s; retrying in %.0f s", exc, REFUSED_PAUSE)
             self._restart = True
             return
+        if exc.reason_code == NOT_AUTHORIZED and self._halt_when_not_authorized:
+            self._halt(exc)
+            return
         if self._outbox.discard(row.seq):
             self._metrics.outbox_dropped.labels("refused").inc()
         if row.topic not in self._refused_topics:
@@ -218,3 +319,21 @@ class Publisher:
                 self.charger_id,
                 exc,
             )
+
+    def _halt(self, exc: PublishRefusedError) -> None:
+        if self.halted:
+            return
+        # Each further publish would cost every charger of the edge a reconnect: stop
+        # publishing this charger, keep its rows (the outbox bounds apply) for a poller
+        # restarted with a certificate that lists it.
+        self.halted = True
+        self._restart = True
+        self._wake.set()
+        log.error(
+            "charger %s: %s; the edge certificate does not list this charger: its rows "
+            "stay in the outbox and are not published until the certificate lists it "
+            "(chargelift-certs client <edge> --role edge --charger ... --force, reload the "
+            "broker) and the poller restarts",
+            self.charger_id,
+            exc,
+        )

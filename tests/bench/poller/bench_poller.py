@@ -2,8 +2,10 @@
 
 For each N (default 10, 100, 1000) this starts, as separate processes: Mosquitto (the
 repository's configuration, mutual TLS), the simulator (``chargelift-simulator``), and
-the poller (``python -m chargelift_poller.main``) with one certificate per charger.
-After a warm-up it measures for ``--duration`` seconds:
+the poller (``python -m chargelift_poller.main``) with one certificate per charger
+(``--identity charger``, the default) or one edge certificate listing all N chargers
+and one MQTT connection (``--identity edge``). After a warm-up it measures for
+``--duration`` seconds:
 
 * the poller's CPU (utime + stime from /proc, as % of one core) and peak RSS (VmHWM);
 * the achieved poll rate and publish rate (PUBACKed rows) from the poller's metrics;
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -26,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +43,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 @dataclass
 class Result:
+    identity: str
     chargers: int
     duration_s: float
     poller_cpu_pct: float
@@ -57,7 +62,11 @@ def charger_id(i: int) -> str:
     return f"bench-{i}"  # the simulator's ids with --prefix bench-
 
 
-def ensure_certs(n: int) -> Path:
+def edge_id(n: int) -> str:
+    return f"bench-edge-{n}"
+
+
+def ensure_certs(n: int, identity: str = "charger") -> Path:
     from chargelift_certs import pki
 
     certs = shared_dir(STATE / "certs")
@@ -70,10 +79,15 @@ def ensure_certs(n: int) -> Path:
         for i in range(1, n + 1)
         if not (certs / "clients" / f"{charger_id(i)}.crt").exists()
     ]
-    if missing:
+    if identity == "edge":
+        if not (certs / "clients" / f"{edge_id(n)}.crt").exists():
+            print(f"  issuing the edge certificate {edge_id(n)}...", flush=True)
+            chargers = [charger_id(i) for i in range(1, n + 1)]
+            pki.issue_client(certs, edge_id(n), role="edge", chargers=chargers)
+    elif missing:
         print(f"  issuing {len(missing)} charger certificate(s)...", flush=True)
-        for identity in missing:
-            pki.issue_client(certs, identity, role="charger")
+        for name in missing:
+            pki.issue_client(certs, name, role="charger")
     for path in [certs, certs / "clients"]:
         path.chmod(0o755)
     return certs
@@ -143,8 +157,11 @@ def wait(predicate: object, timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def write_config(path: Path, n: int, base_port: int) -> None:
-    lines = ["[defaults]", 'driver = "mhcp"', "interval = 1.0", "timeout = 2.0", ""]
+def write_config(path: Path, n: int, base_port: int, identity: str = "charger") -> None:
+    lines = []
+    if identity == "edge":
+        lines += ["[mqtt]", 'identity = "edge"', f'edge_id = "{edge_id(n)}"', ""]
+    lines += ["[defaults]", 'driver = "mhcp"', "interval = 1.0", "timeout = 2.0", ""]
     for i in range(1, n + 1):
         lines += [
             "[[chargers]]",
@@ -184,8 +201,16 @@ def plug_all(control_port: int, n: int) -> None:
             r.read()
 
 
-def run_one(n: int, duration: float, warmup: float, work: Path, all_charging: bool) -> Result:
-    certs = ensure_certs(n)
+def run_one(
+    n: int,
+    duration: float,
+    warmup: float,
+    work: Path,
+    all_charging: bool,
+    identity: str,
+    python_args: Sequence[str] = (),
+) -> Result:
+    certs = ensure_certs(n, identity)
     broker = MosquittoServer(certs_dir=certs, run_dir=shared_dir(work / f"broker-{n}"))
     base_port = find_base_port(n)
     metrics_port = free_port()
@@ -207,7 +232,7 @@ def run_one(n: int, duration: float, warmup: float, work: Path, all_charging: bo
             )  # fmt: skip
         procs.append(sim)
         config = work / f"chargers-{n}.toml"
-        write_config(config, n, base_port)
+        write_config(config, n, base_port, identity)
         env = {
             **os.environ,
             "POLLER_CONFIG": str(config),
@@ -225,7 +250,7 @@ def run_one(n: int, duration: float, warmup: float, work: Path, all_charging: bo
             plug_all(control_port, n)
         with (logs / f"poller-{n}.log").open("wb") as out:
             poller = subprocess.Popen(
-                [sys.executable, "-m", "chargelift_poller.main"],
+                [sys.executable, *python_args, "-m", "chargelift_poller.main"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         procs.append(poller)
@@ -242,6 +267,7 @@ def run_one(n: int, duration: float, warmup: float, work: Path, all_charging: bo
         if poller.poll() is not None:
             raise RuntimeError(f"the poller exited with {poller.returncode}")
         return Result(
+            identity=identity,
             chargers=n,
             duration_s=round(elapsed, 1),
             poller_cpu_pct=round(100 * (cpu1["poller"] - cpu0["poller"]) / elapsed, 1),
@@ -288,12 +314,13 @@ def _port_open(port: int) -> bool:
 
 def table(results: list[Result]) -> str:
     head = (
-        "| chargers | poller CPU (% of a core) | peak RSS (MB) | polls/s | publishes/s "
-        "| p50 / p99 sample→PUBACK (ms) | simulator CPU | broker CPU |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| identity | chargers | poller CPU (% of a core) | peak RSS (MB) | polls/s "
+        "| publishes/s | p50 / p99 sample→PUBACK (ms) | simulator CPU | broker CPU |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     rows = [
-        f"| {r.chargers} | {r.poller_cpu_pct} | {r.poller_peak_rss_mb} | {r.polls_per_s} "
+        f"| {r.identity} | {r.chargers} | {r.poller_cpu_pct} | {r.poller_peak_rss_mb} "
+        f"| {r.polls_per_s} "
         f"| {r.publishes_per_s} | {r.p50_sample_to_puback_ms} / {r.p99_sample_to_puback_ms} "
         f"| {r.simulator_cpu_pct} % | {r.broker_cpu_pct} % |"
         for r in results
@@ -308,6 +335,19 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
+        "--python-args",
+        type=shlex.split,
+        default=[],
+        help="for the poller, e.g. '-m cProfile -o f'",
+    )
+    parser.add_argument(
+        "--identity",
+        choices=["charger", "edge"],
+        default="charger",
+        help="charger: one certificate and MQTT connection per charger (default); "
+        "edge: one edge certificate and connection for all chargers",
+    )
+    parser.add_argument(
         "--as-simulated",
         action="store_true",
         help="leave the simulator's own mix of idle and charging boxes (default: plug a "
@@ -319,9 +359,17 @@ def main() -> int:
     results = []
     try:
         for n in sizes:
-            print(f"== {n} chargers: warm-up {args.warmup:.0f} s, measuring {args.duration:.0f} s",
-                  flush=True)  # fmt: skip
-            result = run_one(n, args.duration, args.warmup, work, not args.as_simulated)
+            print(f"== {n} chargers, {args.identity} identity: warm-up {args.warmup:.0f} s, "
+                  f"measuring {args.duration:.0f} s", flush=True)  # fmt: skip
+            result = run_one(
+                n,
+                args.duration,
+                args.warmup,
+                work,
+                not args.as_simulated,
+                args.identity,
+                args.python_args,
+            )
             print("  " + json.dumps(asdict(result)), flush=True)
             results.append(result)
     finally:

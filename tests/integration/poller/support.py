@@ -20,7 +20,7 @@ from chargelift_contract.mqtt import Backoff, Message, MqttClient
 from chargelift_contract.topics import AvailabilityTopic, FieldTopic
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.procs import free_port
-from chargelift_poller.config import ChargerConfig, Settings
+from chargelift_poller.config import ChargerConfig, MqttIdentity, Settings
 from chargelift_poller.main import Poller
 from tests.support.certs import TestCerts
 
@@ -161,9 +161,11 @@ def settings(
 
 
 @asynccontextmanager
-async def running_poller(s: Settings, chargers: Sequence[ChargerConfig]) -> AsyncIterator[Poller]:
+async def running_poller(
+    s: Settings, chargers: Sequence[ChargerConfig], mqtt: MqttIdentity | None = None
+) -> AsyncIterator[Poller]:
     """The poller, in this process and event loop, until the block ends (then SIGTERM-like)."""
-    poller = Poller(s, chargers)
+    poller = Poller(s, chargers, mqtt=mqtt)
     stop = asyncio.Event()
     task = asyncio.create_task(poller.run(stop), name="poller")
     try:
@@ -187,9 +189,18 @@ def metric(poller: Poller, name: str, **labels: str) -> float:
 # -- the poller as a separate process -------------------------------------------------
 
 
-def write_config(path: Path, chargers: Sequence[tuple[str, str, str]], interval: float) -> Path:
-    """A chargers file: (id, url, pin variable) per charger."""
-    lines = ["[defaults]", 'driver = "mhcp"', f"interval = {interval}", "timeout = 1.0", ""]
+def write_config(
+    path: Path,
+    chargers: Sequence[tuple[str, str, str]],
+    interval: float,
+    *,
+    edge_id: str | None = None,
+) -> Path:
+    """A chargers file: (id, url, pin variable) per charger; with ``edge_id`` the edge identity."""
+    lines = []
+    if edge_id is not None:
+        lines += ["[mqtt]", 'identity = "edge"', f'edge_id = "{edge_id}"', ""]
+    lines += ["[defaults]", 'driver = "mhcp"', f"interval = {interval}", "timeout = 1.0", ""]
     for charger_id, url, pin_env in chargers:
         lines += [
             "[[chargers]]",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import ssl
 import stat
@@ -182,3 +183,110 @@ def test_dev_set_is_complete_and_idempotent(tmp_path: Path) -> None:
         assert (tmp_path / "clients" / f"{name}.key").exists()
     assert (tmp_path / "crl.pem").exists()
     assert (tmp_path / "mosquitto.acl").exists()
+
+
+# --- edge identities ------------------------------------------------------------------
+
+
+def test_edge_certificate_lists_its_chargers_as_uri_sans(ca: Path) -> None:
+    cert = load(pki.issue_client(ca, "site-1", role="edge", chargers=["amtron-1", "amtron-2"]))
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "site-1"
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value == (
+        "edge"
+    )
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.value.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "urn:chargelift:charger:amtron-1",
+        "urn:chargelift:charger:amtron-2",
+    ]
+
+
+def test_edge_acl_lets_it_write_its_chargers_and_its_edge_topics_only(ca: Path) -> None:
+    pki.issue_client(ca, "amtron-9")
+    pki.issue_client(ca, "site-1", role="edge", chargers=["amtron-1", "amtron-2"])
+    acl = pki.render_acl(ca, SERVICES_ACL)
+    block = acl.split("user site-1\n", 1)[1].split("\n\n", 1)[0]
+    assert block.splitlines() == [
+        # the same rights a charger has on its own topics (readwrite), per listed charger
+        "topic readwrite chargers/amtron-1/#",
+        "topic readwrite chargers/amtron-2/#",
+        "topic readwrite edges/site-1/#",
+    ]
+    assert "chargers/amtron-9/#" not in block
+    assert "user amtron-9\ntopic readwrite chargers/amtron-9/#" in acl
+    # ingest and monitor read the edges' availability and charger lists
+    assert "user ingest\ntopic read chargers/#\ntopic read edges/#" in acl
+
+
+@pytest.mark.parametrize(
+    ("identity", "chargers", "error"),
+    [
+        ("site-1", [], "at least one --charger"),
+        ("site-1", ["Amtron-1"], "invalid charger id"),
+        ("site-1", ["a/b"], "invalid charger id"),
+        ("site-1", ["a+"], "invalid charger id"),
+        ("site-1", ["x" * 65], "invalid charger id"),
+        ("site-1", ["ingest"], "reserved for a service"),
+        ("ingest", ["amtron-1"], "reserved for a service"),
+        ("monitor", ["amtron-1"], "reserved for a service"),
+        ("Site", ["amtron-1"], "invalid identity"),
+    ],
+)
+def test_edge_names_are_checked(ca: Path, identity: str, chargers: list[str], error: str) -> None:
+    with pytest.raises(pki.CertError, match=error):
+        pki.issue_client(ca, identity, role="edge", chargers=chargers)
+    assert not (ca / "clients" / f"{identity}.crt").exists()
+
+
+def test_only_an_edge_lists_chargers(ca: Path) -> None:
+    with pytest.raises(pki.CertError, match="only an edge"):
+        pki.issue_client(ca, "amtron-1", role="charger", chargers=["amtron-2"])
+
+
+def test_an_edge_cannot_take_an_issued_chargers_name(ca: Path) -> None:
+    pki.issue_client(ca, "amtron-1")
+    with pytest.raises(pki.CertError, match="exists"):
+        pki.issue_client(ca, "amtron-1", role="edge", chargers=["amtron-2"])
+
+
+def test_duplicate_chargers_collapse(ca: Path) -> None:
+    pki.issue_client(ca, "site-1", role="edge", chargers=["amtron-1", "amtron-1", "amtron-2"])
+    (info,) = [c for c in pki.list_certs(ca) if c.identity == "site-1"]
+    assert info.chargers == ("amtron-1", "amtron-2")
+
+
+def test_rotate_keeps_the_edge_role_and_its_chargers(ca: Path) -> None:
+    old = load(pki.issue_client(ca, "site-1", role="edge", chargers=["amtron-1", "amtron-2"]))
+    new = load(pki.rotate(ca, "site-1"))
+    assert new.serial_number != old.serial_number
+    assert old.serial_number in pki.revoked_serials(ca)
+    assert new.subject == old.subject
+    assert new.extensions.get_extension_for_class(x509.SubjectAlternativeName) == (
+        old.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    )
+    acl = (ca / "mosquitto.acl").read_text()
+    assert acl.count("user site-1\n") == 1
+    assert "topic readwrite chargers/amtron-2/#" in acl
+
+
+def test_a_revoked_edge_leaves_the_acl(ca: Path) -> None:
+    pki.issue_client(ca, "site-1", role="edge", chargers=["amtron-1"])
+    pki.revoke(ca, "site-1")
+    acl = (ca / "mosquitto.acl").read_text()
+    assert "site-1" not in acl
+    assert "chargers/amtron-1/#" not in acl
+
+
+def test_cli_issues_and_lists_an_edge(ca: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--dir", str(ca), "client", "site-1", "--role", "edge"]
+    assert main([*argv, "--charger", "amtron-1", "--charger", "amtron-2"]) == 0
+    capsys.readouterr()
+    assert main(["--dir", str(ca), "list"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("site-1"))
+    assert "edge (2 chargers)" in row
+    assert main(["--dir", str(ca), "list", "--json"]) == 0
+    (edge,) = [c for c in json.loads(capsys.readouterr().out) if c["identity"] == "site-1"]
+    assert edge["role"] == "edge"
+    assert edge["chargers"] == ["amtron-1", "amtron-2"]
+    assert main([*argv[:3], "site-2", "--role", "edge"]) == 2
+    assert "at least one --charger" in capsys.readouterr().err

@@ -14,7 +14,14 @@ import pytest
 
 from chargelift_contract.mqtt import Backoff
 from chargelift_ingest.batcher import Batcher, NotStored
-from chargelift_ingest.validate import Availability, DeadLetter, Reading
+from chargelift_ingest.validate import (
+    Availability,
+    DeadLetter,
+    EdgeAvailability,
+    EdgeChargers,
+    Reading,
+    StateChange,
+)
 from chargelift_ingest.writer import WriteResult
 
 T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)
@@ -31,7 +38,7 @@ class FakeWriter:
 
     failures: list[BaseException] = field(default_factory=list)
     refuse: set[Reading] = field(default_factory=set)
-    batches: list[tuple[list[Reading], list[DeadLetter], list[Availability]]] = field(
+    batches: list[tuple[list[Reading], list[DeadLetter], list[StateChange]]] = field(
         default_factory=list
     )
     stored: set[tuple[str, str, datetime]] = field(default_factory=set)
@@ -41,7 +48,7 @@ class FakeWriter:
         self,
         readings: Sequence[Reading],
         dead_letters: Sequence[DeadLetter] = (),
-        availability: Sequence[Availability] = (),
+        availability: Sequence[StateChange] = (),
     ) -> WriteResult:
         if self.gate is not None:
             await self.gate.wait()
@@ -180,3 +187,25 @@ async def test_abandon_fails_what_was_not_committed() -> None:
     # The batch being written was cancelled with its transaction: not acknowledged either.
     assert all(s.done() and isinstance(s.exception(), NotStored) for s in subs)
     assert writer.stored == set()
+
+
+async def test_state_changes_reach_the_writer_in_arrival_order() -> None:
+    # A new session gets the chargers' retained availability before the edge's will:
+    # the writer must apply them in that order for the edge's "offline" to win.
+    writer = FakeWriter()
+    batcher = Batcher(writer, size=5, age_s=60, backoff=FAST)
+    runner = asyncio.create_task(batcher.run())
+    items = [
+        EdgeChargers("site-1", ("a", "b"), T0),
+        Availability("a", True, T0),
+        reading(1),
+        EdgeAvailability("site-1", False, T0),
+        Availability("b", True, T0),
+    ]
+    async with asyncio.timeout(5):
+        await asyncio.gather(*(batcher.submit(i, "t", b"p") for i in items))
+    ((readings, _, changes),) = writer.batches
+    assert readings == [reading(1)]
+    assert changes == [items[0], items[1], items[3], items[4]]
+    batcher.close()
+    await runner

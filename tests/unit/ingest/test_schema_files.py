@@ -79,10 +79,12 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         200,
     )
     assert s.subscription == "chargers/#"
+    assert s.subscriptions == ("chargers/#", "edges/#")
     assert s.receive_maximum == 10000
     assert "hunter2" not in repr(s)
     monkeypatch.setenv("INGEST_SHARE_GROUP", "ingest")
     assert Settings().subscription == "$share/ingest/chargers/#"
+    assert Settings().subscriptions == ("$share/ingest/chargers/#", "$share/ingest/edges/#")
 
 
 def test_migrate_needs_only_the_database(monkeypatch: pytest.MonkeyPatch) -> None:

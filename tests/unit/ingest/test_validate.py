@@ -12,14 +12,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chargelift_contract import CATALOGUE, Envelope, FieldSpec, FieldType, OperationState, encode
-from chargelift_ingest.validate import REASONS, Availability, DeadLetter, Reading, validate
+from chargelift_ingest.validate import (
+    MAX_EDGE_CHARGERS_BYTES,
+    REASONS,
+    Availability,
+    DeadLetter,
+    EdgeAvailability,
+    EdgeChargers,
+    Item,
+    Reading,
+    validate,
+)
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 _TIME = b'{"SamplingTime":"2026-11-24T11:00:00Z",'
 T = datetime(2026, 11, 24, 11, 59, 30, 123456, tzinfo=UTC)
 
 
-def check(topic: str, payload: bytes) -> Reading | Availability | DeadLetter:
+def check(topic: str, payload: bytes) -> Item:
     return validate(topic, payload, now=NOW, max_bytes=4096, max_future=timedelta(minutes=5))
 
 
@@ -342,3 +352,57 @@ def test_any_rfc3339_shaped_time_is_a_reading_or_a_dead_letter(stamp: str) -> No
     assert isinstance(item, Reading | DeadLetter)
     if isinstance(item, DeadLetter):
         assert item.reason in ("bad_envelope", "future_time")
+
+
+# --- edges ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("payload", "online"), [(b"online", True), (b"offline", False)])
+def test_edge_availability(payload: bytes, online: bool) -> None:
+    assert check("edges/site-1/availability", payload) == EdgeAvailability("site-1", online, NOW)
+
+
+def test_edge_charger_list() -> None:
+    item = check("edges/site-1/chargers", b'["amtron-2", "amtron-1"]')
+    assert item == EdgeChargers("site-1", ("amtron-1", "amtron-2"), NOW)
+
+
+def test_an_edge_charger_list_may_exceed_the_reading_size_limit() -> None:
+    ids = [f"charger-{i:04d}" for i in range(1000)]
+    payload = orjson.dumps(ids)
+    assert 4096 < len(payload) < MAX_EDGE_CHARGERS_BYTES
+    item = check("edges/site-1/chargers", payload)
+    assert isinstance(item, EdgeChargers)
+    assert len(item.chargers) == 1000
+    assert dead_reason("edges/site-1/chargers", b" " * (MAX_EDGE_CHARGERS_BYTES + 1)) == (
+        "too_large"
+    )
+    assert dead_reason("edges/site-1/availability", b" " * 5000) == "too_large"
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        ("edges/site-1/availability", b"maybe", "bad_envelope"),
+        ("edges/site-1/availability", b'{"Value": "online"}', "bad_envelope"),
+        ("edges/site-1/chargers", b"not json", "bad_envelope"),
+        ("edges/site-1/chargers", b'{"chargers": []}', "bad_envelope"),
+        ("edges/site-1/chargers", b'["Amtron 1"]', "bad_envelope"),
+        ("edges/site-1/chargers", b"[1]", "bad_envelope"),
+        ("edges/site-1/chargers", b"\xff\xfe", "bad_envelope"),
+        ("edges/site-1/chargers", b"[" * 2000, "bad_envelope"),
+        ("edges/Site 1/availability", b"offline", "bad_topic"),
+        ("edges/site-1/PowerOutput", b"{}", "bad_topic"),
+        ("edges/site-1", b"offline", "bad_topic"),
+        ("edges/site-1/availability/x", b"offline", "bad_topic"),
+    ],
+)
+def test_bad_edge_messages_are_dead_letters(topic: str, payload: bytes, reason: str) -> None:
+    assert dead_reason(topic, payload) == reason
+
+
+@given(payload=st.binary(max_size=200))
+def test_edge_messages_never_raise(payload: bytes) -> None:
+    for topic in ("edges/site-1/chargers", "edges/site-1/availability"):
+        item = check(topic, payload)
+        assert isinstance(item, EdgeChargers | EdgeAvailability | DeadLetter)

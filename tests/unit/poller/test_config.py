@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from chargelift_poller.config import ConfigFileError, Settings, load_chargers
+from chargelift_poller.config import (
+    ConfigFileError,
+    MqttIdentity,
+    Settings,
+    load_chargers,
+    load_config,
+)
 from tests.unit.poller.conftest import PIN
 
 
@@ -135,3 +141,59 @@ def test_settings_refuse_to_start_without_required_values(monkeypatch: pytest.Mo
         Settings()
     missing = {e["loc"][0] for e in info.value.errors()}
     assert {"poller_config", "poller_outbox", "mqtt_host", "mqtt_ca_file"} <= missing
+
+
+# --- [mqtt]: per-charger or edge identity ---------------------------------------------
+
+EDGE = '[mqtt]\nidentity = "edge"\nedge_id = "site-1"\n\n'
+TWO = CHARGER + "\n" + CHARGER.replace("amtron-1", "amtron-2")
+
+
+def test_without_mqtt_table_every_charger_has_its_own_identity(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, TWO), {})
+    assert config.mqtt == MqttIdentity("charger", None)
+    assert not config.mqtt.is_edge
+    assert [c.identity for c in config.chargers] == ["amtron-1", "amtron-2"]
+    explicit = load_config(write(tmp_path, '[mqtt]\nidentity = "charger"\n' + TWO), {})
+    assert explicit.mqtt == config.mqtt
+
+
+def test_edge_identity(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, EDGE + TWO), {})
+    assert config.mqtt == MqttIdentity("edge", "site-1")
+    assert config.mqtt.is_edge
+    # every charger publishes with the edge's certificate
+    assert [(c.id, c.identity) for c in config.chargers] == [
+        ("amtron-1", "site-1"),
+        ("amtron-2", "site-1"),
+    ]
+    assert load_chargers(write(tmp_path, EDGE + TWO), {}) == config.chargers
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[mqtt]\nidentity = "edge"\n' + CHARGER, 'identity = "edge" needs edge_id'),
+        ('[mqtt]\nedge_id = "site-1"\n' + CHARGER, 'edge_id is set but identity is not "edge"'),
+        ('[mqtt]\nidentity = "site"\n' + CHARGER, "[mqtt]: identity: Input should be"),
+        ('[mqtt]\nidentity = "edge"\nedge_id = "Site 1"\n' + CHARGER, "invalid edge id"),
+        ('[mqtt]\nidentity = "edge"\nedge_id = ""\n' + CHARGER, "invalid edge id"),
+        ("[mqtt]\nhost = 'x'\n" + CHARGER, "[mqtt]: host: Extra inputs are not permitted"),
+        (EDGE + CHARGER + 'identity = "amtron-1"\n', "identity is per-charger"),
+        ('[defaults]\nidentity = "x"\n' + CHARGER, "[defaults] may set only"),
+    ],
+)
+def test_invalid_mqtt_tables_say_where_and_why(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigFileError) as info:
+        load_config(write(tmp_path, text), {})
+    assert message in str(info.value)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_an_edge_charger_list_must_fit_in_one_mqtt_packet(tmp_path: Path) -> None:
+    entry = '[[chargers]]\nid = "{}"\ndriver = "mhcp"\nurl = "http://127.0.0.1:1"\n'
+    ok = [entry.format(f"c{i:04d}-" + "x" * 50) for i in range(900)]  # 60 bytes each as JSON
+    assert len(load_config(write(tmp_path, EDGE + "\n".join(ok)), {}).chargers) == 900
+    many = [entry.format(f"c{i:04d}-" + "x" * 50) for i in range(1100)]
+    with pytest.raises(ConfigFileError, match="split the chargers over two edges"):
+        load_config(write(tmp_path, EDGE + "\n".join(many)), {})

@@ -78,3 +78,67 @@ def test_bad_chargers_are_refused_with_a_clear_message(
     err = capsys.readouterr().err
     assert message in err
     assert PIN not in err
+
+
+def test_an_edge_without_its_certificate_is_refused_with_the_command_to_issue_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edge = '[mqtt]\nidentity = "edge"\nedge_id = "site-1"\n'
+    env(monkeypatch, tmp_path, edge + CHARGER.format(driver="mhcp"))
+    assert poller_main.main() == 2
+    err = capsys.readouterr().err
+    assert "edge site-1: no certificate file" in err
+    assert "chargelift-certs client site-1 --role edge --charger <id>" in err
+    assert PIN not in err
+
+
+def test_an_edge_certificate_that_does_not_list_a_charger_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Mosquitto drops the whole edge connection after each publish its ACL denies.
+    from chargelift_certs import pki
+
+    edge = '[mqtt]\nidentity = "edge"\nedge_id = "site-1"\n'
+    two = CHARGER.format(driver="mhcp") + CHARGER.format(driver="mhcp").replace(
+        "amtron-1", "amtron-2"
+    )
+    env(monkeypatch, tmp_path, edge + two)
+    certs = tmp_path / "pki"
+    monkeypatch.setenv("MQTT_CERTS_DIR", str(certs))
+    pki.create_ca(certs)
+    pki.issue_client(certs, "site-1", role="edge", chargers=["amtron-1"])
+    assert poller_main.main() == 2
+    err = capsys.readouterr().err
+    assert "edge site-1: its certificate" in err
+    assert "does not list charger(s) amtron-2;" in err
+    assert "--role edge --charger <id> ... --force" in err
+
+
+def test_the_poller_reads_the_same_charger_urn_the_ca_tool_writes(tmp_path: Path) -> None:
+    from chargelift_certs import pki
+    from chargelift_poller.edge import (
+        CHARGER_URN,
+        EdgeCertificateError,
+        certificate_chargers,
+        listed_chargers,
+    )
+
+    assert CHARGER_URN == pki.CHARGER_URN
+    pki.create_ca(tmp_path)
+    cert = pki.issue_client(tmp_path, "site-1", role="edge", chargers=["a-1", "b_2"])
+    assert certificate_chargers(cert) == {"a-1", "b_2"}
+    assert listed_chargers(cert) == {"a-1", "b_2"}  # the way the poller reads it
+    assert certificate_chargers(pki.issue_client(tmp_path, "amtron-1")) == frozenset()
+    (tmp_path / "junk.crt").write_text("not a certificate")
+    with pytest.raises(EdgeCertificateError, match="cannot read the edge certificate"):
+        listed_chargers(tmp_path / "junk.crt")
+
+
+def test_the_poller_does_not_load_cryptography() -> None:
+    # 7.6 MB of RSS for good: the edge certificate is read in a child process.
+    import subprocess
+    import sys
+
+    code = "import sys, chargelift_poller.main; print('cryptography' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert out.stdout.strip() == b"False"

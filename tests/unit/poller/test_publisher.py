@@ -12,7 +12,7 @@ import pytest
 from chargelift_contract.mqtt import ConnectionLostError, PublishRefusedError
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.outbox import Entry, Outbox
-from chargelift_poller.publisher import Publisher
+from chargelift_poller.publisher import Publisher, Window
 from tests.unit.poller.conftest import sample
 
 CHARGER = "amtron-1"
@@ -27,6 +27,8 @@ class FakeClient:
         self.pending: list[asyncio.Future[None]] = []
         self._up = asyncio.Event()
         self._lost = asyncio.Event()
+
+    send_quota = 65535
 
     @property
     def is_connected(self) -> bool:
@@ -305,3 +307,130 @@ async def test_nothing_is_sent_while_disconnected(
     await settle()
     assert sample(metrics, "poller_mqtt_connected", charger=CHARGER) == 1
     assert client.payloads() == [b"1", b"2"]
+
+
+# --- the edge identity: publishers sharing one connection and one window -------------
+
+
+async def test_publishers_on_one_connection_share_the_window_fairly(
+    client: FakeClient, outbox: Outbox, metrics: PollerMetrics, wall: Wall
+) -> None:
+    window = Window(4)
+    pubs = [
+        Publisher(
+            charger,
+            client,
+            outbox,
+            metrics,
+            availability=lambda: None,
+            window=window,
+            buffer_limit=8,
+            page=5,
+            clock=wall,
+        )
+        for charger in ("a", "b")
+    ]
+    tasks = [asyncio.create_task(p.run()) for p in pubs]
+    try:
+        client.auto_ack = False
+        client.connect()
+        await settle()
+        for charger in ("a", "b"):
+            outbox.append(
+                [Entry(charger, f"chargers/{charger}/PowerOutput", f"{charger}{i}".encode(), i)
+                 for i in range(10)]
+            )  # fmt: skip
+        await settle()
+        assert len(client.sent) == 4  # the connection's window, not 4 per charger
+        assert window.used == 4
+        for _ in range(20):
+            client.ack(1)
+            await settle()
+        # Both chargers got slots while the other had rows waiting: neither starves.
+        first = [t.split("/")[1] for t, _, _ in client.sent[:12]]
+        assert {"a", "b"} == set(first[4:])
+        for charger in ("a", "b"):
+            mine = [p for t, p, _ in client.sent if t.startswith(f"chargers/{charger}/")]
+            assert mine == [f"{charger}{i}".encode() for i in range(10)]  # in order
+        client.drop()  # whatever was in flight gives its slot back
+        await settle()
+        assert window.used == 0
+        outbox.flush_acks()
+        assert outbox.depth == 0
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_window_slots_are_handed_to_the_longest_waiting_owner() -> None:
+    window = Window(1)
+    woken: list[str] = []
+    assert window.take("a")
+    assert not window.take("b")
+    window.wait("b", lambda: woken.append("b"))
+    window.wait("c", lambda: woken.append("c"))
+    window.wait("b", lambda: woken.append("b-again"))  # already in line: ignored
+    window.give_back()  # a's PUBACK: the slot goes to b, not back to a
+    assert woken == ["b"]
+    assert not window.take("a")  # c waits longer than a
+    assert window.take("b")
+    window.give_back()
+    assert woken == ["b", "c"]
+    window.leave("c")  # c's session ended before it used the slot: freed
+    assert window.used == 0
+    assert window.take("a")
+
+
+def test_window_stays_under_the_brokers_receive_maximum() -> None:
+    window = Window(1000)
+    window.fit(1000)  # Mosquitto's max_inflight_messages
+    assert window.size == 984
+    window.fit(65535)
+    assert window.size == 1000
+    window.fit(2)
+    assert window.size == 1
+
+
+async def test_an_edge_publisher_refused_as_not_authorized_halts_and_keeps_its_rows(
+    client: FakeClient,
+    outbox: Outbox,
+    metrics: PollerMetrics,
+    wall: Wall,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Mosquitto closes the connection after a denied publish: with the edge identity that
+    # is every charger's connection, so the charger the certificate lacks stops publishing.
+    caplog.set_level(logging.ERROR)
+    pub = Publisher(
+        CHARGER,
+        client,
+        outbox,
+        metrics,
+        availability=lambda: None,
+        halt_when_not_authorized=True,
+        clock=wall,
+    )
+    task = asyncio.create_task(pub.run())
+    try:
+        client.auto_ack = False
+        client.connect()
+        await settle()
+        add(outbox, 1, 2)
+        await settle()
+        client.pending[0].set_exception(PublishRefusedError(f"chargers/{CHARGER}/x", 0x87))
+        await settle()
+        client.drop()  # what Mosquitto does next
+        client.sent.clear()
+        client.connect()
+        add(outbox, 3)
+        await settle()
+        assert pub.halted
+        assert client.sent == []  # nothing more from this charger
+        outbox.flush_acks()
+        assert outbox.depth == 3  # kept for a poller whose certificate lists it
+        assert sample(metrics, "poller_outbox_dropped_total", reason="refused") == 0
+        assert len([r for r in caplog.records if "does not list this charger" in r.message]) == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
