@@ -153,6 +153,11 @@ def test_the_pi_lock_pins_the_versions_the_suite_tests() -> None:
     dev = _pins(REPO / "requirements.lock")
     assert {"gmqtt", "httpx", "orjson", "prometheus-client", "pydantic"} <= pi.keys()
     assert "asyncpg" not in pi  # the poller alone, not the server side
+    for package in ("contract", "poller"):
+        project = tomllib.loads((REPO / "services" / package / "pyproject.toml").read_text())
+        for requirement in project["project"]["dependencies"]:
+            name = re.split(r"[<>=!~ \[;]", requirement, maxsplit=1)[0].lower()
+            assert name.replace("_", "-") in pi, f"{package} needs {name}: run `make lock`"
     differ = {n: (v, dev[n]) for n, v in pi.items() if n in dev and dev[n] != v}
     assert not differ, f"Pi lock differs from the tested lock: {differ}"
 

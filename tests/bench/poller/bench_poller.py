@@ -12,6 +12,14 @@ and one MQTT connection (``--identity edge``). After a warm-up it measures for
 * p99 sample-to-PUBACK latency, interpolated from the poller's histogram;
 * for context, the CPU of the simulator and of Mosquitto (they share the machine).
 
+The poller runs as it is deployed (``--poller-env deployed``, the default): from a
+virtual environment with only its own runtime dependencies, from the Raspberry Pi lock
+(deploy/raspberry-pi/requirements-poller.lock), built once in
+``.dev/bench-poller/venv-deployed`` and rebuilt when the lock or the sources change.
+The development venv (``--poller-env dev``) also holds the test tooling, which httpx and
+pydantic load on import when present (httpx's CLI pulls in rich and click): about
++10 MB RSS that no installed poller has.
+
 Certificates are issued once with ``chargelift_certs.pki`` and kept in
 ``.dev/bench-poller/certs`` for the next run. Traffic stays on 127.0.0.1.
 """
@@ -19,6 +27,7 @@ Certificates are issued once with ``chargelift_certs.pki`` and kept in
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -209,6 +218,7 @@ def run_one(
     all_charging: bool,
     identity: str,
     python_args: Sequence[str] = (),
+    python: Path = Path(sys.executable),
 ) -> Result:
     certs = ensure_certs(n, identity)
     broker = MosquittoServer(certs_dir=certs, run_dir=shared_dir(work / f"broker-{n}"))
@@ -250,7 +260,7 @@ def run_one(
             plug_all(control_port, n)
         with (logs / f"poller-{n}.log").open("wb") as out:
             poller = subprocess.Popen(
-                [sys.executable, *python_args, "-m", "chargelift_poller.main"],
+                [python, *python_args, "-m", "chargelift_poller.main"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         procs.append(poller)
@@ -328,6 +338,40 @@ def table(results: list[Result]) -> str:
     return "\n".join([head, *rows])
 
 
+POLLER_LOCK = REPO / "deploy" / "raspberry-pi" / "requirements-poller.lock"
+POLLER_PACKAGES = (REPO / "services" / "contract", REPO / "services" / "poller")
+
+
+def deployed_python() -> Path:
+    """A venv with the poller as scripts/install-poller.sh installs it; its python."""
+    venv = STATE / "venv-deployed"
+    digest = hashlib.sha256(POLLER_LOCK.read_bytes())
+    for package in POLLER_PACKAGES:
+        for source in sorted(package.rglob("*")):
+            if source.suffix in {".py", ".toml"} and ".egg-info" not in str(source):
+                digest.update(str(source.relative_to(REPO)).encode() + source.read_bytes())
+    stamp = venv / ".sources-sha256"
+    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        return venv / "bin" / "python"
+    print("building the deployed poller's venv (once per source change)", flush=True)
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--require-hashes", "-r", POLLER_LOCK], check=True)
+    # Copies, not editable installs (build/ goes to a temporary directory).
+    with tempfile.TemporaryDirectory() as tmp:
+        for package in POLLER_PACKAGES:
+            shutil.copytree(package, Path(tmp) / package.name,
+                            ignore=shutil.ignore_patterns("*.egg-info", "build"))  # fmt: skip
+        subprocess.run(
+            [*pip, "--no-deps", "--no-build-isolation",
+             *(Path(tmp) / p.name for p in POLLER_PACKAGES)],
+            check=True,
+        )  # fmt: skip
+    stamp.write_text(digest.hexdigest())
+    return venv / "bin" / "python"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sizes", default="10,100,1000", help="comma-separated charger counts")
@@ -353,7 +397,14 @@ def main() -> int:
         help="leave the simulator's own mix of idle and charging boxes (default: plug a "
         "car into every charger, the worst case for publishing)",
     )
+    parser.add_argument(
+        "--poller-env",
+        choices=["deployed", "dev"],
+        default="deployed",
+        help="deployed: the poller's own runtime dependencies only (default); dev: .venv",
+    )
     args = parser.parse_args()
+    python = deployed_python() if args.poller_env == "deployed" else Path(sys.executable)
     sizes = [int(s) for s in args.sizes.split(",")]
     work = shared_dir(Path(tempfile.mkdtemp(prefix="bench-poller-", dir=shared_dir(STATE))))
     results = []
@@ -369,6 +420,7 @@ def main() -> int:
                 not args.as_simulated,
                 args.identity,
                 args.python_args,
+                python,
             )
             print("  " + json.dumps(asdict(result)), flush=True)
             results.append(result)
