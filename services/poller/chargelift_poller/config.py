@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     poller_outbox_max_age: PositiveFloat = 7 * 24 * 3600.0
     #: NORMAL survives a killed process (not a power cut); FULL also a power cut, slower.
     poller_outbox_synchronous: str = Field(default="NORMAL", pattern="^(NORMAL|FULL)$")
+    #: The first polls are spread over this many seconds (default: one second per 100
+    #: chargers, at least the poll interval), and so are the periodic full snapshots.
+    poller_start_spread: PositiveFloat | None = None
     #: Publishes in flight per MQTT connection (QoS 1 on one connection keeps order).
     poller_inflight: PositiveInt = 100
     #: Publishes in flight on the edge identity's one connection (all chargers share it),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +143,21 @@ def test_the_poller_does_not_load_cryptography() -> None:
     code = "import sys, chargelift_poller.main; print('cryptography' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert out.stdout.strip() == b"False"
+
+
+def test_first_polls_are_spread_by_default_at_100_chargers_per_second() -> None:
+    delays = [poller_main.first_poll_delay(i, 1000, 1.0, None) for i in range(1000)]
+    assert delays[0] == 0.0
+    assert delays[-1] == pytest.approx(9.99)
+    steps = {round(b - a, 9) for a, b in itertools.pairwise(delays)}
+    assert steps == {0.01}
+    # Fewer chargers than one interval's worth: spread over the interval, as before.
+    assert [poller_main.first_poll_delay(i, 3, 1.0, None) for i in range(3)] == pytest.approx(
+        [0, 1 / 3, 2 / 3]
+    )
+    assert poller_main.first_poll_delay(2, 4, 5.0, None) == 2.5
+
+
+def test_an_explicit_spread_is_used_but_never_shorter_than_the_interval() -> None:
+    assert poller_main.first_poll_delay(500, 1000, 1.0, 60.0) == 30.0
+    assert poller_main.first_poll_delay(500, 1000, 2.0, 0.5) == 1.0
