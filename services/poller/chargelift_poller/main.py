@@ -216,7 +216,11 @@ class Poller:
                 if self.mqtt.edge_id is not None:
                     # The edge identity: one connection (and one in-flight window) for all.
                     edge_client = await stack.enter_async_context(
-                        self._edge_client(self.mqtt.edge_id)
+                        self._client(
+                            self.mqtt.edge_id,
+                            f"poller-edge-{self.mqtt.edge_id}",
+                            edge_availability_topic(self.mqtt.edge_id),
+                        )
                     )
                     shared = edge_client, Window(s.poller_edge_inflight)
                     self.clients.append(edge_client)
@@ -234,7 +238,13 @@ class Poller:
                     )
                     coordinator = self._coordinator(charger, index, outbox, http)
                     if shared is None:
-                        client = await stack.enter_async_context(self._mqtt_client(charger))
+                        client = await stack.enter_async_context(
+                            self._client(
+                                charger.identity,
+                                f"poller-{charger.id}",
+                                availability_topic(charger.id),
+                            )
+                        )
                         window = Window(s.poller_inflight)
                         self.clients.append(client)
                     else:
@@ -311,25 +321,15 @@ class Poller:
         # "offline" is queued by _drain): a reconnect must not announce it online again.
         return OFFLINE if self._stopping else coordinator.availability()
 
-    def _edge_client(self, edge_id: str) -> MqttClient:
+    def _client(self, identity: str, client_id: str, will_topic: str) -> MqttClient:
+        """An MQTT connection as ``identity`` whose will says ``will_topic`` is offline."""
         s = self.settings
         return MqttClient(
             host=s.mqtt_host,
             port=s.mqtt_port,
-            client_id=f"poller-edge-{edge_id}",
-            tls=TlsFiles.for_identity(s.mqtt_ca_file, s.mqtt_certs_dir, edge_id),
-            will=Will(edge_availability_topic(edge_id), OFFLINE),
-            backoff=Backoff(initial=0.5, maximum=s.poller_mqtt_max_backoff),
-        )
-
-    def _mqtt_client(self, charger: ChargerConfig) -> MqttClient:
-        s = self.settings
-        return MqttClient(
-            host=s.mqtt_host,
-            port=s.mqtt_port,
-            client_id=f"poller-{charger.id}",
-            tls=TlsFiles.for_identity(s.mqtt_ca_file, s.mqtt_certs_dir, charger.identity),
-            will=Will(availability_topic(charger.id), OFFLINE),
+            client_id=client_id,
+            tls=TlsFiles.for_identity(s.mqtt_ca_file, s.mqtt_certs_dir, identity),
+            will=Will(will_topic, OFFLINE),
             backoff=Backoff(initial=0.5, maximum=s.poller_mqtt_max_backoff),
         )
 
