@@ -381,6 +381,12 @@ class Poller:
             log.warning("stopping with %d unsent row(s) kept in the outbox", outbox.depth)
 
 
+def _require_key_pair(tls: TlsFiles, who: str, hint: str) -> None:
+    for path in (tls.cert_file, tls.key_file):
+        if not path.is_file():
+            raise StartupError(f"{who}: no certificate file {path} {hint}")
+
+
 def _startup_checks(
     settings: Settings, chargers: Sequence[ChargerConfig], mqtt: MqttIdentity | None = None
 ) -> None:
@@ -391,12 +397,11 @@ def _startup_checks(
             raise StartupError(f"charger {c.id}: {exc}") from None
     if mqtt is not None and mqtt.edge_id is not None:
         tls = TlsFiles.for_identity(settings.mqtt_ca_file, settings.mqtt_certs_dir, mqtt.edge_id)
-        for path in (tls.cert_file, tls.key_file):
-            if not path.is_file():
-                raise StartupError(
-                    f"edge {mqtt.edge_id}: no certificate file {path} (issue one: "
-                    f"chargelift-certs client {mqtt.edge_id} --role edge --charger <id> ...)"
-                )
+        _require_key_pair(
+            tls,
+            f"edge {mqtt.edge_id}",
+            f"(issue one: chargelift-certs client {mqtt.edge_id} --role edge --charger <id> ...)",
+        )
         try:
             listed = listed_chargers(tls.cert_file)
         except EdgeCertificateError as exc:
@@ -413,15 +418,13 @@ def _startup_checks(
                 f"client {mqtt.edge_id} --role edge --charger <id> ... --force, then reload "
                 "the broker"
             )
-        chargers = ()  # one identity for all: checked above
-    for c in chargers:
-        tls = TlsFiles.for_identity(settings.mqtt_ca_file, settings.mqtt_certs_dir, c.identity)
-        for path in (tls.cert_file, tls.key_file):
-            if not path.is_file():
-                raise StartupError(
-                    f"charger {c.id}: no certificate file {path} for identity {c.identity!r} "
-                    f"(issue one: chargelift-certs client {c.identity})"
-                )
+    else:
+        for c in chargers:
+            _require_key_pair(
+                TlsFiles.for_identity(settings.mqtt_ca_file, settings.mqtt_certs_dir, c.identity),
+                f"charger {c.id}",
+                f"for identity {c.identity!r} (issue one: chargelift-certs client {c.identity})",
+            )
     if not settings.mqtt_ca_file.is_file():
         raise StartupError(f"MQTT_CA_FILE {settings.mqtt_ca_file} does not exist")
 
