@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -38,12 +39,13 @@ class MissingToolError(RuntimeError):
 
 
 def run(
-    *args: str | Path, timeout: float = 600, check: bool = True, **kw: object
+    *args: str | Path, timeout: float = 600, check: bool = True, stdin: IO[bytes] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a command, capture its output, raise with that output when it fails."""
     proc = subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=timeout, check=False, **kw
-    )
+        [str(a) for a in args],
+        stdin=stdin, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
     if check and proc.returncode != 0:
         raise RuntimeError(
             f"{' '.join(str(a) for a in args)} exited {proc.returncode}\n"
@@ -69,8 +71,14 @@ def ensure_engine(log_dir: Path) -> None:
             "no Docker engine: run `make test-compose` as root (it installs docker.io) "
             "or start Docker yourself"
         )
+    # ``setsid --fork`` detaches the engine, so it outlives this run as a daemon should and
+    # no Popen object of ours is left behind still running (a ResourceWarning, and pytest
+    # turns warnings into errors).
     with (log_dir / "dockerd.log").open("ab") as log:  # the engine keeps its own copy
-        subprocess.Popen([dockerd], stdout=log, stderr=log, start_new_session=True)
+        subprocess.run(
+            ["setsid", "--fork", dockerd],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True, timeout=30,
+        )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if _engine_up():
@@ -120,9 +128,10 @@ def ensure_debian_image() -> None:
     with tempfile.TemporaryDirectory(prefix="chargelift-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         run("debootstrap", "--variant=minbase", SUITE, rootfs, debian_mirror(), timeout=900)
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        run("docker", "import", "-", DEBIAN_IMAGE, stdin=tar.stdout, timeout=600)
-        if tar.wait() != 0:
+        # ``with`` closes tar's pipe and reaps it even if the import fails.
+        with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:
+            run("docker", "import", "-", DEBIAN_IMAGE, stdin=tar.stdout, timeout=600)
+        if tar.returncode != 0:
             raise RuntimeError("tar of the debootstrapped root failed")
 
 
