@@ -339,9 +339,11 @@ class Result:
 
 
 def scenario_paths(name: str, chargers: int, days: int) -> list[str]:
-    iso = lambda t: t.isoformat().replace("+", "%2B")  # noqa: E731
+    def iso(t: datetime) -> str:
+        return t.isoformat().replace("+", "%2B")
+
     end = T0 + timedelta(days=days)
-    out = []
+    out: list[str] = []
     for c in range(1, chargers + 1):
         base = f"/api/v1/chargers/{charger_id(c)}"
         if name == "state":
@@ -412,7 +414,7 @@ async def plans(dsn: str) -> str:
         {T0 + timedelta(days=d) for d in range(31)}
         | {T0 + timedelta(days=d, hours=h) for d in range(30) for h in (6, 22)}
     )
-    queries = [
+    queries: list[tuple[str, str, list[object]]] = [
         ("state: the charger, its state and power", sql.CHARGERS + " WHERE c.charger = $1", [c]),
         ("state: latest value of every field", sql.LATEST, [c]),
         (

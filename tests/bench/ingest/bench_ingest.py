@@ -48,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -58,8 +59,11 @@ from chargelift_devstack.postgres import PostgresServer
 from chargelift_devstack.procs import free_port, shared_dir
 from chargelift_ingest.migrate import migrate
 
-sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import Connection  # a sibling script (run as a script, not a package)
+if TYPE_CHECKING:  # the type checker sees the package; at run time it is a sibling script
+    from tests.bench.ingest.loadgen import Connection
+else:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from loadgen import Connection
 
 STATE = REPO / ".dev" / "bench-ingest"
 FIELDS: tuple[tuple[str, Callable[[int], object]], ...] = (

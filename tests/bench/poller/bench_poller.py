@@ -356,7 +356,14 @@ def deployed_python() -> Path:
     print("building the deployed poller's venv (once per source change)", flush=True)
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    pip: list[str | Path] = [
+        venv / "bin" / "python",
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+    ]
     subprocess.run([*pip, "--require-hashes", "-r", POLLER_LOCK], check=True)
     # Copies, not editable installs (build/ goes to a temporary directory).
     with tempfile.TemporaryDirectory() as tmp:

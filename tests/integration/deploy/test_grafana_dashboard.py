@@ -110,6 +110,7 @@ def expand(sql: str, chargers: list[str]) -> str:
 
 def panel(title: str) -> dict[str, Any]:
     [found] = [p for p in DASHBOARD["panels"] if p["title"] == title]
+    assert isinstance(found, dict)
     return found
 
 

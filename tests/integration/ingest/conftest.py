@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +28,7 @@ from tests.support.certs import TestCerts
 from tests.support.db import fresh_database
 
 CHARGERS = ("charger-a", "charger-b", "amtron-1", "amtron-2", "amtron-3")
-FIELDS = {
+FIELDS: dict[str, Callable[[int], float | str | bool]] = {
     "PowerOutput": lambda i: float(i * 10),
     "SessionEnergy": lambda i: float(i),
     "OutputCurrent": lambda i: float(i % 32),

@@ -237,8 +237,8 @@ async def test_sigkill_mid_run_then_restart_drains_the_outbox(
 
 # -- 4 ------------------------------------------------------------------------------
 
-FAULTS = [
-    # kind, expected error class (None: the charger stays up), extra fault arguments
+FAULTS: list[tuple[str, str | tuple[str, ...] | None, dict[str, float]]] = [
+    # kind, expected error class (None: the charger stays up), the fault's latency
     ("TIMEOUT", "timeout", {}),
     ("LATENCY", "timeout", {"latency_s": 2.0}),
     ("HTTP500", "http", {}),
@@ -277,7 +277,7 @@ async def test_each_fault_marks_only_that_charger_down_then_up(
             errors = (error,) if isinstance(error, str) else (error or ())
             failed_before = failures(poller, victim.id)
             ok_before = {o: metric(poller, "poller_polls_ok_total", charger=o) for o in others}
-            victim.set_fault(Fault(getattr(FaultKind, kind), **extra))
+            victim.set_fault(Fault(getattr(FaultKind, kind), latency_s=extra.get("latency_s", 0.0)))
             if error is None:
                 await asyncio.sleep(1.5)
                 assert metric(poller, "poller_charger_up", charger=victim.id) == 1, kind

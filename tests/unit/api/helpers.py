@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ def at(minutes: float) -> datetime:
 
 
 def series(
-    values: list[tuple[float, Any]], initial: tuple[float, Any] | None = None
+    values: Sequence[tuple[float, Any]], initial: tuple[float, Any] | None = None
 ) -> Series[Any]:
     """A series from (minute, value) pairs, with an optional carried-in reading."""
     init = None if initial is None else Point(at(initial[0]), initial[1])

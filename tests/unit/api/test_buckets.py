@@ -8,14 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chargelift_api.buckets import numeric_buckets, partials_of, state_buckets
+from chargelift_api.buckets import NumericBucket, numeric_buckets, partials_of, state_buckets
 from chargelift_api.series import Series
 from tests.unit.api.helpers import at, series
 
 HOUR = timedelta(minutes=60)
 
 
-def buckets(s: Series[float | None], start: float, end: float, width: timedelta = HOUR):  # type: ignore[no-untyped-def]
+def buckets(
+    s: Series[float | None], start: float, end: float, width: timedelta = HOUR
+) -> list[NumericBucket]:
     a, b = at(start), at(end)
     carried = s.at(a - timedelta(microseconds=1))
     return numeric_buckets(partials_of(s, a, b, width), carried, a, b, width)
@@ -72,11 +74,18 @@ def test_bucket_averages_integrate_to_the_window_average(
     s = series(points, initial=(-1, initial))
     out = buckets(s, 0, 300, timedelta(minutes=width_min))
     # Integral of the step function, minute by minute (readings are on whole minutes).
-    exact = sum(s.at(at(m)) for m in range(300)) / 300  # type: ignore[misc]
+    minutes = [s.at(at(m)) for m in range(300)]
+    exact = sum(v for v in minutes if v is not None) / 300
     widths = [min(width_min, 300 - i * width_min) for i in range(len(out))]
-    total = sum(b.avg * w for b, w in zip(out, widths, strict=True))  # type: ignore[operator]
+    total = 0.0
+    for b, w in zip(out, widths, strict=True):  # a value is carried in: none is None
+        assert b.min is not None
+        assert b.avg is not None
+        assert b.max is not None
+        assert b.min <= b.avg + 1e-6
+        assert b.avg <= b.max + 1e-6
+        total += b.avg * w
     assert total / 300 == pytest.approx(exact, abs=1e-6)
-    assert all(b.min <= b.avg + 1e-6 and b.avg <= b.max + 1e-6 for b in out)  # type: ignore[operator]
 
 
 def test_time_in_state_per_bucket() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from chargelift_api.series import Series
 from chargelift_api.sessions import Session, bill_sessions, derive_sessions, session_cuts
 from tests.unit.api.helpers import at, series
 
-Pts = list[tuple[float, Any]]
+Pts = Sequence[tuple[float, Any]]
 
 
 def sessions(
@@ -55,10 +56,8 @@ def test_session_across_a_tariff_boundary_pays_each_tariff() -> None:
     )
     # 50..70: 4000 Wh, half before the change (30 ct), half after (20 ct); then 12000 Wh at 20 ct.
     assert s.bill.energy_wh == pytest.approx(16000.0)
-    assert [(ln.tariff, ln.price_ct_per_kwh, ln.energy_wh) for ln in s.bill.lines] == [
-        ("T1", 30.0, pytest.approx(2000.0)),
-        ("T2", 20.0, pytest.approx(14000.0)),
-    ]
+    assert [(ln.tariff, ln.price_ct_per_kwh) for ln in s.bill.lines] == [("T1", 30.0), ("T2", 20.0)]
+    assert [ln.energy_wh for ln in s.bill.lines] == pytest.approx([2000.0, 14000.0])
     assert s.bill.cost_ct == pytest.approx(2 * 30 + 14 * 20)
 
 
@@ -149,7 +148,8 @@ def test_sessions_are_ordered_and_disjoint(
     state_steps: list[tuple[int, str]], vehicle_steps: list[tuple[int, bool]]
 ) -> None:
     def timeline(steps: list[tuple[int, Any]]) -> Pts:
-        t, out = 0, []
+        t = 0
+        out: list[tuple[float, Any]] = []
         for dt, v in steps:
             t += dt
             out.append((t, v))

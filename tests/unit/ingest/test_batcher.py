@@ -19,6 +19,7 @@ from chargelift_ingest.validate import (
     DeadLetter,
     EdgeAvailability,
     EdgeChargers,
+    Item,
     Reading,
     StateChange,
 )
@@ -195,7 +196,7 @@ async def test_state_changes_reach_the_writer_in_arrival_order() -> None:
     writer = FakeWriter()
     batcher = Batcher(writer, size=5, age_s=60, backoff=FAST)
     runner = asyncio.create_task(batcher.run())
-    items = [
+    items: list[Item] = [
         EdgeChargers("site-1", ("a", "b"), T0),
         Availability("a", True, T0),
         reading(1),

@@ -22,7 +22,9 @@ PIN = "4711-very-secret"
 
 
 def fixture_json(driver: str, name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / driver / f"{name}.json").read_text())
+    payload = json.loads((FIXTURES / driver / f"{name}.json").read_text())
+    assert isinstance(payload, dict)
+    return payload
 
 
 @dataclass

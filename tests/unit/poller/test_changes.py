@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from chargelift_contract.envelope import Value
 from chargelift_poller.changes import ChangeDetector
 
 
 def test_first_read_is_full_then_only_changes() -> None:
     d = ChangeDetector(snapshot_interval=300)
     assert d.snapshot_due(0)
-    values = {"PowerOutput": 0, "Tariff": "T1"}
+    values: dict[str, Value] = {"PowerOutput": 0, "Tariff": "T1"}
     assert d.select(values, full=True) == values
     d.commit(values, full=True, now=0)
     assert not d.snapshot_due(10)
