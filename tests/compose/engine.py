@@ -30,6 +30,7 @@ STANDINS = {
     "python": f"chargelift-standin/python:{SUITE}",
     "mosquitto": f"chargelift-standin/mosquitto:{SUITE}",
     "postgres": f"chargelift-standin/postgres:{SUITE}",
+    "prometheus": f"chargelift-standin/prometheus:{SUITE}",
 }
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -136,7 +137,7 @@ def ensure_debian_image() -> None:
 
 
 def ensure_standins() -> None:
-    """The Python, Mosquitto and PostgreSQL stand-ins (docker's cache makes reruns quick)."""
+    """The Python, Mosquitto, PostgreSQL and Prometheus stand-ins (docker caches them)."""
     ensure_debian_image()
     for name, tag in STANDINS.items():
         with tempfile.TemporaryDirectory(prefix=f"chargelift-{name}-") as tmp:

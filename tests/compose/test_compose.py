@@ -6,6 +6,8 @@ dependencies, volumes and the Dockerfiles are the ones a user runs. The host rea
 stack only through the ports compose publishes, bound to 127.0.0.1 here.
 
 1. data from the simulated chargers reaches the API, through the mutual-TLS broker;
+   Prometheus (the ``monitoring`` profile, deploy/prometheus) scrapes every service and
+   evaluates every alert rule, none firing;
 2. restarting the ingest container loses nothing (exact count of a numbered series);
 3. ``down`` then ``up`` keeps the data (database, broker's retained values, outbox);
 4. scripts/backup.sh, then ``down --volumes``, scripts/restore.sh and ``up``: the data
@@ -16,15 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -37,6 +41,8 @@ pytestmark = [pytest.mark.compose, pytest.mark.timeout(1800)]
 
 CHARGERS = ("amtron-1", "amtron-2", "amtron-3")
 PROBE = "probe-1"  # a charger identity of the test's own, publishing from the host
+T = TypeVar("T")
+ALERTS = engine.REPO / "deploy" / "prometheus" / "alerts.yml"
 
 
 def _free_port() -> int:
@@ -53,6 +59,7 @@ class Stack:
     workdir: Path
     mqtt_port: int = field(default_factory=_free_port)
     api_port: int = field(default_factory=_free_port)
+    prometheus_port: int = field(default_factory=_free_port)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     @property
@@ -76,6 +83,8 @@ class Stack:
             "MQTT_PORT": str(self.mqtt_port),
             "API_BIND": "127.0.0.1",
             "API_PORT": str(self.api_port),
+            "PROMETHEUS_BIND": "127.0.0.1",
+            "PROMETHEUS_PORT": str(self.prometheus_port),
             "SIM_CHARGERS": ",".join((*CHARGERS, PROBE)),
             "SIM_SPEED": "5",
         }
@@ -92,6 +101,7 @@ class Stack:
             "-f", str(engine.REPO / "docker-compose.yml"),
             "-f", str(engine.HERE / "compose.standins.yml"),
             "--profile", "sim",
+            "--profile", "monitoring",
         ]  # fmt: skip
 
     def compose(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -144,18 +154,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", timeout=300)
 
 
-def _wait(what: str, check: object, timeout: float = 120.0, every: float = 1.0) -> object:
-    """Call ``check`` until it returns something truthy; fail naming ``what``."""
-    assert callable(check)
+def _wait(
+    what: str, check: Callable[[], T | None], timeout: float = 120.0, every: float = 1.0
+) -> T:
+    """Call ``check`` until it returns something truthy; fail naming ``what``.
+
+    A check may ``assert`` what it waits for: the last failed assertion is in the message.
+    """
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
         try:
-            last = check()
-        except (httpx.HTTPError, OSError) as exc:
+            got = check()
+        except (httpx.HTTPError, OSError, AssertionError) as exc:
             last = exc
-        if last and not isinstance(last, Exception):
-            return last
+        else:
+            if got:
+                return got
+            last = got
         time.sleep(every)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
@@ -242,6 +258,57 @@ def test_simulated_chargers_reach_the_api_through_mutual_tls(stack: Stack) -> No
     env = asyncio.run(_retained(stack, "chargers/amtron-1/OperationState"))
     assert env.value in {"unknown", "off", "idle", "charging", "scheduled_downtime",
                          "unscheduled_downtime"}  # fmt: skip
+
+
+def _prometheus(stack: Stack, path: str, **params: str) -> Any:
+    r = httpx.get(f"http://127.0.0.1:{stack.prometheus_port}/api/v1/{path}", params=params,
+                  timeout=10)  # fmt: skip
+    r.raise_for_status()
+    body = r.json()
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def test_prometheus_scrapes_every_service_and_evaluates_every_rule(stack: Stack) -> None:
+    """The ``monitoring`` profile as shipped: deploy/prometheus mounted into Prometheus."""
+
+    def targets_up() -> dict[str, str]:
+        active = _prometheus(stack, "targets", state="active")["activeTargets"]
+        health = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in active}
+        assert health, "no targets"
+        assert {h for h, _ in health.values()} == {"up"}, health
+        return {job: h for job, (h, _) in health.items()}
+
+    health = _wait("every scrape target up", targets_up, timeout=120)
+    assert set(health) == {"chargelift-ingest", "chargelift-api", "chargelift-poller"}
+
+    # The chargers are up, and the certificates' expiry is exported by ingest and poller.
+    def chargers_up() -> dict[str, str]:
+        found = _prometheus(stack, "query", query="poller_charger_up")["result"]
+        up = {r["metric"]["charger"]: r["value"][1] for r in found}
+        assert all(up.get(c) == "1" for c in CHARGERS), up
+        return up
+
+    _wait("poller_charger_up 1 for the simulated chargers", chargers_up, timeout=60)
+    expiry = _prometheus(stack, "query", query="chargelift_certificate_expiry_timestamp_seconds")
+    jobs = {r["metric"]["job"] for r in expiry["result"]}
+    assert jobs == {"chargelift-ingest", "chargelift-poller"}
+    assert min(float(r["value"][1]) for r in expiry["result"]) > time.time() + 30 * 86400
+
+    # Every alert rule of alerts.yml is loaded, evaluates without error, and none fires.
+    shipped = set(re.findall(r"^\s*- alert: (\w+)$", ALERTS.read_text(), re.M))
+
+    def rules_evaluated() -> list[dict[str, Any]]:
+        rules = [r for g in _prometheus(stack, "rules")["groups"] for r in g["rules"]]
+        assert rules, "no rules loaded"
+        fresh = [r["name"] for r in rules if r["lastEvaluation"].startswith("0001-")]
+        assert not fresh, f"not evaluated yet: {fresh}"
+        return rules
+
+    rules = _wait("every alert rule evaluated", rules_evaluated, timeout=60)
+    assert {r["name"] for r in rules} == shipped
+    assert {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"} == {}
+    assert [r["name"] for r in rules if r["state"] == "firing"] == []
 
 
 def test_restarting_the_ingest_container_loses_nothing(stack: Stack) -> None:
