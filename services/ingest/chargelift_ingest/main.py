@@ -20,7 +20,7 @@ from chargelift_ingest import http, metrics
 from chargelift_ingest.batcher import Batcher, NotStored
 from chargelift_ingest.config import DatabaseSettings, Settings
 from chargelift_ingest.migrate import migrate
-from chargelift_ingest.validate import validate
+from chargelift_ingest.validate import Cleared, validate
 from chargelift_ingest.writer import Writer
 
 log = logging.getLogger("chargelift_ingest")
@@ -82,6 +82,12 @@ async def run(settings: Settings) -> None:
                     max_bytes=settings.max_payload_bytes,
                     max_future=max_future,
                 )
+                if isinstance(item, Cleared):
+                    # Nothing to store: acknowledged on return. Rare (an operator retiring
+                    # a device), so each one is logged.
+                    metrics.CLEARED.inc()
+                    log.info("retained value of %s deleted (zero-length message)", topic)
+                    return
                 await batcher.submit(item, topic, msg.payload)
             finally:
                 handling -= 1

@@ -15,6 +15,11 @@ DUPLICATES = Counter(
 )
 DEAD = Counter("ingest_dead_letters_total", "messages that can never be stored", ["reason"])
 AVAILABILITY = Counter("ingest_availability_messages_total", "availability messages")
+CLEARED = Counter(
+    "ingest_retained_cleared_total",
+    "zero-length messages on a charger's topic or an edge's availability: a retained value "
+    "deleted, nothing stored",
+)
 BATCH_SIZE = Histogram(
     "ingest_batch_size",
     "messages per committed batch",

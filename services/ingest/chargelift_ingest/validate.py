@@ -90,6 +90,15 @@ class EdgeChargers:
     received: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """A zero-length message on a charger's topic or an edge's availability: MQTT's way
+    to delete a retained value (a retired device's shadow). Nothing to store; it is
+    counted and acknowledged. (On ``edges/{edge}/chargers`` it is an empty list.)"""
+
+    topic: str
+
+
 #: An edge's charger list may exceed INGEST_MAX_PAYLOAD_BYTES (a site of 1,000 chargers:
 #: ~15 KB); it is bounded by the broker's packet limit (max_packet_size, 64 KiB).
 MAX_EDGE_CHARGERS_BYTES = 65536
@@ -192,7 +201,7 @@ def _online(payload: bytes) -> bool:
 
 def validate(
     topic: str, payload: bytes, *, now: datetime, max_bytes: int, max_future: timedelta
-) -> Item:
+) -> Item | Cleared:
     """Classify one message. Never raises."""
     try:
         return _validate(topic, payload, now, max_bytes, max_future)
@@ -202,7 +211,7 @@ def validate(
 
 def _validate(
     topic: str, payload: bytes, now: datetime, max_bytes: int, max_future: timedelta
-) -> Item:
+) -> Item | Cleared:
     if len(payload) > max_bytes:
         limit = max_bytes
         if isinstance(_parse_topic(topic), EdgeChargersTopic):
@@ -212,6 +221,12 @@ def _validate(
     parsed = _parse_topic(topic)
     if isinstance(parsed, TopicError):
         raise _Dead("bad_topic", str(parsed))
+    if not payload:  # a retained value deleted (only on a valid topic: else a dead letter)
+        if isinstance(parsed, EdgeChargersTopic):
+            return EdgeChargers(parsed.edge, (), now)  # the edge serves no charger now
+        if isinstance(parsed, FieldTopic) and parsed.field not in CATALOGUE:
+            raise _Dead("unknown_field", f"unknown field {parsed.field!r}")
+        return Cleared(topic)
     if isinstance(parsed, AvailabilityTopic):
         return Availability(parsed.charger, _online(payload), now)
     if isinstance(parsed, EdgeAvailabilityTopic):

@@ -107,6 +107,22 @@ SELECT availability_changed_at, charger, 'Availability', availability FROM chang
 ON CONFLICT DO NOTHING
 """
 
+# A charger is served by one edge at a time: the newest list that names it wins, and it
+# leaves every other edge's list, so that an edge it moved away from (retired, or not
+# yet reconfigured) can no longer take it offline. Rows locked in edge order.
+_EDGE_CHARGERS_TAKEN = """
+WITH others AS (
+    SELECT edge FROM edges
+     WHERE edge <> $1 AND chargers && $2::text[]
+     ORDER BY edge FOR UPDATE
+)
+UPDATE edges AS e
+   SET chargers = ARRAY(SELECT c FROM unnest(e.chargers) AS c
+                         WHERE c <> ALL($2::text[]) ORDER BY c),
+       chargers_changed_at = $3
+  FROM others o WHERE e.edge = o.edge
+"""
+
 _EDGE_CHARGERS = """
 INSERT INTO edges AS e (edge, chargers, chargers_changed_at) VALUES ($1, $2::text[], $3)
 ON CONFLICT (edge) DO UPDATE
@@ -172,7 +188,9 @@ class Writer:
             state = "online" if change.online else "offline"
             await conn.execute(_AVAILABILITY, change.charger, state, change.received)
         elif isinstance(change, EdgeChargers):
-            await conn.execute(_EDGE_CHARGERS, change.edge, list(change.chargers), change.received)
+            chargers = list(change.chargers)
+            await conn.execute(_EDGE_CHARGERS_TAKEN, change.edge, chargers, change.received)
+            await conn.execute(_EDGE_CHARGERS, change.edge, chargers, change.received)
         elif isinstance(change, EdgeAvailability):
             state = "online" if change.online else "offline"
             await conn.execute(_EDGE_AVAILABILITY, change.edge, state, change.received)

@@ -3,12 +3,21 @@ bad payloads on edges/ topics are dead letters like any other."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 import pytest
 
 from chargelift_contract import availability_topic, edge_availability_topic, edge_chargers_topic
 from chargelift_devstack.mosquitto import MosquittoServer
-from tests.integration.ingest.conftest import IngestProcess, Publisher, messages, wait_rows
+from tests.integration.ingest.conftest import (
+    IngestProcess,
+    Publisher,
+    count_rows,
+    messages,
+    wait_rows,
+)
 from tests.support.certs import TestCerts
 
 pytestmark = pytest.mark.integration
@@ -68,3 +77,90 @@ async def test_an_edge_going_offline_takes_its_chargers_offline_and_bad_edge_mes
     finally:
         await conn.close()
     assert await ingest.metric("ingest_availability_messages_total") == 2 + 2
+
+
+async def _edge_lists(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    return {r["edge"]: list(r["chargers"]) for r in await conn.fetch("SELECT * FROM edges")}
+
+
+async def _until(what: str, check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_charger_moved_to_another_edge_is_not_taken_offline_by_the_old_one(
+    ingest: IngestProcess,
+    publisher: Publisher,
+    db: str,
+    own_broker: MosquittoServer,
+    certs: TestCerts,
+) -> None:
+    # charger-b moves from edge-old to edge-new; edge-old is then unplugged (its will) or
+    # retired (its retained list deleted with a zero-length message).
+    certs.issue_edge("edge-old", CHARGERS)
+    certs.issue_edge("edge-new", ("charger-b",))
+    own_broker.reload()
+    await publisher.publish(
+        [
+            ("edge-old", edge_chargers_topic("edge-old"), b'["charger-a", "charger-b"]'),
+            ("edge-old", edge_availability_topic("edge-old"), b"online"),
+            *[("edge-old", availability_topic(c), b"online") for c in CHARGERS],
+        ]
+    )
+    conn = await asyncpg.connect(db)
+    try:
+
+        async def lists_are(want: dict[str, list[str]]) -> bool:
+            return await _edge_lists(conn) == want
+
+        async def both_online() -> bool:
+            return await count_rows(db, "chargers", "WHERE availability = 'online'") == 2
+
+        await _until("charger-a and charger-b online", both_online)
+        await publisher.publish(
+            [
+                ("edge-new", edge_chargers_topic("edge-new"), b'["charger-b"]'),
+                ("edge-new", edge_availability_topic("edge-new"), b"online"),
+                ("edge-new", availability_topic("charger-b"), b"online"),
+            ]
+        )
+        # The newest list that names a charger wins: it leaves edge-old's list.
+        want = {"edge-old": ["charger-a"], "edge-new": ["charger-b"]}
+        await _until(f"edge lists {want}", lambda: lists_are(want))
+
+        await publisher.publish([("edge-old", edge_availability_topic("edge-old"), b"offline")])
+
+        async def only_a_offline() -> bool:
+            rows = await conn.fetch("SELECT charger, availability FROM chargers ORDER BY 1")
+            return [(r["charger"], r["availability"]) for r in rows] == [
+                ("charger-a", "offline"),
+                ("charger-b", "online"),
+            ]
+
+        await _until("charger-a offline, charger-b still online", only_a_offline)
+
+        # Retiring edge-old: delete its retained list, availability and a charger's value.
+        before = await count_rows(db)
+        await publisher.publish(
+            [
+                ("edge-old", edge_chargers_topic("edge-old"), b""),
+                ("edge-old", edge_availability_topic("edge-old"), b""),
+                ("edge-old", "chargers/charger-a/PowerOutput", b""),
+                ("edge-old", availability_topic("charger-a"), b""),
+            ]
+        )
+        want = {"edge-old": [], "edge-new": ["charger-b"]}
+        await _until(f"edge lists {want}", lambda: lists_are(want))
+
+        async def three_cleared() -> bool:
+            return await ingest.metric("ingest_retained_cleared_total") == 3
+
+        await _until("3 deleted retained values counted", three_cleared)
+        # Nothing stored for a deleted value, and no dead letter either.
+        assert await count_rows(db) == before
+        assert await count_rows(db, "dead_letters") == 0
+    finally:
+        await conn.close()

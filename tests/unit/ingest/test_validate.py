@@ -16,6 +16,7 @@ from chargelift_ingest.validate import (
     MAX_EDGE_CHARGERS_BYTES,
     REASONS,
     Availability,
+    Cleared,
     DeadLetter,
     EdgeAvailability,
     EdgeChargers,
@@ -29,7 +30,7 @@ _TIME = b'{"SamplingTime":"2026-11-24T11:00:00Z",'
 T = datetime(2026, 11, 24, 11, 59, 30, 123456, tzinfo=UTC)
 
 
-def check(topic: str, payload: bytes) -> Item:
+def check(topic: str, payload: bytes) -> Item | Cleared:
     return validate(topic, payload, now=NOW, max_bytes=4096, max_future=timedelta(minutes=5))
 
 
@@ -114,7 +115,9 @@ def test_any_rfc3339_time_is_accepted_and_stored_in_utc(stamp: str) -> None:
         ("other/a/PowerOutput", b"{}", "bad_topic"),
         ("chargers/a/Bogus", b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1}', "unknown_field"),
         ("chargers/a/PowerOutput", b"{not json", "bad_json"),
-        ("chargers/a/PowerOutput", b"", "bad_json"),
+        ("chargers/a/Bogus", b"", "unknown_field"),
+        ("chargers/A/PowerOutput", b"", "bad_topic"),
+        ("edges/site-1/extra", b"", "bad_topic"),
         ("chargers/a/PowerOutput", b"\xff\xfe", "bad_json"),
         ("chargers/a/PowerOutput", b"[1, 2]", "bad_envelope"),
         ("chargers/a/PowerOutput", b'{"Value":1}', "bad_envelope"),
@@ -406,4 +409,16 @@ def test_bad_edge_messages_are_dead_letters(topic: str, payload: bytes, reason: 
 def test_edge_messages_never_raise(payload: bytes) -> None:
     for topic in ("edges/site-1/chargers", "edges/site-1/availability"):
         item = check(topic, payload)
-        assert isinstance(item, EdgeChargers | EdgeAvailability | DeadLetter)
+        assert isinstance(item, EdgeChargers | EdgeAvailability | DeadLetter | Cleared)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    ["chargers/a/PowerOutput", "chargers/a/availability", "edges/site-1/availability"],
+)
+def test_a_zero_length_message_is_a_deleted_retained_value_not_a_dead_letter(topic: str) -> None:
+    assert check(topic, b"") == Cleared(topic)
+
+
+def test_a_zero_length_charger_list_empties_the_edge() -> None:
+    assert check("edges/site-1/chargers", b"") == EdgeChargers("site-1", (), NOW)
