@@ -11,7 +11,9 @@ stack only through the ports compose publishes, bound to 127.0.0.1 here.
 2. restarting the ingest container loses nothing (exact count of a numbered series);
 3. ``down`` then ``up`` keeps the data (database, broker's retained values, outbox);
 4. scripts/backup.sh, then ``down --volumes``, scripts/restore.sh and ``up``: the data
-   and the CA are back (a certificate issued before the backup still logs in).
+   and the CA are back (a certificate issued before the backup still logs in);
+5. retiring a device as docs/security.md says deletes its retained values (no dead
+   letter in ingest) and keeps its history.
 """
 
 from __future__ import annotations
@@ -104,8 +106,10 @@ class Stack:
             "--profile", "monitoring",
         ]  # fmt: skip
 
-    def compose(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return engine.run(*self.compose_command(), *args, timeout=timeout)
+    def compose(
+        self, *args: str, timeout: float = 900, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return engine.run(*self.compose_command(), *args, timeout=timeout, check=check)
 
     def copy_client_certs(self, *identities: str) -> None:
         """Copy identities' files out of the project's certs volume (for host clients)."""
@@ -406,3 +410,58 @@ def test_backup_then_restore_into_empty_volumes(stack: Stack) -> None:
         "a reading published after the restore",
         lambda: len(_readings(stack, PROBE, "MaximumOutputCurrent", since)) == 31,
     )
+
+
+async def _retained_topics(stack: Stack, topic_filter: str, listen: float = 3.0) -> list[str]:
+    """The topics under ``topic_filter`` with a retained value (what a new reader gets)."""
+    got: list[str] = []
+
+    async def on_message(msg: Message) -> None:
+        if msg.retain:
+            got.append(msg.topic)
+
+    async with MqttClient(
+        host="127.0.0.1",
+        port=stack.mqtt_port,
+        client_id=f"monitor-{secrets.token_hex(3)}",
+        tls=stack.tls("monitor"),
+        subscriptions=[topic_filter],
+        on_message=on_message,
+    ) as client:
+        async with asyncio.timeout(30):
+            await client.wait_connected()
+        await asyncio.sleep(listen)
+    return sorted(got)
+
+
+def test_retiring_a_device_deletes_its_retained_values_and_keeps_its_history(
+    stack: Stack,
+) -> None:
+    """docs/security.md, "Retiring a device", with the command it gives for compose."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=4)
+    asyncio.run(_publish_series(stack, "OutputCurrent", range(5), t0))
+    since = t0 - timedelta(seconds=1)
+    _wait("5 readings", lambda: len(_readings(stack, PROBE, "OutputCurrent", since)) == 5)
+    shadow = asyncio.run(_retained_topics(stack, f"chargers/{PROBE}/#"))
+    assert f"chargers/{PROBE}/OutputCurrent" in shadow
+
+    certs = "/mosquitto/certs"
+    clear = stack.compose(
+        "exec", "-T", "mosquitto", "mosquitto_sub", "-h", "localhost", "-p", "8883",
+        "--cafile", f"{certs}/ca.crt",
+        "--cert", f"{certs}/clients/{PROBE}.crt", "--key", f"{certs}/clients/{PROBE}.key",
+        "-t", f"chargers/{PROBE}/#", "--retained-only", "--remove-retained", "-W", "3", "-v",
+        check=False,
+    )  # fmt: skip
+    # -W ends it after 3 s (exit status 27); each value it deleted is printed.
+    assert clear.returncode in (0, 27), clear.stderr
+    assert sorted(line.split()[0] for line in clear.stdout.splitlines()) == shadow
+
+    assert asyncio.run(_retained_topics(stack, f"chargers/{PROBE}/#")) == []
+    # Ingest took the zero-length messages as deletions: no dead letter, history kept.
+    dead = stack.compose(
+        "exec", "-T", "timescale", "psql", "-U", "chargelift", "-d", "chargelift", "-tAc",
+        "SELECT count(*) FROM dead_letters",
+    )  # fmt: skip
+    assert dead.stdout.strip() == "0"
+    assert _readings(stack, PROBE, "OutputCurrent", since) == [float(v) for v in range(5)]
