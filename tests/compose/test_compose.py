@@ -26,7 +26,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -210,20 +210,27 @@ async def _publish_series(stack: Stack, fld: str, values: range, t0: datetime) -
             await client.publish(f"chargers/{PROBE}/{fld}", encode(env), retain=True)
 
 
+def _monitor(
+    stack: Stack, topic_filter: str, on_message: Callable[[Message], Awaitable[None]]
+) -> MqttClient:
+    """A read-only client (the monitor identity) subscribed to ``topic_filter``."""
+    return MqttClient(
+        host="127.0.0.1",
+        port=stack.mqtt_port,
+        client_id=f"monitor-{secrets.token_hex(3)}",
+        tls=stack.tls("monitor"),
+        subscriptions=[topic_filter],
+        on_message=on_message,
+    )
+
+
 async def _retained(stack: Stack, topic: str) -> Envelope:
     got: asyncio.Queue[Message] = asyncio.Queue()
 
     async def on_message(msg: Message) -> None:
         await got.put(msg)
 
-    async with MqttClient(
-        host="127.0.0.1",
-        port=stack.mqtt_port,
-        client_id=f"monitor-{secrets.token_hex(3)}",
-        tls=stack.tls("monitor"),
-        subscriptions=[topic],
-        on_message=on_message,
-    ):
+    async with _monitor(stack, topic, on_message):
         async with asyncio.timeout(30):
             msg = await got.get()
     assert msg.retain
@@ -420,14 +427,7 @@ async def _retained_topics(stack: Stack, topic_filter: str, listen: float = 3.0)
         if msg.retain:
             got.append(msg.topic)
 
-    async with MqttClient(
-        host="127.0.0.1",
-        port=stack.mqtt_port,
-        client_id=f"monitor-{secrets.token_hex(3)}",
-        tls=stack.tls("monitor"),
-        subscriptions=[topic_filter],
-        on_message=on_message,
-    ) as client:
+    async with _monitor(stack, topic_filter, on_message) as client:
         async with asyncio.timeout(30):
             await client.wait_connected()
         await asyncio.sleep(listen)
