@@ -3,9 +3,6 @@ bad payloads on edges/ topics are dead letters like any other."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-
 import asyncpg
 import pytest
 
@@ -18,6 +15,7 @@ from tests.integration.ingest.conftest import (
     messages,
     wait_rows,
 )
+from tests.integration.poller.support import eventually
 from tests.support.certs import TestCerts
 
 pytestmark = pytest.mark.integration
@@ -83,14 +81,6 @@ async def _edge_lists(conn: asyncpg.Connection) -> dict[str, list[str]]:
     return {r["edge"]: list(r["chargers"]) for r in await conn.fetch("SELECT * FROM edges")}
 
 
-async def _until(what: str, check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_a_charger_moved_to_another_edge_is_not_taken_offline_by_the_old_one(
     ingest: IngestProcess,
     publisher: Publisher,
@@ -119,7 +109,7 @@ async def test_a_charger_moved_to_another_edge_is_not_taken_offline_by_the_old_o
         async def both_online() -> bool:
             return await count_rows(db, "chargers", "WHERE availability = 'online'") == 2
 
-        await _until("charger-a and charger-b online", both_online)
+        await eventually(both_online, 10, "charger-a and charger-b online")
         await publisher.publish(
             [
                 ("edge-new", edge_chargers_topic("edge-new"), b'["charger-b"]'),
@@ -129,7 +119,7 @@ async def test_a_charger_moved_to_another_edge_is_not_taken_offline_by_the_old_o
         )
         # The newest list that names a charger wins: it leaves edge-old's list.
         want = {"edge-old": ["charger-a"], "edge-new": ["charger-b"]}
-        await _until(f"edge lists {want}", lambda: lists_are(want))
+        await eventually(lambda: lists_are(want), 10, f"edge lists {want}")
 
         await publisher.publish([("edge-old", edge_availability_topic("edge-old"), b"offline")])
 
@@ -140,7 +130,7 @@ async def test_a_charger_moved_to_another_edge_is_not_taken_offline_by_the_old_o
                 ("charger-b", "online"),
             ]
 
-        await _until("charger-a offline, charger-b still online", only_a_offline)
+        await eventually(only_a_offline, 10, "charger-a offline, charger-b still online")
 
         # Retiring edge-old: delete its retained list, availability and a charger's value.
         before = await count_rows(db)
@@ -153,12 +143,12 @@ async def test_a_charger_moved_to_another_edge_is_not_taken_offline_by_the_old_o
             ]
         )
         want = {"edge-old": [], "edge-new": ["charger-b"]}
-        await _until(f"edge lists {want}", lambda: lists_are(want))
+        await eventually(lambda: lists_are(want), 10, f"edge lists {want}")
 
         async def three_cleared() -> bool:
             return await ingest.metric("ingest_retained_cleared_total") == 3
 
-        await _until("3 deleted retained values counted", three_cleared)
+        await eventually(three_cleared, 10, "3 deleted retained values counted")
         # Nothing stored for a deleted value, and no dead letter either.
         assert await count_rows(db) == before
         assert await count_rows(db, "dead_letters") == 0
