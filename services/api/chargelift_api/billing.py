@@ -89,7 +89,9 @@ class Billing:
         if not found:
             return SessionsResult(register, [])
         span_start = found[0].start
-        span_end = max(until, *(s.end for s in found if s.end is not None))
+        # A list, not max(until, *ends): with only open sessions there are no ends, and
+        # max() of a single datetime is a TypeError (a 500 while a car charges).
+        span_end = max([until, span_start, *(s.end for s in found if s.end is not None)])
         tariffs = await self.tariffs(charger, span_start, span_end)
         if register is not None:
             cuts = sorted(set(session_cuts(found)) | tariffs.cuts(span_start, span_end))

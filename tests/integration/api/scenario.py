@@ -21,6 +21,10 @@ Times are Europe/Berlin (UTC+1 in November). The tariff is the simulator's: T1 a
   back at 15:30 with 12,000 Wh more on the register. 24,000 Wh at 32 ct = 7.68 EUR.
 * **D** Sat 23:00 -> still charging at the last poll (23:30): open, 6,000 Wh at 21 ct.
 
+``live-1`` is charging right now: its data runs up to ``NOW`` (this process's start,
+to the minute), and its only session started at ``NOW`` - 40 min and is still open:
+8,000 Wh at 32 ct = 2.56 EUR so far.
+
 ``meter-1`` has a lifetime meter (``TotalEnergyConsumption``) that starts at 1,000,000 Wh:
 its first reading is a baseline, never billed; one session 12:00 -> 13:00 Sat, 12,000 Wh.
 """
@@ -52,6 +56,8 @@ def local(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
 
 START = local(20, 20, 0)  # first poll
 END = local(21, 23, 30)  # last poll
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)  # live-1's last poll
+LIVE_SESSION_START = NOW - timedelta(minutes=40)
 
 
 @dataclass
@@ -172,6 +178,33 @@ def meter() -> Edge:
     return edge
 
 
+def live() -> Edge:
+    """live-1: plugged in at NOW - 45 min, charging since NOW - 40 min, still charging."""
+    edge = Edge("live-1")
+    first = NOW - timedelta(hours=3)
+    edge.availability(first - timedelta(seconds=30), online=True)
+    register, was_charging = 0.0, False
+    for t in _minutes(first, NOW):
+        if was_charging:
+            register += WH_PER_MIN
+        charging = t >= LIVE_SESSION_START
+        if t == LIVE_SESSION_START:
+            register = 0.0
+        edge.poll(
+            t,
+            {
+                "OperationState": "charging" if charging else "idle",
+                "ConnectedVehicle": t >= NOW - timedelta(minutes=45),
+                "PowerOutput": 12_000.0 if charging else 0.0,
+                "SessionEnergy": register,
+                "Tariff": "T1",
+                "EnergyPrice": 32.0,
+            },
+        )
+        was_charging = charging
+    return edge
+
+
 async def write(dsn: str, edges: list[Edge], batch: int = 500) -> int:
     """Validate every message like ingest and write it with ingest's writer."""
     now = datetime.now(UTC)
@@ -201,4 +234,4 @@ async def write(dsn: str, edges: list[Edge], batch: int = 500) -> int:
 
 def load(dsn: str) -> int:
     """Write the whole scenario; the number of readings stored."""
-    return asyncio.run(write(dsn, [amtron(), meter()]))
+    return asyncio.run(write(dsn, [amtron(), meter(), live()]))

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.integration.api.conftest import ADMIN_TOKEN, MAX_POINTS, LiveApi
-from tests.integration.api.scenario import END, START, local
+from tests.integration.api.scenario import END, LIVE_SESSION_START, NOW, START, local
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def at(text: str) -> datetime:
 async def test_chargers_lists_every_charger_with_state_and_power(client: httpx.AsyncClient) -> None:
     body = await get(client, "/api/v1/chargers")
     by_id = {c["id"]: c for c in body}
-    assert set(by_id) == {"amtron-1", "meter-1"}
+    assert set(by_id) == {"amtron-1", "live-1", "meter-1"}
     amtron = by_id["amtron-1"]
     assert at(amtron["first_seen"]) == START
     assert at(amtron["last_seen"]) == END
@@ -307,6 +307,74 @@ async def test_sessions_csv_for_billing(client: httpx.AsyncClient) -> None:
     assert {row["currency"] for row in rows} == {"EUR"}
     assert rows[0]["tariff"] == "T1"
     assert rows[0]["session_end"] == "2026-11-21T01:20:00+01:00"
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat()
+
+
+# An open session in three shapes: the only one in the window, open across the window's
+# start (it is listed in the window it started in, so not here), and none at all -- on
+# amtron-1 (session D, open at the end of its data) and live-1 (charging right now).
+OPEN_WINDOWS = {
+    "only-open": ("amtron-1", "2026-11-21T22:00:00+01:00", "2026-11-22T00:00:00+01:00"),
+    "open-across-start": ("amtron-1", "2026-11-21T23:15:00+01:00", "2026-11-22T00:00:00+01:00"),
+    "none": ("amtron-1", "2026-11-21T17:00:00+01:00", "2026-11-21T22:00:00+01:00"),
+    "none-no-data": ("amtron-1", "2026-11-19T00:00:00+01:00", "2026-11-20T00:00:00+01:00"),
+    "now-only-open": ("live-1", _iso(NOW - timedelta(hours=1)), _iso(NOW + timedelta(hours=1))),
+    "now-open-across-start": (
+        "live-1",
+        _iso(NOW - timedelta(minutes=30)),
+        _iso(NOW + timedelta(days=1)),
+    ),
+    "now-none": ("live-1", _iso(NOW - timedelta(hours=3)), _iso(NOW - timedelta(hours=1))),
+}
+# The open session each window lists: (start, duration_s, energy_wh, cost).
+OPEN_EXPECTED = {
+    "only-open": (local(21, 23), 30 * 60.0, 6000.0, 1.26),
+    "now-only-open": (LIVE_SESSION_START, 40 * 60.0, 8000.0, 2.56),
+}
+
+
+@pytest.mark.parametrize("shape", list(OPEN_WINDOWS))
+async def test_open_sessions_on_every_session_endpoint_and_format(
+    client: httpx.AsyncClient, shape: str
+) -> None:
+    charger, a, b = OPEN_WINDOWS[shape]
+    url = f"/api/v1/chargers/{charger}"
+    window = {"from": a, "to": b}
+    expected = OPEN_EXPECTED.get(shape)
+    # JSON
+    body = await get(client, f"{url}/sessions", **window)
+    if expected is None:
+        assert body["sessions"] == []
+        assert (body["total_energy_wh"], body["total_cost"]) == (0.0, 0.0)
+    else:
+        [s] = body["sessions"]
+        start, duration, energy, cost = expected
+        assert (at(s["start"]), s["end"], s["open"]) == (start, None, True)
+        assert s["duration_s"] == duration
+        assert (s["energy_wh"], s["cost"]) == (pytest.approx(energy), pytest.approx(cost))
+        assert s["peak_power_w"] == 12000.0
+        assert body["total_energy_wh"] == pytest.approx(energy)
+    # CSV, by `format` and by `Accept`: an open session has an empty session_end
+    for params, headers in [({"format": "csv"}, {}), ({}, {"Accept": "text/csv"})]:
+        r = await client.get(f"{url}/sessions", params={**window, **params}, headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        if expected is None:
+            assert rows == []
+        else:
+            assert [row["session_end"] for row in rows] == [""]
+            assert at(rows[0]["session_start"]) == expected[0]
+            assert float(rows[0]["session_energy_wh"]) == pytest.approx(expected[2])
+    # energy, per period
+    for period in ("day", "week", "month"):
+        body = await get(client, f"{url}/energy", period=period, **window)
+        assert body["total_energy_wh"] >= 0.0
+        if expected is not None:
+            assert body["total_energy_wh"] == pytest.approx(expected[2])
 
 
 # --- energy ------------------------------------------------------------------------
