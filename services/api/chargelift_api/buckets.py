@@ -2,8 +2,13 @@
 
 A value holds until the next reading, so a bucket's aggregates include the value in
 force at its start (carried from the previous bucket or from before the window), and a
-bucket without readings has that value alone (``count`` 0). Buckets before the first
-reading ever are null.
+bucket without readings has that value alone (``count`` 0).
+
+A value is known from the first reading ever to the end of the data (``data_end``: the
+charger's latest reading, so never later than now); outside that span nothing is known
+and nothing is carried. Numbers and states treat it the same way: every bucket of the
+window is present; one wholly outside the span is empty (numbers null, ``count`` 0; no
+seconds in any state), one partly inside it is aggregated over its known part only.
 
 The database aggregates the readings *inside* each bucket in one pass
 (:class:`Partial`); :func:`numeric_buckets` adds what was carried in.
@@ -51,21 +56,30 @@ class NumericBucket:
     count: int
 
 
+def bucket_starts(start: datetime, end: datetime, width: timedelta) -> list[datetime]:
+    """The start of every bucket of [start, end) (the last one may be short)."""
+    return [start + i * width for i in range(math.ceil((end - start) / width))]
+
+
 def numeric_buckets(
     partials: Iterable[Partial],
     carried_in: float | None,
     start: datetime,
     end: datetime,
     width: timedelta,
+    data_end: datetime,
 ) -> list[NumericBucket]:
-    """Every bucket of [start, end), completed with the value carried into it."""
+    """Every bucket of [start, end), completed with the value carried into it; the
+    buckets that start after ``data_end`` are null (``partials`` are clipped to it)."""
     w = width.total_seconds()
     by_i = {p.i: p for p in partials}
     carry = carried_in
     out = []
-    for i in range(math.ceil((end - start).total_seconds() / w)):
-        b_start = start + i * width
+    for i, b_start in enumerate(bucket_starts(start, end, width)):
         p = by_i.get(i)
+        if b_start > data_end:
+            out.append(NumericBucket(b_start, None, None, None, None, 0))
+            continue
         if p is None:
             out.append(NumericBucket(b_start, carry, carry, carry, carry, 0))
             continue
@@ -78,22 +92,31 @@ def numeric_buckets(
             lo = carry if lo is None else min(lo, carry)
             hi = carry if hi is None else max(hi, carry)
         avg = area / covered if covered > 0 else None
+        if b_start == data_end:  # known for an instant: its value (as an empty bucket has)
+            avg = p.last
         carry = p.last
         out.append(NumericBucket(b_start, lo, avg, hi, carry, p.n))
     return out
 
 
 def partials_of(
-    series: Series[float | None], start: datetime, end: datetime, width: timedelta
+    series: Series[float | None],
+    start: datetime,
+    end: datetime,
+    width: timedelta,
+    data_end: datetime,
 ) -> list[Partial]:
-    """The :class:`Partial` rows the database computes, in Python (a reference for tests)."""
+    """The :class:`Partial` rows the database computes, in Python (a reference for tests).
+
+    The last reading holds until ``data_end`` (or ``end``, if that is earlier).
+    """
     w = width.total_seconds()
-    total = (end - start).total_seconds()
+    total = (min(end, data_end) - start).total_seconds()
     inside = [p for p in series.points if start <= p.time < end]
     groups: dict[int, list[tuple[float, float, float | None]]] = {}
     for cur, nxt in itertools.zip_longest(inside, inside[1:]):
         e = (cur.time - start).total_seconds()
-        e_next = total if nxt is None else (nxt.time - start).total_seconds()
+        e_next = max(e, total) if nxt is None else (nxt.time - start).total_seconds()
         groups.setdefault(int(e // w), []).append((e, e_next, cur.value))
     out = []
     for i, rows in sorted(groups.items()):
@@ -116,25 +139,30 @@ def partials_of(
 
 @dataclass(frozen=True, slots=True)
 class StateBucket:
-    """Seconds in one state during one bucket."""
+    """Seconds in each state during one bucket (empty: no state known in it)."""
 
     start: datetime
-    state: str
-    seconds: float
+    seconds: dict[str, float]
 
 
 def state_buckets(
-    series: Series[str | None], start: datetime, end: datetime, width: timedelta
+    series: Series[str | None],
+    start: datetime,
+    end: datetime,
+    width: timedelta,
+    data_end: datetime,
 ) -> list[StateBucket]:
-    """Seconds in each state per bucket of [start, end); time in an unknown (null) state
-    is left out. States change rarely, so this walks the changes in Python."""
-    edges = {start + k * width for k in range(math.ceil((end - start) / width))}
-    moments = sorted({*edges, end, *(p.time for p in series.between(start, end))})
-    totals: dict[tuple[datetime, str], float] = {}
+    """Seconds in each state per bucket of [start, end), every bucket present; time in
+    an unknown (null) state, before the first reading or after ``data_end`` is left out.
+    States change rarely, so this walks the changes in Python."""
+    starts = bucket_starts(start, end, width)
+    known_end = max(start, min(end, data_end))
+    moments = sorted({*starts, end, known_end, *(p.time for p in series.between(start, end))})
+    totals: dict[datetime, dict[str, float]] = {b: {} for b in starts}
     for a, b in itertools.pairwise(moments):
         state = series.at(a)
-        if state is None:
+        if state is None or a >= known_end:
             continue
-        key = (start + ((a - start) // width) * width, state)
-        totals[key] = totals.get(key, 0.0) + (b - a).total_seconds()
-    return [StateBucket(k[0], k[1], v) for k, v in sorted(totals.items())]
+        seconds = totals[start + ((a - start) // width) * width]
+        seconds[state] = seconds.get(state, 0.0) + (b - a).total_seconds()
+    return [StateBucket(b, totals[b]) for b in starts]

@@ -111,7 +111,10 @@ class NumericBucket(_Model):
     avg: float | None = Field(description="time-weighted average over the bucket")
     max: float | None = Field(description="largest value in force during the bucket")
     last: float | None = Field(description="value in force at the end of the bucket")
-    count: int = Field(description="readings inside the bucket (0: the value was carried in)")
+    count: int = Field(
+        description="readings inside the bucket (0: the value was carried in, or nothing "
+        "is known: before the first reading or after the latest one, where all are null)"
+    )
 
 
 class StateBucket(_Model):
@@ -119,7 +122,9 @@ class StateBucket(_Model):
 
     start: datetime
     seconds: dict[OperationState, float] = Field(
-        description="seconds spent in each state", examples=[{"charging": 2400.0, "idle": 1200.0}]
+        description="seconds spent in each state; `{}` when no state is known in the bucket "
+        "(before the first reading or after the latest one)",
+        examples=[{"charging": 2400.0, "idle": 1200.0}],
     )
 
 

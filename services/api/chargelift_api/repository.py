@@ -110,22 +110,25 @@ SELECT time, v FROM (
 """
 
 # Per bucket, from the readings inside it: count, min, max, the time-weighted area of
-# each reading up to the next one (or the bucket's end), the first reading's offset
-# and the last value. The value carried into each bucket (from before the window or
-# the previous bucket) is added in Python (Repository.numeric_buckets): one pass over
-# the rows, no join of buckets with segments, no per-row arrays. date_part (double),
-# not extract (numeric): numeric arithmetic made this five times slower.
+# each reading up to the next one (the last one up to $6, the end of the data or of the
+# window), the first reading's offset and the last value. The value carried into each
+# bucket (from before the window or the previous bucket) is added in Python
+# (Repository.numeric_buckets): one pass over the rows, no join of buckets with
+# segments, no per-row arrays. date_part (double), not extract (numeric): numeric
+# arithmetic made this five times slower.
 NUMERIC_BUCKETS = """
 SELECT i, count(*)::int AS n, min(v) AS min, max(v) AS max, min(e) AS first_e,
        sum(v * (least(e_next, (i + 1) * $5) - e)) AS area,
        sum(least(e_next, (i + 1) * $5) - e) FILTER (WHERE v IS NOT NULL) AS covered,
-       -- the last reading of a bucket is the one whose successor lies past its end
-       max(v) FILTER (WHERE e_next >= least((i + 1) * $5, date_part('epoch', $4 - $3))) AS last
+       -- the last reading of a bucket: none follows it, or the next one lies past its end
+       max(v) FILTER (WHERE e_lead IS NULL OR e_lead >= (i + 1) * $5) AS last
   FROM (
-    SELECT v, e, floor(e / $5)::int AS i,
-           date_part('epoch', coalesce(lead(time) OVER (ORDER BY time), $4) - $3) AS e_next
-      FROM (SELECT time, value_num AS v, date_part('epoch', time - $3) AS e FROM readings
-             WHERE charger = $1 AND field = $2 AND time >= $3 AND time < $4) r
+    SELECT v, e, floor(e / $5)::int AS i, e_lead, coalesce(e_lead, greatest(e, $6)) AS e_next
+      FROM (
+        SELECT v, e, lead(e) OVER (ORDER BY e) AS e_lead
+          FROM (SELECT value_num AS v, date_part('epoch', time - $3) AS e FROM readings
+                 WHERE charger = $1 AND field = $2 AND time >= $3 AND time < $4) r
+      ) l
   ) s
  GROUP BY i ORDER BY i
 """
@@ -254,24 +257,33 @@ class Repository:
         return series
 
     async def numeric_buckets(
-        self, charger: str, field: str, start: datetime, end: datetime, width: timedelta
+        self,
+        charger: str,
+        field: str,
+        start: datetime,
+        end: datetime,
+        width: timedelta,
+        data_end: datetime,
     ) -> list[NumericBucket]:
-        """min/avg/max/last/count per bucket, the value carried in included."""
+        """min/avg/max/last/count per bucket, the value carried in included; nothing
+        after ``data_end`` (the charger's latest reading) is known."""
         col = column_of(field)
+        known = (min(end, data_end) - start).total_seconds()
         async with self.pool.acquire() as conn:
             before = await conn.fetchrow(CARRIED_IN.format(col=col), charger, field, start)
             rows = await conn.fetch(
-                NUMERIC_BUCKETS, charger, field, start, end, width.total_seconds()
+                NUMERIC_BUCKETS, charger, field, start, end, width.total_seconds(), known
             )
         partials = [Partial(**dict(r)) for r in rows]
-        return numeric_buckets(partials, None if before is None else before["v"], start, end, width)
+        carried = None if before is None else before["v"]
+        return numeric_buckets(partials, carried, start, end, width, data_end)
 
     async def state_buckets(
-        self, charger: str, start: datetime, end: datetime, width: timedelta
+        self, charger: str, start: datetime, end: datetime, width: timedelta, data_end: datetime
     ) -> list[StateBucket]:
         """Seconds in each OperationState per bucket (from the state's changes)."""
         series = await self.changes(charger, "OperationState", start, end)
-        return state_buckets(series, start, end, width)
+        return state_buckets(series, start, end, width, data_end)
 
     async def energy_deltas(
         self,

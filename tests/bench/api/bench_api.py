@@ -420,12 +420,12 @@ async def plans(dsn: str) -> str:
         (
             "history: 24 h of PowerOutput in 1 h buckets",
             sql.NUMERIC_BUCKETS,
-            [c, "PowerOutput", day, day + timedelta(days=1), 3600.0],
+            [c, "PowerOutput", day, day + timedelta(days=1), 3600.0, 86400.0],
         ),
         (
             "history: 24 h of SessionEnergy (dense) in 1 h buckets",
             sql.NUMERIC_BUCKETS,
-            [c, "SessionEnergy", day, day + timedelta(days=1), 3600.0],
+            [c, "SessionEnergy", day, day + timedelta(days=1), 3600.0, 86400.0],
         ),
         (
             "energy/sessions: OperationState changes over 30 days (+7 days either side)",

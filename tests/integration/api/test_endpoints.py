@@ -32,6 +32,10 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _iso(t: datetime) -> str:
+    return t.isoformat()
+
+
 # --- state -------------------------------------------------------------------------
 
 
@@ -186,6 +190,63 @@ async def test_time_in_state_per_bucket(client: httpx.AsyncClient) -> None:
     ]
 
 
+# Issue 12: buckets after "now" showed the last value, and `states` left out the buckets
+# before the first reading where numbers showed nulls.
+
+
+def _live_window(before_min: int, hours: int) -> dict[str, str]:
+    start = NOW - timedelta(minutes=before_min)
+    return {"from": _iso(start), "to": _iso(start + timedelta(hours=hours))}
+
+
+async def test_buckets_after_the_latest_reading_are_null(client: httpx.AsyncClient) -> None:
+    # live-1: 0 W until NOW - 40 min, then 12 kW; its latest reading is at NOW.
+    url = "/api/v1/chargers/live-1/readings"
+    window = _live_window(50, 4)
+    body = await get(client, url, field="PowerOutput", bucket=3600, **window)
+    current, *future = body["buckets"]
+    # Averaged over what is known (10 min at 0 W, 40 at 12 kW), not up to NOW + 10 min.
+    assert current["avg"] == pytest.approx(12000.0 * 40 / 50)
+    assert (current["last"], current["max"]) == (12000.0, 12000.0)
+    assert len(future) == 3
+    assert all(
+        (b["min"], b["avg"], b["max"], b["last"], b["count"]) == (None, None, None, None, 0)
+        for b in future
+    )
+    body = await get(client, url, field="OperationState", bucket=3600, **window)
+    assert [s["seconds"] for s in body["states"]] == [
+        {"idle": 600.0, "charging": 2400.0},
+        {},
+        {},
+        {},
+    ]
+    r = await client.get(
+        url, params={"field": "OperationState", "bucket": 3600, "format": "csv", **window}
+    )
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert [row[1:] for row in rows[1:]] == [
+        ["idle", "600.0"],
+        ["charging", "2400.0"],
+        ["", ""],
+        ["", ""],
+        ["", ""],
+    ]
+
+
+async def test_before_the_first_reading_numbers_and_states_are_alike(
+    client: httpx.AsyncClient,
+) -> None:
+    # amtron-1's first reading is at 20:00 Friday: 18:00 and 19:00 are before it.
+    window = {"from": "2026-11-20T18:00:00+01:00", "to": "2026-11-20T21:00:00+01:00"}
+    nums = await get(client, f"{AMTRON}/readings", field="PowerOutput", bucket=3600, **window)
+    states = await get(client, f"{AMTRON}/readings", field="OperationState", bucket=3600, **window)
+    starts = [at(b["start"]) for b in nums["buckets"]]
+    assert starts == [at(b["start"]) for b in states["states"]]
+    assert starts == [local(20, 18), local(20, 19), local(20, 20)]
+    assert [b["avg"] for b in nums["buckets"]] == [None, None, 0.0]
+    assert [b["seconds"] for b in states["states"]] == [{}, {}, {"idle": 3600.0}]
+
+
 async def test_readings_as_csv(client: httpx.AsyncClient) -> None:
     r = await client.get(
         f"{AMTRON}/readings",
@@ -307,10 +368,6 @@ async def test_sessions_csv_for_billing(client: httpx.AsyncClient) -> None:
     assert {row["currency"] for row in rows} == {"EUR"}
     assert rows[0]["tariff"] == "T1"
     assert rows[0]["session_end"] == "2026-11-21T01:20:00+01:00"
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat()
 
 
 # An open session in three shapes: the only one in the window, open across the window's

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -56,6 +57,16 @@ Bucket = Annotated[
 ]
 
 
+def _state_lines(states: list[StateBucket]) -> Iterator[tuple[object, ...]]:
+    """CSV lines: one per bucket and state; a bucket with no known state is a line too,
+    with empty cells (as a bucket of null numbers is)."""
+    for s in states:
+        if not s.seconds:
+            yield (s.start, None, None)
+        for k, v in s.seconds.items():
+            yield (s.start, k.value, v)
+
+
 @router.get(
     "/chargers/{charger}/readings",
     response_model=Readings,
@@ -75,8 +86,10 @@ async def readings(
     seconds in each state for ``OperationState``.
 
     The value in force before ``from`` is carried in (``initial``) and into every empty
-    bucket. More than API_MAX_POINTS points or buckets is a 422: narrow the window or
-    use a (larger) bucket.
+    bucket up to the charger's latest reading; every bucket is listed, and those before
+    the first reading or after the latest one are empty (null, or no seconds). More
+    than API_MAX_POINTS points or buckets is a 422: narrow the window or use a (larger)
+    bucket.
     """
     spec = AVAILABILITY_SPEC if field == AVAILABILITY else CATALOGUE.get(field)
     if spec is None:
@@ -93,7 +106,8 @@ async def readings(
             )
         if spec.type not in (FieldType.NUMBER, FieldType.STATE):
             raise unprocessable(f"{field} is a {spec.type.value}: buckets need a number or a state")
-    if await ctx.repo.charger(charger) is None:
+    row = await ctx.repo.charger(charger)
+    if row is None:
         raise not_found(f"no charger {charger!r}")
     initial, points = await ctx.repo.points(charger, field, a, b, limit if bucket is None else 0)
     out = Readings(
@@ -115,20 +129,24 @@ async def readings(
             return csv_response(("time", field), ((p.time, p.value) for p in out.points), name)
         return out
     width = timedelta(seconds=bucket)
+    # Nothing is known after the charger's latest reading: later buckets are empty.
+    data_end = row.last_seen
     if spec.type is FieldType.STATE:
-        grouped: dict[datetime, dict[OperationState, float]] = {}
-        for r in await ctx.repo.state_buckets(charger, a, b, width):
-            if r.state in _STATES:
-                grouped.setdefault(r.start, {})[OperationState(r.state)] = r.seconds
-        out.states = [StateBucket(start=k, seconds=v) for k, v in sorted(grouped.items())]
+        out.states = [
+            StateBucket(
+                start=r.start,
+                seconds={OperationState(k): v for k, v in r.seconds.items() if k in _STATES},
+            )
+            for r in await ctx.repo.state_buckets(charger, a, b, width, data_end)
+        ]
         if as_csv:
             return csv_response(
                 ("start", "state", "seconds"),
-                ((s.start, k.value, v) for s in out.states for k, v in s.seconds.items()),
+                _state_lines(out.states),
                 name,
             )
         return out
-    rows = await ctx.repo.numeric_buckets(charger, field, a, b, width)
+    rows = await ctx.repo.numeric_buckets(charger, field, a, b, width, data_end)
     out.buckets = [
         NumericBucket(start=r.start, min=r.min, avg=r.avg, max=r.max, last=r.last, count=r.count)
         for r in rows
