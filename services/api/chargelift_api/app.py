@@ -9,7 +9,7 @@ from datetime import timedelta
 import asyncpg
 from fastapi import FastAPI
 
-from chargelift_api import metrics, problems
+from chargelift_api import docs, metrics, problems
 from chargelift_api.auth import TokenStore
 from chargelift_api.billing import Billing
 from chargelift_api.config import Settings
@@ -58,7 +58,11 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's pages load their files from a CDN: chargelift_api.docs serves them.
+        docs_url=None,
+        redoc_url=None,
     )
+    docs.install(app)
     problems.install(app)
     app.add_middleware(metrics.MetricsMiddleware)
     for router in (chargers.router, readings.router, billing.router, health.router):

@@ -230,3 +230,23 @@ def test_main_never_prints_a_rejected_value(
     assert "API_TOKENS" in err
     assert "API_TIMEZONE" in err
     assert "hunter" not in err
+
+
+@pytest.mark.parametrize(
+    ("page", "assets"),
+    [
+        ("/docs", ["swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"]),
+        ("/redoc", ["redoc.standalone.js", "favicon.png"]),
+    ],
+)
+async def test_the_docs_pages_load_their_files_from_the_api(
+    client: httpx.AsyncClient, page: str, assets: list[str]
+) -> None:
+    # Issue 12: FastAPI's pages load Swagger UI and ReDoc from a CDN (blank offline).
+    html = (await client.get(page)).text
+    assert "://" not in html  # no other host: no CDN, no Google Fonts, no favicon site
+    for asset in assets:
+        assert f'"/docs-assets/{asset}"' in html
+        r = await client.get(f"/docs-assets/{asset}")
+        assert r.status_code == 200
+        assert len(r.content) > 1000
