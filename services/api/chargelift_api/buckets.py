@@ -5,7 +5,7 @@ force at its start (carried from the previous bucket or from before the window),
 bucket without readings has that value alone (``count`` 0).
 
 A value is known from the first reading ever to the end of the data (``data_end``: the
-charger's latest reading, so never later than now); outside that span nothing is known
+charger's latest reading, or now if that is earlier); outside that span nothing is known
 and nothing is carried. Numbers and states treat it the same way: every bucket of the
 window is present; one wholly outside the span is empty (numbers null, ``count`` 0; no
 seconds in any state), one partly inside it is aggregated over its known part only.

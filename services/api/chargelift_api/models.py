@@ -110,7 +110,9 @@ class NumericBucket(_Model):
     min: float | None = Field(description="smallest value in force during the bucket")
     avg: float | None = Field(description="time-weighted average over the bucket")
     max: float | None = Field(description="largest value in force during the bucket")
-    last: float | None = Field(description="value in force at the end of the bucket")
+    last: float | None = Field(
+        description="value in force at the end of the bucket (or of the data, if earlier)"
+    )
     count: int = Field(
         description="readings inside the bucket (0: the value was carried in, or nothing "
         "is known: before the first reading or after the latest one, where all are null)"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -129,8 +129,9 @@ async def readings(
             return csv_response(("time", field), ((p.time, p.value) for p in out.points), name)
         return out
     width = timedelta(seconds=bucket)
-    # Nothing is known after the charger's latest reading: later buckets are empty.
-    data_end = row.last_seen
+    # Nothing is known after the charger's latest reading, nor after now (ingest takes
+    # readings from a clock up to a few minutes fast): later buckets are empty.
+    data_end = min(row.last_seen, datetime.now(UTC))
     if spec.type is FieldType.STATE:
         out.states = [
             StateBucket(
