@@ -3,7 +3,8 @@
 #
 #   no arguments        first start: create what is missing (CA, broker certificate with
 #                       the compose names + $BROKER_SANS, ingest and monitor identities,
-#                       one charger identity per id in $SIM_CHARGERS), regenerate the ACL
+#                       charger identities amtron-1..$SIM_COUNT for the simulator),
+#                       regenerate the ACL
 #   any arguments       run `chargelift-certs --dir $CERTS_DIR <arguments>`, e.g.
 #                       `docker compose run --rm certs client wb-garage --role charger`
 #
@@ -29,8 +30,10 @@ else
     for id in ingest monitor; do
         [ -f "$dir/clients/$id.crt" ] || certs client "$id" --role service
     done
-    for id in $(echo "${SIM_CHARGERS:-}" | tr ',' ' '); do
-        [ -f "$dir/clients/$id.crt" ] || certs client "$id" --role charger
+    i=1
+    while [ "$i" -le "${SIM_COUNT:-0}" ]; do
+        [ -f "$dir/clients/amtron-$i.crt" ] || certs client "amtron-$i" --role charger
+        i=$((i + 1))
     done
     certs acl >/dev/null
 fi

@@ -41,7 +41,8 @@ from tests.compose import engine
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1800)]
 
-CHARGERS = ("amtron-1", "amtron-2", "amtron-3")
+# SIM_COUNT=4 (not the default 3): the simulator, its certificates and the poller follow it.
+CHARGERS = ("amtron-1", "amtron-2", "amtron-3", "amtron-4")
 PROBE = "probe-1"  # a charger identity of the test's own, publishing from the host
 T = TypeVar("T")
 ALERTS = engine.REPO / "deploy" / "prometheus" / "alerts.yml"
@@ -87,7 +88,7 @@ class Stack:
             "API_PORT": str(self.api_port),
             "PROMETHEUS_BIND": "127.0.0.1",
             "PROMETHEUS_PORT": str(self.prometheus_port),
-            "SIM_CHARGERS": ",".join((*CHARGERS, PROBE)),
+            "SIM_COUNT": str(len(CHARGERS)),
             "SIM_SPEED": "5",
         }
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
@@ -147,6 +148,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         started = time.monotonic()
         s.compose("build")
         print(f"compose build: {time.monotonic() - started:.1f} s")
+        s.compose("run", "--rm", "certs")  # the first start's certificates, then the probe's
+        s.compose("run", "--rm", "certs", "client", PROBE)
         started = time.monotonic()
         s.compose("up", "--detach", "--wait", "--wait-timeout", "300")
         print(f"compose up --wait: {time.monotonic() - started:.1f} s")
@@ -255,7 +258,7 @@ def test_simulated_chargers_reach_the_api_through_mutual_tls(stack: Stack) -> No
         live = {c["id"] for c in rows if c["availability"] == "online" and c["operation_state"]}
         return set(CHARGERS) <= live
 
-    _wait("the three simulated chargers in /api/v1/chargers", all_live, timeout=120)
+    _wait("the simulated chargers in /api/v1/chargers", all_live, timeout=120)
     print(f"live values in the API {time.monotonic() - started:.1f} s after `up --wait`")
     detail = stack.api("/api/v1/chargers/amtron-1").json()
     assert {"OperationState", "PowerOutput", "SessionEnergy"} <= {

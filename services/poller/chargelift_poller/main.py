@@ -21,6 +21,7 @@ Whatever is still unsent stays in the outbox for the next start.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import asyncio.sslproto
 import contextlib
@@ -445,9 +446,21 @@ async def _serve(poller: Poller) -> None:
     await poller.run(stop)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: no options but --help (configuration is environment + file)."""
+    return argparse.ArgumentParser(
+        prog="chargelift-poller",
+        description="Poll the chargers of the chargers file and publish their values to "
+        "the broker (mutual TLS), through a durable outbox. Runs until SIGTERM or SIGINT.",
+        epilog="Configured by the environment, not by options: POLLER_CONFIG (the chargers "
+        "file, TOML), POLLER_OUTBOX, MQTT_HOST, MQTT_PORT, MQTT_CA_FILE, MQTT_CERTS_DIR and "
+        "the optional POLLER_* settings (docs/poller.md).",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: read the environment and the chargers file, run."""
-    del argv  # no command-line options: configuration is environment + file
+    build_parser().parse_args(argv)  # --help and unknown options exit here
     try:
         settings = Settings()  # values come from the environment
     except ValidationError as exc:

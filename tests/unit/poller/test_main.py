@@ -48,7 +48,7 @@ def test_missing_environment_is_named(
 ) -> None:
     for name in REQUIRED:
         monkeypatch.delenv(name, raising=False)
-    assert poller_main.main() == 2
+    assert poller_main.main([]) == 2
     err = capsys.readouterr().err
     for name in REQUIRED:
         assert name in err
@@ -75,7 +75,7 @@ def test_bad_chargers_are_refused_with_a_clear_message(
     driver: str, message: str,
 ) -> None:  # fmt: skip
     env(monkeypatch, tmp_path, CHARGER.format(driver=driver))
-    assert poller_main.main() == 2
+    assert poller_main.main([]) == 2
     err = capsys.readouterr().err
     assert message in err
     assert PIN not in err
@@ -86,7 +86,7 @@ def test_an_edge_without_its_certificate_is_refused_with_the_command_to_issue_it
 ) -> None:
     edge = '[mqtt]\nidentity = "edge"\nedge_id = "site-1"\n'
     env(monkeypatch, tmp_path, edge + CHARGER.format(driver="mhcp"))
-    assert poller_main.main() == 2
+    assert poller_main.main([]) == 2
     err = capsys.readouterr().err
     assert "edge site-1: no certificate file" in err
     assert "chargelift-certs client site-1 --role edge --charger <id>" in err
@@ -108,7 +108,7 @@ def test_an_edge_certificate_that_does_not_list_a_charger_is_refused(
     monkeypatch.setenv("MQTT_CERTS_DIR", str(certs))
     pki.create_ca(certs)
     pki.issue_client(certs, "site-1", role="edge", chargers=["amtron-1"])
-    assert poller_main.main() == 2
+    assert poller_main.main([]) == 2
     err = capsys.readouterr().err
     assert "edge site-1: its certificate" in err
     assert "does not list charger(s) amtron-2;" in err
