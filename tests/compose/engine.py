@@ -40,12 +40,16 @@ class MissingToolError(RuntimeError):
 
 
 def run(
-    *args: str | Path, timeout: float = 600, check: bool = True, stdin: IO[bytes] | None = None
+    *args: str | Path,
+    timeout: float = 600,
+    check: bool = True,
+    stdin: IO[bytes] | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command, capture its output, raise with that output when it fails."""
     proc = subprocess.run(
         [str(a) for a in args],
-        stdin=stdin, capture_output=True, text=True, timeout=timeout, check=False,
+        stdin=stdin, capture_output=True, text=True, timeout=timeout, check=False, env=env,
     )  # fmt: skip
     if check and proc.returncode != 0:
         raise RuntimeError(
