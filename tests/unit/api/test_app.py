@@ -214,6 +214,19 @@ def test_main_refuses_to_start_without_settings(
     assert "API_TOKENS" in err
 
 
+def test_main_refuses_to_serve_with_no_token_and_says_how_to_make_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What compose passes while API_TOKENS in .env is still empty (docker-compose.yml
+    # does not require it, so that the first token can be made with the api service).
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@127.0.0.1/db")
+    monkeypatch.setenv("API_TOKENS", "")
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "API_TOKENS" in err
+    assert "docker compose run --rm --no-deps api hash-token <name>" in err
+
+
 def test_hash_token_prints_a_token_and_its_entry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hash-token", "grafana"]) == 0
     lines = capsys.readouterr().out.splitlines()
