@@ -10,8 +10,9 @@ stack only through the ports compose publishes, bound to 127.0.0.1 here.
    evaluates every alert rule, none firing;
 2. restarting the ingest container loses nothing (exact count of a numbered series);
 3. ``down`` then ``up`` keeps the data (database, broker's retained values, outbox);
-4. scripts/backup.sh, then ``down --volumes``, scripts/restore.sh and ``up``: the data
-   and the CA are back (a certificate issued before the backup still logs in);
+4. scripts/backup.sh, then ``down --volumes`` and no .env (a new VM), scripts/restore.sh
+   and ``up``: the data, the CA (a certificate issued before the backup still logs in)
+   and the .env (mode 600) are back;
 5. retiring a device as docs/security.md says deletes its retained values (no dead
    letter in ingest) and keeps its history;
 6. a user's first hour, in a copy of the repository with a .env made from .env.example:
@@ -428,16 +429,29 @@ def test_backup_then_restore_into_empty_volumes(stack: Stack) -> None:
     )
     before = {c["id"]: c["first_seen"] for c in stack.api("/api/v1/chargers").json()}
     backup = stack.workdir / "backup"
-    env = {**os.environ, "COMPOSE": " ".join(stack.compose_command())}
+    env = {
+        **os.environ,
+        "COMPOSE": " ".join(stack.compose_command()),
+        "ENV_FILE": str(stack.env_file),
+    }
     subprocess.run(
         [engine.REPO / "scripts" / "backup.sh", backup], env=env, check=True, timeout=300
     )
-    assert {p.name for p in backup.iterdir()} == {"chargelift.dump", "certs.tar", "SHA256SUMS"}
+    assert {p.name for p in backup.iterdir()} == {
+        "chargelift.dump", "certs.tar", "env", "SHA256SUMS"
+    }  # fmt: skip
+    # The secrets a restore needs, readable by their owner only.
+    assert (backup / "env").read_text() == stack.env_file.read_text()
+    assert (backup / "env").stat().st_mode & 0o777 == 0o600
+    settings = stack.env_file.read_text()
 
     stack.compose("down", "--volumes", "--timeout", "30", timeout=300)  # everything gone
+    stack.env_file.unlink()  # a new VM: no .env either
     subprocess.run(
         [engine.REPO / "scripts" / "restore.sh", backup], env=env, check=True, timeout=600
     )
+    assert stack.env_file.read_text() == settings
+    assert stack.env_file.stat().st_mode & 0o777 == 0o600
     stack.compose("up", "--detach", "--wait", "--wait-timeout", "300")
 
     assert _readings(stack, PROBE, "MaximumOutputCurrent", since) == [float(v) for v in range(30)]
