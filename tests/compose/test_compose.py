@@ -10,18 +10,27 @@ stack only through the ports compose publishes, bound to 127.0.0.1 here.
    evaluates every alert rule, none firing;
 2. restarting the ingest container loses nothing (exact count of a numbered series);
 3. ``down`` then ``up`` keeps the data (database, broker's retained values, outbox);
-4. scripts/backup.sh, then ``down --volumes``, scripts/restore.sh and ``up``: the data
-   and the CA are back (a certificate issued before the backup still logs in);
+4. scripts/backup.sh, then ``down --volumes`` and no .env (a new VM), scripts/restore.sh
+   and ``up``: the data, the CA (a certificate issued before the backup still logs in)
+   and the .env (mode 600) are back;
 5. retiring a device as docs/security.md says deletes its retained values (no dead
-   letter in ingest) and keeps its history.
+   letter in ingest) and keeps its history;
+6. a user's first hour, in a copy of the repository with a .env made from .env.example:
+   the first API token made with the command .env.example gives (API_TOKENS still
+   empty) is accepted; then the upgrade as deploy/systemd/chargelift-stack.service's
+   ExecReload (= docs/deploy.md) does it, after a code change: the new code answers
+   (the versions in /healthz), a new migration is applied, the data is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
+import shlex
+import shutil
 import socket
 import ssl
 import subprocess
@@ -64,10 +73,27 @@ class Stack:
     api_port: int = field(default_factory=_free_port)
     prometheus_port: int = field(default_factory=_free_port)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    #: The checkout compose runs in (a copy, for a test that changes the code).
+    checkout: Path = engine.REPO
+    profiles: tuple[str, ...] = ("sim", "monitoring")
+    #: CHARGELIFT_TAG of the images, when this project must not share the caller's.
+    tag: str | None = None
 
     @property
     def env_file(self) -> Path:
+        if self.checkout != engine.REPO:
+            return self.checkout / ".env"  # where a user keeps it
         return self.workdir / "compose.env"
+
+    def loopback_settings(self) -> dict[str, str]:
+        return {
+            "MQTT_BIND": "127.0.0.1",
+            "MQTT_PORT": str(self.mqtt_port),
+            "API_BIND": "127.0.0.1",
+            "API_PORT": str(self.api_port),
+            "PROMETHEUS_BIND": "127.0.0.1",
+            "PROMETHEUS_PORT": str(self.prometheus_port),
+        }
 
     @property
     def certs(self) -> Path:
@@ -82,12 +108,7 @@ class Stack:
             "READER_PASSWORD": secrets.token_hex(16),
             "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(16),
             "API_TOKENS": f"compose-test:read:{digest}",
-            "MQTT_BIND": "127.0.0.1",
-            "MQTT_PORT": str(self.mqtt_port),
-            "API_BIND": "127.0.0.1",
-            "API_PORT": str(self.api_port),
-            "PROMETHEUS_BIND": "127.0.0.1",
-            "PROMETHEUS_PORT": str(self.prometheus_port),
+            **self.loopback_settings(),
             "SIM_COUNT": str(len(CHARGERS)),
             "SIM_SPEED": "5",
         }
@@ -99,18 +120,31 @@ class Stack:
         return [
             str(engine.compose_binary()),
             "--project-name", self.project,
-            "--project-directory", str(engine.REPO),
+            "--project-directory", str(self.checkout),
             "--env-file", str(self.env_file),
-            "-f", str(engine.REPO / "docker-compose.yml"),
+            "-f", str(self.checkout / "docker-compose.yml"),
             "-f", str(engine.HERE / "compose.standins.yml"),
-            "--profile", "sim",
-            "--profile", "monitoring",
+            *(arg for profile in self.profiles for arg in ("--profile", profile)),
         ]  # fmt: skip
+
+    def compose_env(self) -> dict[str, str] | None:
+        return None if self.tag is None else {**os.environ, "CHARGELIFT_TAG": self.tag}
 
     def compose(
         self, *args: str, timeout: float = 900, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        return engine.run(*self.compose_command(), *args, timeout=timeout, check=check)
+        return engine.run(
+            *self.compose_command(), *args, timeout=timeout, check=check, env=self.compose_env()
+        )
+
+    def as_user_types(self, command: str, **placeholders: str) -> list[str]:
+        """A documented ``docker compose …`` command line, as this project's compose."""
+        for name, value in placeholders.items():
+            command = command.replace(f"<{name}>", value)
+        words = shlex.split(command)
+        prefix = words.index("compose")
+        assert words[prefix - 1].endswith("docker"), command
+        return words[prefix + 1 :]
 
     def copy_client_certs(self, *identities: str) -> None:
         """Copy identities' files out of the project's certs volume (for host clients)."""
@@ -398,16 +432,29 @@ def test_backup_then_restore_into_empty_volumes(stack: Stack) -> None:
     )
     before = {c["id"]: c["first_seen"] for c in stack.api("/api/v1/chargers").json()}
     backup = stack.workdir / "backup"
-    env = {**os.environ, "COMPOSE": " ".join(stack.compose_command())}
+    env = {
+        **os.environ,
+        "COMPOSE": " ".join(stack.compose_command()),
+        "ENV_FILE": str(stack.env_file),
+    }
     subprocess.run(
         [engine.REPO / "scripts" / "backup.sh", backup], env=env, check=True, timeout=300
     )
-    assert {p.name for p in backup.iterdir()} == {"chargelift.dump", "certs.tar", "SHA256SUMS"}
+    assert {p.name for p in backup.iterdir()} == {
+        "chargelift.dump", "certs.tar", "env", "SHA256SUMS"
+    }  # fmt: skip
+    # The secrets a restore needs, readable by their owner only.
+    assert (backup / "env").read_text() == stack.env_file.read_text()
+    assert (backup / "env").stat().st_mode & 0o777 == 0o600
+    settings = stack.env_file.read_text()
 
     stack.compose("down", "--volumes", "--timeout", "30", timeout=300)  # everything gone
+    stack.env_file.unlink()  # a new VM: no .env either
     subprocess.run(
         [engine.REPO / "scripts" / "restore.sh", backup], env=env, check=True, timeout=600
     )
+    assert stack.env_file.read_text() == settings
+    assert stack.env_file.stat().st_mode & 0o777 == 0o600
     stack.compose("up", "--detach", "--wait", "--wait-timeout", "300")
 
     assert _readings(stack, PROBE, "MaximumOutputCurrent", since) == [float(v) for v in range(30)]
@@ -468,3 +515,159 @@ def test_retiring_a_device_deletes_its_retained_values_and_keeps_its_history(
     )  # fmt: skip
     assert dead.stdout.strip() == "0"
     assert _readings(stack, PROBE, "OutputCurrent", since) == [float(v) for v in range(5)]
+
+
+# --- 6. a user's first hour: the first token, then an upgrade ---------------------------
+
+UNIT = "deploy/systemd/chargelift-stack.service"
+SECRETS = ("POSTGRES_PASSWORD", "READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+#: Not in a fresh clone: the developer's state at the top, caches anywhere.
+LOCAL_STATE = {".git", ".venv", ".venv-compose", ".env", "backups", ".dev", "certs"}
+CACHES = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}
+
+
+def _copy_checkout(dest: Path) -> None:
+    """The repository as a user's checkout would hold it (the test changes its code)."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        top = Path(folder) == engine.REPO
+        return {
+            n for n in names if n in CACHES or n.endswith(".egg-info") or (top and n in LOCAL_STATE)
+        }
+
+    shutil.copytree(engine.REPO, dest, ignore=ignore, symlinks=True)
+
+
+def _set_env(path: Path, **values: str) -> None:
+    """Set variables in a .env as a user edits it: in place, else appended."""
+    lines = path.read_text().splitlines()
+    for key, value in values.items():
+        at = [i for i, line in enumerate(lines) if re.match(rf"#?{key}=", line)]
+        if at:
+            lines[at[0]] = f"{key}={value}"
+        else:
+            lines.append(f"{key}={value}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A new checkout, a .env from .env.example, the first token as it says, ``up``.
+
+    .env.example: "copy this file to .env and fill in every REQUIRED value"; the secrets
+    are filled in, API_TOKENS is left empty until the documented command has made the
+    first token. Its own image tag: the test rebuilds these images from changed code.
+    """
+    workdir = tmp_path_factory.mktemp("fresh")
+    engine.ensure_engine(workdir)
+    engine.ensure_standins()
+    checkout = workdir / "chargelift"
+    _copy_checkout(checkout)
+    s = Stack(
+        project=f"chargelift-fresh-{os.getpid()}",
+        workdir=workdir,
+        checkout=checkout,
+        profiles=(),
+        tag=f"{os.environ.get('CHARGELIFT_TAG', 'local')}-fresh",
+        token="",
+    )
+    shutil.copy(checkout / ".env.example", s.env_file)
+    s.env_file.chmod(0o600)
+    _set_env(
+        s.env_file,
+        **{k: secrets.token_hex(16) for k in SECRETS},
+        **s.loopback_settings(),
+    )
+    try:
+        # The first token, with the command .env.example gives.
+        documented = re.search(r"`(docker compose run [^`]*hash-token <name>)`",
+                               (checkout / ".env.example").read_text())  # fmt: skip
+        assert documented, ".env.example no longer says how to make a token"
+        made = s.compose(*s.as_user_types(documented.group(1), name="owner"), check=False)
+        assert made.returncode == 0, f"{documented.group(1)} failed:\n{made.stderr[-2000:]}"
+        token = re.search(r"^token[^:]*: (\S+)$", made.stdout, re.M)
+        entry = re.search(r"^API_TOKENS entry: (owner:read:\S+)$", made.stdout, re.M)
+        assert token, made.stdout
+        assert entry, made.stdout
+        s.token = token.group(1)
+        _set_env(s.env_file, API_TOKENS=entry.group(1))
+        # The probe's certificate, for the host's test client (docs/deploy.md, "a new
+        # edge device"): the first start's certificates, then the probe's.
+        s.compose("run", "--rm", "certs")
+        s.compose("run", "--rm", "certs", "client", PROBE)
+
+        started = time.monotonic()
+        s.compose("up", "--detach", "--wait", "--wait-timeout", "300")
+        print(f"fresh checkout: build + up --wait: {time.monotonic() - started:.1f} s")
+        s.copy_client_certs(PROBE)
+        yield s
+    finally:
+        logs = s.compose("logs", "--no-color", "--tail", "200", timeout=120, check=False)
+        (workdir / "compose.log").write_text(logs.stdout + logs.stderr)
+        s.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", timeout=300,
+                  check=False)  # fmt: skip
+
+
+def test_the_first_token_made_as_documented_is_accepted(fresh: Stack) -> None:
+    assert fresh.api("/api/v1/chargers").status_code == 200
+    anonymous = httpx.get(f"http://127.0.0.1:{fresh.api_port}/api/v1/chargers", timeout=10)
+    assert anonymous.status_code == 401
+
+
+def _versions(stack: Stack) -> tuple[str, str]:
+    """The versions /healthz of the API and of ingest name."""
+    api = httpx.get(f"http://127.0.0.1:{stack.api_port}/healthz", timeout=10).json()
+    ingest = stack.compose(
+        "exec", "-T", "ingest", "python3", "-c",
+        "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9102/healthz').read().decode())",
+    )  # fmt: skip
+    return api["version"], json.loads(ingest.stdout)["version"]
+
+
+def _reload_command() -> str:
+    """What `systemctl reload chargelift-stack` runs (docs/deploy.md, section Upgrades)."""
+    [command] = [
+        line.split("=", 1)[1]
+        for line in (engine.REPO / UNIT).read_text().splitlines()
+        if line.startswith("ExecReload=")
+    ]
+    return command
+
+
+def test_upgrade_as_documented_runs_the_new_code_and_keeps_the_data(fresh: Stack) -> None:
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    asyncio.run(_publish_series(fresh, "PowerOutput", range(20), t0))
+    since = t0 - timedelta(seconds=1)
+    _wait("20 readings before the upgrade",
+          lambda: len(_readings(fresh, PROBE, "PowerOutput", since)) == 20)  # fmt: skip
+    old = _versions(fresh)
+    assert old[0] == old[1]
+
+    # The new version (what `git pull` brings): other code, one more migration.
+    new = f"{old[0]}+upgraded{secrets.token_hex(2)}"
+    for service in ("api", "ingest"):
+        pyproject = fresh.checkout / "services" / service / "pyproject.toml"
+        text = pyproject.read_text()
+        assert f'version = "{old[0]}"' in text
+        pyproject.write_text(text.replace(f'version = "{old[0]}"', f'version = "{new}"', 1))
+    (fresh.checkout / "timescale" / "migrations" / "9999_upgrade_test.sql").write_text(
+        "CREATE TABLE upgrade_test (id integer);\n"
+    )
+
+    reload = _reload_command()
+    started = time.monotonic()
+    fresh.compose(*fresh.as_user_types(reload))
+    print(f"upgrade ({reload}): {time.monotonic() - started:.1f} s")
+
+    _wait("the new API answering", lambda: _versions(fresh)[0] == new, timeout=60)
+    assert _versions(fresh) == (new, new), "the upgrade left old code running"
+    applied = fresh.compose(
+        "exec", "-T", "timescale", "psql", "-U", "chargelift", "-d", "chargelift", "-tAc",
+        "SELECT name FROM schema_migrations WHERE version = 9999",
+    )  # fmt: skip
+    assert applied.stdout.strip() == "9999_upgrade_test.sql"
+    # The data stayed, and the new ingest stores what comes after the upgrade.
+    assert _readings(fresh, PROBE, "PowerOutput", since) == [float(v) for v in range(20)]
+    asyncio.run(_publish_series(fresh, "PowerOutput", range(20, 21), t0))
+    _wait("a reading published after the upgrade",
+          lambda: len(_readings(fresh, PROBE, "PowerOutput", since)) == 21)  # fmt: skip

