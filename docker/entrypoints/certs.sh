@@ -3,7 +3,8 @@
 #
 #   no arguments        first start: create what is missing (CA, broker certificate with
 #                       the compose names + $BROKER_SANS, ingest and monitor identities,
-#                       one charger identity per id in $SIM_CHARGERS), regenerate the ACL
+#                       one charger identity per id in $SIM_CHARGERS), re-sign the CRL
+#                       when it expires within 90 days, regenerate the ACL
 #   any arguments       run `chargelift-certs --dir $CERTS_DIR <arguments>`, e.g.
 #                       `docker compose run --rm certs client wb-garage --role charger`
 #
@@ -32,6 +33,8 @@ else
     for id in $(echo "${SIM_CHARGERS:-}" | tr ',' ' '); do
         [ -f "$dir/clients/$id.crt" ] || certs client "$id" --role charger
     done
+    # An expired CRL makes the broker refuse every client: every `up` renews it in time.
+    certs crl --if-within 90
     certs acl >/dev/null
 fi
 

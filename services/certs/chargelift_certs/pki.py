@@ -43,6 +43,9 @@ DEV_CHARGERS = ("amtron-1", "amtron-2", "amtron-3")
 DEV_SERVICES = ("ingest", "api", "monitor")
 BROKER_SANS = ("localhost", "mosquitto", "127.0.0.1")
 CRL_DAYS = 365
+#: `dev-set` and the compose `certs` service re-sign the CRL when less than this is left,
+#: so a stack that is restarted now and then never reaches an expired CRL.
+CRL_RENEW_DAYS = 90
 
 _IDENTITY_RE = re.compile(r"[a-z0-9_-]{1,64}")
 #: An edge certificate names each charger it may write for as one URI SAN.
@@ -315,7 +318,8 @@ def issue_client(
 
     An ``edge`` certificate (one poller's identity for all the chargers of its site)
     carries ``chargers`` as URI SANs; the ACL lets it write exactly their topics and
-    its own ``edges/<identity>/...``.
+    its own ``edges/<identity>/...``. With ``force``, the certificate it replaces is
+    revoked first (as ``rotate`` does), so no valid certificate is ever left unlisted.
     """
     validate_identity(identity)
     listed = validate_chargers(role, chargers)
@@ -328,6 +332,10 @@ def issue_client(
     if role == "edge" and identity in SERVICE_IDENTITIES:
         raise CertError(f"{identity!r} is reserved for a service: pick another edge id")
     crt, key = client_paths(certs_dir, identity)
+    if crt.exists() and force:
+        # The certificate being replaced stays valid until it expires unless it is
+        # revoked: revoke it (listed under clients/revoked/, its serial in the CRL).
+        revoke(certs_dir, identity)
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "chargelift"),
@@ -390,10 +398,27 @@ def _write_crl(certs_dir: Path, revoked: Iterable[x509.RevokedCertificate]) -> N
     _write_public(certs_dir / "crl.pem", crl.public_bytes(serialization.Encoding.PEM))
 
 
-def refresh_crl(certs_dir: Path) -> None:
-    """Re-sign the CRL with a fresh nextUpdate, same entries (do it at least yearly)."""
+def crl_next_update(certs_dir: Path) -> dt.datetime | None:
+    """When the CRL expires (its nextUpdate); None when there is no CRL."""
+    crl = _read_crl(certs_dir)
+    return None if crl is None else crl.next_update_utc
+
+
+def refresh_crl(certs_dir: Path, *, within_days: int | None = None) -> bool:
+    """Re-sign the CRL with a fresh nextUpdate, same entries; return whether it did.
+
+    With ``within_days``, only when the CRL expires within that many days (or is
+    missing). An expired CRL makes the broker refuse every client: re-sign it at
+    least yearly (`dev-set` and the compose ``certs`` service do it when
+    :data:`CRL_RENEW_DAYS` are left).
+    """
     old = _read_crl(certs_dir)
+    if within_days is not None and old is not None:
+        next_update = old.next_update_utc
+        if next_update is not None and next_update - _now() > dt.timedelta(days=within_days):
+            return False
     _write_crl(certs_dir, list(old) if old is not None else [])
+    return True
 
 
 def revoke(certs_dir: Path, identity: str) -> int:
@@ -553,4 +578,5 @@ def dev_set(certs_dir: Path) -> None:
     for name in DEV_CHARGERS:
         if not client_paths(certs_dir, name)[0].exists():
             issue_client(certs_dir, name, role="charger")
+    refresh_crl(certs_dir, within_days=CRL_RENEW_DAYS)
     write_acl(certs_dir)

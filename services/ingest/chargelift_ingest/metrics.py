@@ -45,7 +45,8 @@ _cert_collector: CertificateExpiryCollector | None = None
 
 
 def watch_certificates(certs_dir: Path, ca_file: Path) -> None:
-    """Export the expiry of every certificate in ``certs_dir`` (CA, broker, clients).
+    """Export the expiry of every certificate in ``certs_dir`` (CA, broker, clients)
+    and the nextUpdate of its ``crl.pem``.
 
     Ingest runs next to the broker and sees the whole certificate directory, so it is
     the one service that can warn before the broker's or the CA's certificate expires.
@@ -54,5 +55,9 @@ def watch_certificates(certs_dir: Path, ca_file: Path) -> None:
     global _cert_collector
     if _cert_collector is not None:
         REGISTRY.unregister(_cert_collector)
-    _cert_collector = CertificateExpiryCollector(lambda: certificate_files(certs_dir, ca_file))
+    crl = certs_dir / "crl.pem"  # the broker's revocation list, beside the certificates
+    _cert_collector = CertificateExpiryCollector(
+        lambda: certificate_files(certs_dir, ca_file),
+        lambda: [crl] if crl.exists() else [],
+    )
     REGISTRY.register(_cert_collector)

@@ -290,3 +290,34 @@ def test_cli_issues_and_lists_an_edge(ca: Path, capsys: pytest.CaptureFixture[st
     assert edge["chargers"] == ["amtron-1", "amtron-2"]
     assert main([*argv[:3], "site-2", "--role", "edge"]) == 2
     assert "at least one --charger" in capsys.readouterr().err
+
+
+def test_reissue_with_force_revokes_and_lists_the_replaced_certificate(ca: Path) -> None:
+    old = load(pki.issue_client(ca, "amtron-1")).serial_number
+    new = load(pki.issue_client(ca, "amtron-1", force=True)).serial_number
+    assert new != old
+    assert old in pki.revoked_serials(ca)
+    mine = {c.serial: c.status for c in pki.list_certs(ca) if c.identity == "amtron-1"}
+    assert mine == {old: "revoked", new: "valid"}
+    assert "user amtron-1" in (ca / "mosquitto.acl").read_text()
+
+
+def test_crl_is_resigned_only_when_asked_or_close_to_expiry(
+    ca: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = pki.crl_next_update(ca)
+    assert first is not None
+    assert not pki.refresh_crl(ca, within_days=pki.CRL_RENEW_DAYS)
+    assert pki.crl_next_update(ca) == first
+    assert main(["--dir", str(ca), "crl", "--if-within", "90"]) == 0
+    assert "kept" in capsys.readouterr().out
+
+    # 300 days later, 65 are left: dev-set (run at every `make dev`) re-signs it.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=300)
+    monkeypatch.setattr(pki, "_now", lambda: later)
+    pki.dev_set(ca)
+    renewed = pki.crl_next_update(ca)
+    assert renewed is not None
+    assert renewed - later > dt.timedelta(days=360)
+    assert main(["--dir", str(ca), "crl"]) == 0
+    assert "re-signed" in capsys.readouterr().out
