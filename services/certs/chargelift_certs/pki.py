@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from chargelift_contract.identity import CHARGER_URN, charger_urn
+
 KeyType = Literal["ec", "rsa"]
 Role = Literal["charger", "service", "edge"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -48,8 +50,6 @@ CRL_DAYS = 365
 CRL_RENEW_DAYS = 90
 
 _IDENTITY_RE = re.compile(r"[a-z0-9_-]{1,64}")
-#: An edge certificate names each charger it may write for as one URI SAN.
-CHARGER_URN = "urn:chargelift:charger:"
 #: The services' fixed ACL rules in a source checkout; an installed package (the container
 #: image) is told where they are by CHARGELIFT_SERVICES_ACL.
 _REPO_SERVICES_ACL = Path(__file__).resolve().parents[3] / "mosquitto" / "acl.services"
@@ -346,7 +346,7 @@ def issue_client(
     path = _issue(
         certs_dir,
         subject=subject,
-        sans=[x509.UniformResourceIdentifier(CHARGER_URN + c) for c in listed],
+        sans=[x509.UniformResourceIdentifier(charger_urn(c)) for c in listed],
         usage=ExtendedKeyUsageOID.CLIENT_AUTH,
         crt_path=crt,
         key_path=key,

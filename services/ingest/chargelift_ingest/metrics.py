@@ -35,6 +35,10 @@ LAG = Histogram(
     "commit time minus SamplingTime",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
 )
+EDGE_CHARGERS_REFUSED = Counter(
+    "ingest_edge_chargers_refused_total",
+    "chargers named in an edge's list that its certificate does not list (ignored)",
+)
 DB_ERRORS = Counter("ingest_db_errors_total", "failed batch writes", ["kind"])
 PENDING = Gauge("ingest_pending_messages", "messages received and not yet committed")
 MQTT_CONNECTED = Gauge("ingest_mqtt_connected", "1 while connected to the broker")
