@@ -30,6 +30,8 @@ else
     for id in ingest monitor; do
         [ -f "$dir/clients/$id.crt" ] || certs client "$id" --role service
     done
+    # the second ingest of the scale-out profile (an identity of role ingest)
+    [ -f "$dir/clients/ingest-2.crt" ] || certs client ingest-2 --role ingest
     for id in $(echo "${SIM_CHARGERS:-}" | tr ',' ' '); do
         [ -f "$dir/clients/$id.crt" ] || certs client "$id" --role charger
     done
@@ -42,7 +44,7 @@ fi
 for key in "$dir"/clients/*.key; do
     [ -f "$key" ] || continue
     case "$(basename "$key" .key)" in
-        ingest) chown 10001 "$key" ;;
+        ingest|ingest-[0-9]*) chown 10001 "$key" ;;
         monitor|api|poller) ;;
         *) chown 10003 "$key" ;;
     esac

@@ -129,10 +129,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("identity")
     s.add_argument(
         "--role",
-        choices=["charger", "service", "edge"],
+        choices=list(pki.ROLES),
         default="charger",
-        help="charger: writes chargers/<identity>/#; service: fixed rules "
-        "(mosquitto/acl.services); edge: one poller writing for every --charger",
+        help="charger: writes chargers/<identity>/#; service: ingest, monitor, api, "
+        "poller; edge: one poller writing for every --charger; ingest: one more ingest "
+        "of a $share group (reads everything); monitor: one more read-only reader",
     )
     s.add_argument(
         "--charger",

@@ -34,13 +34,33 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chargelift_contract.identity import CHARGER_URN, charger_urn
+from chargelift_contract.topics import SUBSCRIBE_ALL, SUBSCRIBE_EDGES, charger_filter
 
 KeyType = Literal["ec", "rsa"]
-Role = Literal["charger", "service", "edge"]
+Role = Literal["charger", "service", "edge", "ingest", "monitor"]
+ROLES: tuple[Role, ...] = ("charger", "service", "edge", "ingest", "monitor")
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 #: Identities of the services; they can never be charger ids.
 SERVICE_IDENTITIES = frozenset({"ingest", "api", "poller", "monitor"})
+#: What each reading role may do on the broker. The broker binds a client's id to its
+#: identity (one connection per identity), so a second ingest process of a ``$share``
+#: group or a second dashboard needs an identity of its own with the same rights:
+#: ``chargelift-certs client ingest-2 --role ingest``. The service identities
+#: ``ingest`` and ``monitor`` (role ``service``) have the rights of these roles.
+ROLE_RULES: dict[str, tuple[str, ...]] = {
+    # stores every reading: reads all chargers' topics and the edges' (an edge's last
+    # will marks its chargers offline); writes nothing
+    "ingest": (f"topic read {SUBSCRIBE_ALL}", f"topic read {SUBSCRIBE_EDGES}"),
+    # dashboards, people (mosquitto_sub) and the broker's health check: read-only
+    "monitor": (
+        f"topic read {SUBSCRIBE_ALL}",
+        f"topic read {SUBSCRIBE_EDGES}",
+        "topic read $SYS/#",
+    ),
+}
+#: The reading role of a service identity with role ``service``.
+_SERVICE_ROLES = {"ingest": "ingest", "monitor": "monitor"}
 DEV_CHARGERS = ("amtron-1", "amtron-2", "amtron-3")
 DEV_SERVICES = ("ingest", "api", "monitor")
 BROKER_SANS = ("localhost", "mosquitto", "127.0.0.1")
@@ -327,10 +347,10 @@ def issue_client(
         raise CertError(
             f"{identity!r} is not a service identity (services: {sorted(SERVICE_IDENTITIES)})"
         )
-    if role == "charger" and identity in SERVICE_IDENTITIES:
-        raise CertError(f"{identity!r} is reserved for a service: pick another charger id")
-    if role == "edge" and identity in SERVICE_IDENTITIES:
-        raise CertError(f"{identity!r} is reserved for a service: pick another edge id")
+    if role in ("charger", "edge") and identity in SERVICE_IDENTITIES:
+        raise CertError(f"{identity!r} is reserved for a service: pick another {role} id")
+    if role in ROLE_RULES and identity in SERVICE_IDENTITIES - {role}:
+        raise CertError(f"{identity!r} is reserved for a service: pick another {role} id")
     crt, key = client_paths(certs_dir, identity)
     if crt.exists() and force:
         # The certificate being replaced stays valid until it expires unless it is
@@ -459,7 +479,7 @@ def rotate(certs_dir: Path, identity: str, *, days: int = 825) -> Path:
         raise CertError(f"no certificate for {identity!r} to rotate")
     cert = _load_cert(crt)
     role = _role(cert)
-    new_role: Role = "service" if role == "service" else "edge" if role == "edge" else "charger"
+    new_role: Role = next((r for r in ROLES if r == role), "charger")
     chargers = _chargers(cert) if new_role == "edge" else ()
     revoke(certs_dir, identity)
     return issue_client(certs_dir, identity, role=new_role, chargers=chargers, days=days)
@@ -525,8 +545,8 @@ def render_acl(certs_dir: Path, services_acl: Path | None = None) -> str:
     or edge certificate."""
     services = services_acl or Path(os.environ.get("CHARGELIFT_SERVICES_ACL") or _REPO_SERVICES_ACL)
     if not services.is_file():
-        # Without them ingest could not read: refuse rather than write a broker policy
-        # that silently differs from mosquitto/acl.services.
+        # Refuse rather than write a broker policy that silently differs from
+        # mosquitto/acl.services.
         raise CertError(
             f"the services' ACL rules {services} are missing: set CHARGELIFT_SERVICES_ACL"
         )
@@ -541,13 +561,16 @@ def render_acl(certs_dir: Path, services_acl: Path | None = None) -> str:
     for info in list_certs(certs_dir):
         if info.kind != "client" or info.serial in revoked or info.status != "valid":
             continue
-        if info.role == "charger":
-            lines += [f"user {info.identity}", f"topic readwrite chargers/{info.identity}/#", ""]
-        elif info.role == "edge":
+        role = _SERVICE_ROLES.get(info.identity, "") if info.role == "service" else info.role
+        if role in ROLE_RULES:
+            lines += [f"user {info.identity}", *ROLE_RULES[role], ""]
+        elif role == "charger":
+            lines += [f"user {info.identity}", f"topic readwrite {charger_filter(info.identity)}", ""]
+        elif role == "edge":
             # The same rights as each listed charger's own identity, plus the edge's
             # availability and charger list (edges/<edge>/availability, .../chargers).
             lines.append(f"user {info.identity}")
-            lines += [f"topic readwrite chargers/{c}/#" for c in info.chargers]
+            lines += [f"topic readwrite {charger_filter(c)}" for c in info.chargers]
             lines += [f"topic readwrite edges/{info.identity}/#", ""]
     return "\n".join(lines)
 

@@ -106,12 +106,12 @@ def test_the_acl_is_refused_without_the_services_rules(
     ca: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An installed package (the certs image) finds mosquitto/acl.services only through
-    # CHARGELIFT_SERVICES_ACL; without it no ACL may be written that lacks ingest's rights.
+    # CHARGELIFT_SERVICES_ACL; without it no ACL may be written that differs from it.
     pki.issue_client(ca, "amtron-1")
     with pytest.raises(pki.CertError, match="CHARGELIFT_SERVICES_ACL"):
         pki.render_acl(ca, tmp_path / "missing.services")
     monkeypatch.setenv("CHARGELIFT_SERVICES_ACL", str(SERVICES_ACL))
-    assert "user ingest\ntopic read chargers/#" in pki.render_acl(ca)
+    assert "user api\n" in pki.render_acl(ca)
     monkeypatch.setenv("CHARGELIFT_SERVICES_ACL", str(tmp_path / "missing.services"))
     with pytest.raises(pki.CertError, match="missing"):
         pki.write_acl(ca)
@@ -202,6 +202,7 @@ def test_edge_certificate_lists_its_chargers_as_uri_sans(ca: Path) -> None:
 
 
 def test_edge_acl_lets_it_write_its_chargers_and_its_edge_topics_only(ca: Path) -> None:
+    pki.issue_client(ca, "ingest", role="service")
     pki.issue_client(ca, "amtron-9")
     pki.issue_client(ca, "site-1", role="edge", chargers=["amtron-1", "amtron-2"])
     acl = pki.render_acl(ca, SERVICES_ACL)
@@ -321,3 +322,25 @@ def test_crl_is_resigned_only_when_asked_or_close_to_expiry(
     assert renewed - later > dt.timedelta(days=360)
     assert main(["--dir", str(ca), "crl"]) == 0
     assert "re-signed" in capsys.readouterr().out
+
+
+def test_reading_roles_get_their_rules_and_nothing_more(ca: Path) -> None:
+    # One connection per identity (the broker binds the client id to it): a second
+    # ingest of a $share group and a second dashboard each get an identity of a role.
+    pki.issue_client(ca, "ingest", role="service")
+    pki.issue_client(ca, "monitor", role="service")
+    pki.issue_client(ca, "ingest-2", role="ingest")
+    pki.issue_client(ca, "grafana", role="monitor")
+    acl = pki.render_acl(ca, SERVICES_ACL)
+    ingest = "topic read chargers/#\ntopic read edges/#\n"
+    assert f"user ingest\n{ingest}" in acl
+    assert f"user ingest-2\n{ingest}" in acl
+    assert f"user monitor\n{ingest}topic read $SYS/#\n" in acl
+    assert f"user grafana\n{ingest}topic read $SYS/#\n" in acl
+    assert "write" not in acl.split("user ingest-2\n", 1)[1].split("\n\n", 1)[0]
+    # rotate keeps the role; a reading role cannot take a service's or a charger's name
+    pki.rotate(ca, "ingest-2")
+    assert f"user ingest-2\n{ingest}" in pki.render_acl(ca, SERVICES_ACL)
+    with pytest.raises(pki.CertError, match="reserved"):
+        pki.issue_client(ca, "api", role="ingest")
+    assert main(["--dir", str(ca), "client", "ingest-3", "--role", "ingest"]) == 0
