@@ -565,7 +565,8 @@ def render_acl(certs_dir: Path, services_acl: Path | None = None) -> str:
         if role in ROLE_RULES:
             lines += [f"user {info.identity}", *ROLE_RULES[role], ""]
         elif role == "charger":
-            lines += [f"user {info.identity}", f"topic readwrite {charger_filter(info.identity)}", ""]
+            own = charger_filter(info.identity)
+            lines += [f"user {info.identity}", f"topic readwrite {own}", ""]
         elif role == "edge":
             # The same rights as each listed charger's own identity, plus the edge's
             # availability and charger list (edges/<edge>/availability, .../chargers).
