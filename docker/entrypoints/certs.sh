@@ -4,7 +4,7 @@
 #   no arguments        first start: create what is missing (CA, broker certificate with
 #                       the compose names + $BROKER_SANS, ingest and monitor identities,
 #                       charger identities amtron-1..$SIM_COUNT for the simulator),
-#                       regenerate the ACL
+#                       re-sign the CRL when it expires within 90 days, regenerate the ACL
 #   any arguments       run `chargelift-certs --dir $CERTS_DIR <arguments>`, e.g.
 #                       `docker compose run --rm certs client wb-garage --role charger`
 #
@@ -30,11 +30,15 @@ else
     for id in ingest monitor; do
         [ -f "$dir/clients/$id.crt" ] || certs client "$id" --role service
     done
+    # the second ingest of the scale-out profile (an identity of role ingest)
+    [ -f "$dir/clients/ingest-2.crt" ] || certs client ingest-2 --role ingest
     i=1
     while [ "$i" -le "${SIM_COUNT:-0}" ]; do
         [ -f "$dir/clients/amtron-$i.crt" ] || certs client "amtron-$i" --role charger
         i=$((i + 1))
     done
+    # An expired CRL makes the broker refuse every client: every `up` renews it in time.
+    certs crl --if-within 90
     certs acl >/dev/null
 fi
 
@@ -42,7 +46,7 @@ fi
 for key in "$dir"/clients/*.key; do
     [ -f "$key" ] || continue
     case "$(basename "$key" .key)" in
-        ingest) chown 10001 "$key" ;;
+        ingest|ingest-[0-9]*) chown 10001 "$key" ;;
         monitor|api|poller) ;;
         *) chown 10003 "$key" ;;
     esac

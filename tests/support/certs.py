@@ -33,6 +33,17 @@ class TestCerts:
             pki.issue_client(self.dir, identity, role="charger")
         return self.tls(identity)
 
+    def issue_reader(self, identity: str, role: str = "ingest") -> TlsFiles:
+        """Issue an identity of a reading role (``ingest`` or ``monitor``): the broker
+        allows one connection per identity. Reload the broker after."""
+        from chargelift_certs import pki
+
+        if role not in pki.ROLE_RULES:
+            raise ValueError(f"not a reading role: {role}")
+        if not (self.dir / "clients" / f"{identity}.crt").exists():
+            pki.issue_client(self.dir, identity, role="ingest" if role == "ingest" else "monitor")
+        return self.tls(identity)
+
     def issue_edge(self, identity: str, chargers: tuple[str, ...]) -> TlsFiles:
         """Issue an edge certificate for ``chargers`` (reload the broker after)."""
         from chargelift_certs import pki

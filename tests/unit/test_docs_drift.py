@@ -52,7 +52,6 @@ ALLOWED: dict[str, tuple[str, str]] = {
     "API_POOL_MIN": (OVERRIDE, "tuning; the default fits"),
     "API_POOL_MAX": (OVERRIDE, "tuning; the default fits"),
     "MQTT_IDENTITY": (OVERRIDE, "ingest's identity; another only for a second ingest"),
-    "INGEST_CLIENT_ID": (OVERRIDE, "names the persistent session; scale-out only"),
     "INGEST_SHARE_GROUP": (OVERRIDE, "scale-out only (docs/ingest.md)"),
     "INGEST_BATCH_SIZE": (OVERRIDE, "tuning; the default fits"),
     "INGEST_BATCH_AGE_MS": (OVERRIDE, "tuning; the default fits"),

@@ -90,8 +90,10 @@ def run(args: argparse.Namespace) -> int:
             else:
                 _print_table(rows)
         case "crl":
-            pki.refresh_crl(d)
-            print(f"re-signed {d / 'crl.pem'}; {RELOAD_HINT}")
+            if pki.refresh_crl(d, within_days=args.if_within):
+                print(f"re-signed {d / 'crl.pem'}; {RELOAD_HINT}")
+            else:
+                print(f"{d / 'crl.pem'} is valid until {pki.crl_next_update(d):%Y-%m-%d}: kept")
         case "acl":
             print(pki.write_acl(d))
         case "dev-set":
@@ -127,10 +129,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("identity")
     s.add_argument(
         "--role",
-        choices=["charger", "service", "edge"],
+        choices=list(pki.ROLES),
         default="charger",
-        help="charger: writes chargers/<identity>/#; service: fixed rules "
-        "(mosquitto/acl.services); edge: one poller writing for every --charger",
+        help="charger: writes chargers/<identity>/#; service: ingest, monitor, api, "
+        "poller; edge: one poller writing for every --charger; ingest: one more ingest "
+        "of a $share group (reads everything); monitor: one more read-only reader",
     )
     s.add_argument(
         "--charger",
@@ -148,7 +151,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("identity")
     s = sub.add_parser("list", help="list certificates with expiry and status")
     s.add_argument("--json", action="store_true")
-    sub.add_parser("crl", help="re-sign the CRL (fresh nextUpdate)")
+    s = sub.add_parser("crl", help="re-sign the CRL (fresh nextUpdate, same entries)")
+    s.add_argument(
+        "--if-within",
+        type=int,
+        metavar="DAYS",
+        help="only when it expires within DAYS days (or is missing)",
+    )
     sub.add_parser("acl", help="regenerate mosquitto.acl")
     sub.add_parser("dev-set", help="complete development set (idempotent)")
     s = sub.add_parser("expiry", help="exit 1 if a certificate expires within N days")

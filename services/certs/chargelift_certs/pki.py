@@ -33,20 +33,43 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from chargelift_contract.identity import CHARGER_URN, charger_urn
+from chargelift_contract.topics import SUBSCRIBE_ALL, SUBSCRIBE_EDGES, charger_filter
+
 KeyType = Literal["ec", "rsa"]
-Role = Literal["charger", "service", "edge"]
+Role = Literal["charger", "service", "edge", "ingest", "monitor"]
+ROLES: tuple[Role, ...] = ("charger", "service", "edge", "ingest", "monitor")
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 #: Identities of the services; they can never be charger ids.
 SERVICE_IDENTITIES = frozenset({"ingest", "api", "poller", "monitor"})
+#: What each reading role may do on the broker. The broker binds a client's id to its
+#: identity (one connection per identity), so a second ingest process of a ``$share``
+#: group or a second dashboard needs an identity of its own with the same rights:
+#: ``chargelift-certs client ingest-2 --role ingest``. The service identities
+#: ``ingest`` and ``monitor`` (role ``service``) have the rights of these roles.
+ROLE_RULES: dict[str, tuple[str, ...]] = {
+    # stores every reading: reads all chargers' topics and the edges' (an edge's last
+    # will marks its chargers offline); writes nothing
+    "ingest": (f"topic read {SUBSCRIBE_ALL}", f"topic read {SUBSCRIBE_EDGES}"),
+    # dashboards, people (mosquitto_sub) and the broker's health check: read-only
+    "monitor": (
+        f"topic read {SUBSCRIBE_ALL}",
+        f"topic read {SUBSCRIBE_EDGES}",
+        "topic read $SYS/#",
+    ),
+}
+#: The reading role of a service identity with role ``service``.
+_SERVICE_ROLES = {"ingest": "ingest", "monitor": "monitor"}
 DEV_CHARGERS = ("amtron-1", "amtron-2", "amtron-3")
 DEV_SERVICES = ("ingest", "api", "monitor")
 BROKER_SANS = ("localhost", "mosquitto", "127.0.0.1")
 CRL_DAYS = 365
+#: `dev-set` and the compose `certs` service re-sign the CRL when less than this is left,
+#: so a stack that is restarted now and then never reaches an expired CRL.
+CRL_RENEW_DAYS = 90
 
 _IDENTITY_RE = re.compile(r"[a-z0-9_-]{1,64}")
-#: An edge certificate names each charger it may write for as one URI SAN.
-CHARGER_URN = "urn:chargelift:charger:"
 #: The services' fixed ACL rules in a source checkout; an installed package (the container
 #: image) is told where they are by CHARGELIFT_SERVICES_ACL.
 _REPO_SERVICES_ACL = Path(__file__).resolve().parents[3] / "mosquitto" / "acl.services"
@@ -315,7 +338,8 @@ def issue_client(
 
     An ``edge`` certificate (one poller's identity for all the chargers of its site)
     carries ``chargers`` as URI SANs; the ACL lets it write exactly their topics and
-    its own ``edges/<identity>/...``.
+    its own ``edges/<identity>/...``. With ``force``, the certificate it replaces is
+    revoked first (as ``rotate`` does), so no valid certificate is ever left unlisted.
     """
     validate_identity(identity)
     listed = validate_chargers(role, chargers)
@@ -323,11 +347,15 @@ def issue_client(
         raise CertError(
             f"{identity!r} is not a service identity (services: {sorted(SERVICE_IDENTITIES)})"
         )
-    if role == "charger" and identity in SERVICE_IDENTITIES:
-        raise CertError(f"{identity!r} is reserved for a service: pick another charger id")
-    if role == "edge" and identity in SERVICE_IDENTITIES:
-        raise CertError(f"{identity!r} is reserved for a service: pick another edge id")
+    if role in ("charger", "edge") and identity in SERVICE_IDENTITIES:
+        raise CertError(f"{identity!r} is reserved for a service: pick another {role} id")
+    if role in ROLE_RULES and identity in SERVICE_IDENTITIES - {role}:
+        raise CertError(f"{identity!r} is reserved for a service: pick another {role} id")
     crt, key = client_paths(certs_dir, identity)
+    if crt.exists() and force:
+        # The certificate being replaced stays valid until it expires unless it is
+        # revoked: revoke it (listed under clients/revoked/, its serial in the CRL).
+        revoke(certs_dir, identity)
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "chargelift"),
@@ -338,7 +366,7 @@ def issue_client(
     path = _issue(
         certs_dir,
         subject=subject,
-        sans=[x509.UniformResourceIdentifier(CHARGER_URN + c) for c in listed],
+        sans=[x509.UniformResourceIdentifier(charger_urn(c)) for c in listed],
         usage=ExtendedKeyUsageOID.CLIENT_AUTH,
         crt_path=crt,
         key_path=key,
@@ -390,10 +418,27 @@ def _write_crl(certs_dir: Path, revoked: Iterable[x509.RevokedCertificate]) -> N
     _write_public(certs_dir / "crl.pem", crl.public_bytes(serialization.Encoding.PEM))
 
 
-def refresh_crl(certs_dir: Path) -> None:
-    """Re-sign the CRL with a fresh nextUpdate, same entries (do it at least yearly)."""
+def crl_next_update(certs_dir: Path) -> dt.datetime | None:
+    """When the CRL expires (its nextUpdate); None when there is no CRL."""
+    crl = _read_crl(certs_dir)
+    return None if crl is None else crl.next_update_utc
+
+
+def refresh_crl(certs_dir: Path, *, within_days: int | None = None) -> bool:
+    """Re-sign the CRL with a fresh nextUpdate, same entries; return whether it did.
+
+    With ``within_days``, only when the CRL expires within that many days (or is
+    missing). An expired CRL makes the broker refuse every client: re-sign it at
+    least yearly (`dev-set` and the compose ``certs`` service do it when
+    :data:`CRL_RENEW_DAYS` are left).
+    """
     old = _read_crl(certs_dir)
+    if within_days is not None and old is not None:
+        next_update = old.next_update_utc
+        if next_update is not None and next_update - _now() > dt.timedelta(days=within_days):
+            return False
     _write_crl(certs_dir, list(old) if old is not None else [])
+    return True
 
 
 def revoke(certs_dir: Path, identity: str) -> int:
@@ -434,7 +479,7 @@ def rotate(certs_dir: Path, identity: str, *, days: int = 825) -> Path:
         raise CertError(f"no certificate for {identity!r} to rotate")
     cert = _load_cert(crt)
     role = _role(cert)
-    new_role: Role = "service" if role == "service" else "edge" if role == "edge" else "charger"
+    new_role: Role = next((r for r in ROLES if r == role), "charger")
     chargers = _chargers(cert) if new_role == "edge" else ()
     revoke(certs_dir, identity)
     return issue_client(certs_dir, identity, role=new_role, chargers=chargers, days=days)
@@ -500,8 +545,8 @@ def render_acl(certs_dir: Path, services_acl: Path | None = None) -> str:
     or edge certificate."""
     services = services_acl or Path(os.environ.get("CHARGELIFT_SERVICES_ACL") or _REPO_SERVICES_ACL)
     if not services.is_file():
-        # Without them ingest could not read: refuse rather than write a broker policy
-        # that silently differs from mosquitto/acl.services.
+        # Refuse rather than write a broker policy that silently differs from
+        # mosquitto/acl.services.
         raise CertError(
             f"the services' ACL rules {services} are missing: set CHARGELIFT_SERVICES_ACL"
         )
@@ -516,13 +561,17 @@ def render_acl(certs_dir: Path, services_acl: Path | None = None) -> str:
     for info in list_certs(certs_dir):
         if info.kind != "client" or info.serial in revoked or info.status != "valid":
             continue
-        if info.role == "charger":
-            lines += [f"user {info.identity}", f"topic readwrite chargers/{info.identity}/#", ""]
-        elif info.role == "edge":
+        role = _SERVICE_ROLES.get(info.identity, "") if info.role == "service" else info.role
+        if role in ROLE_RULES:
+            lines += [f"user {info.identity}", *ROLE_RULES[role], ""]
+        elif role == "charger":
+            own = charger_filter(info.identity)
+            lines += [f"user {info.identity}", f"topic readwrite {own}", ""]
+        elif role == "edge":
             # The same rights as each listed charger's own identity, plus the edge's
             # availability and charger list (edges/<edge>/availability, .../chargers).
             lines.append(f"user {info.identity}")
-            lines += [f"topic readwrite chargers/{c}/#" for c in info.chargers]
+            lines += [f"topic readwrite {charger_filter(c)}" for c in info.chargers]
             lines += [f"topic readwrite edges/{info.identity}/#", ""]
     return "\n".join(lines)
 
@@ -553,4 +602,5 @@ def dev_set(certs_dir: Path) -> None:
     for name in DEV_CHARGERS:
         if not client_paths(certs_dir, name)[0].exists():
             issue_client(certs_dir, name, role="charger")
+    refresh_crl(certs_dir, within_days=CRL_RENEW_DAYS)
     write_acl(certs_dir)

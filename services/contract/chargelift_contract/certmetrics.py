@@ -6,9 +6,15 @@ and nothing in the data flow warns before it happens. Each service therefore exp
     chargelift_certificate_expiry_timestamp_seconds{file="…", subject="…"}
 
 (the certificate's notAfter, Unix seconds) for the certificate files it uses, read at
-every scrape so that a renewed file is picked up without a restart. An alert compares
-it with ``time()`` (deploy/prometheus/alerts.yml). A file that cannot be read or parsed
-is reported as ``chargelift_certificate_read_errors`` instead of failing the scrape.
+every scrape so that a renewed file is picked up without a restart. The broker's
+certificate revocation list expires too, and an expired CRL makes the broker refuse
+*every* client; a service that sees it exports
+
+    chargelift_crl_next_update_timestamp_seconds{file="…"}
+
+(the CRL's nextUpdate). Alerts compare both with ``time()`` (deploy/prometheus/alerts.yml).
+A file that cannot be read or parsed is reported as ``chargelift_certificate_read_errors``
+instead of failing the scrape.
 
 Parsing uses only the standard library (the same decoder ``getpeercert()`` uses), so
 the poller on a Raspberry Pi needs no X.509 package for it.
@@ -16,7 +22,12 @@ the poller on a Raspberry Pi needs no X.509 package for it.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import calendar
+import re
 import ssl
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +42,7 @@ _decode_cert: Callable[[str], dict[str, Any]] = ssl._ssl._test_decode_cert  # ty
 
 EXPIRY_METRIC = "chargelift_certificate_expiry_timestamp_seconds"
 ERRORS_METRIC = "chargelift_certificate_read_errors"
+CRL_METRIC = "chargelift_crl_next_update_timestamp_seconds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +88,92 @@ def certificate_files(certs_dir: Path | None, *extra: Path) -> list[Path]:
     return list(paths)
 
 
-class CertificateExpiryCollector(Collector):
-    """A collector that reads the files from ``files()`` at every scrape."""
+# --- the CRL's nextUpdate, from its DER with the standard library ----------------------
+#
+# CertificateList ::= SEQUENCE { tbsCertList TBSCertList, ... }
+# TBSCertList ::= SEQUENCE { version INTEGER OPTIONAL, signature AlgorithmIdentifier,
+#                            issuer Name, thisUpdate Time, nextUpdate Time OPTIONAL, ... }
+# Time ::= UTCTime (tag 0x17, YYMMDDHHMMSSZ) | GeneralizedTime (tag 0x18, YYYYMMDDHHMMSSZ)
 
-    def __init__(self, files: Callable[[], Iterable[Path]]) -> None:
+_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----(.+?)-----END X509 CRL-----", re.DOTALL)
+
+
+def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of content, end of content) of the DER item at ``pos``."""
+    if pos + 2 > len(data):
+        raise ValueError("truncated DER")
+    tag, length = data[pos], data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or pos + count > len(data):
+            raise ValueError("bad DER length")
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    if pos + length > len(data):
+        raise ValueError("truncated DER")
+    return tag, pos, pos + length
+
+
+def _der_time(tag: int, raw: bytes) -> float:
+    text = raw.decode("ascii")
+    if tag == 0x17:  # UTCTime: years 1950-2049 (RFC 5280 4.1.2.5.1)
+        parsed = time.strptime(text, "%y%m%d%H%M%SZ")
+    elif tag == 0x18:
+        parsed = time.strptime(text, "%Y%m%d%H%M%SZ")
+    else:
+        raise ValueError(f"not a time (tag {tag:#x})")
+    return float(calendar.timegm(parsed))
+
+
+def read_crl_next_update(path: Path) -> float:
+    """The nextUpdate (Unix seconds) of the PEM CRL at ``path``.
+
+    Raises ValueError when the file is missing, unreadable, not a CRL or has no
+    nextUpdate (a CRL without one never expires, which the broker's CRL check rejects).
+    """
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
+    found = _PEM_CRL.search(pem)
+    if found is None:
+        raise ValueError(f"{path}: no X509 CRL in it")
+    try:
+        der = base64.b64decode(b"".join(found.group(1).split()), validate=True)
+        return _next_update(der)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable CRL ({exc})") from None
+
+
+def _next_update(der: bytes) -> float:
+    _, outer, _ = _der_item(der, 0)  # CertificateList
+    _, pos, tbs_end = _der_item(der, outer)  # TBSCertList
+    fields: list[tuple[int, int, int]] = []
+    while pos < tbs_end and len(fields) < 5:
+        item = _der_item(der, pos)
+        fields.append(item)
+        pos = item[2]
+    if fields and fields[0][0] == 0x02:  # version is optional
+        fields = fields[1:]
+    # signature, issuer, thisUpdate, nextUpdate
+    if len(fields) < 4 or fields[3][0] not in (0x17, 0x18):
+        raise ValueError("no nextUpdate")
+    tag, start, end = fields[3]
+    return _der_time(tag, der[start:end])
+
+
+class CertificateExpiryCollector(Collector):
+    """A collector that reads the files from ``files()`` (certificates) and ``crls()``
+    (revocation lists) at every scrape."""
+
+    def __init__(
+        self,
+        files: Callable[[], Iterable[Path]],
+        crls: Callable[[], Iterable[Path]] = tuple,
+    ) -> None:
         self._files = files
+        self._crls = crls
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         expiry = GaugeMetricFamily(
@@ -98,6 +191,18 @@ class CertificateExpiryCollector(Collector):
             for cert in certs:
                 expiry.add_metric([str(cert.file), cert.subject], cert.not_after)
         yield expiry
+        crl = GaugeMetricFamily(
+            CRL_METRIC,
+            "nextUpdate of the certificate revocation list the broker checks (Unix time): "
+            "once past, the broker refuses every client",
+            labels=["file"],
+        )
+        for path in self._crls():
+            try:
+                crl.add_metric([str(path)], read_crl_next_update(path))
+            except ValueError:
+                errors += 1
+        yield crl
         yield GaugeMetricFamily(
             ERRORS_METRIC, "certificate files that could not be read at this scrape", errors
         )

@@ -32,8 +32,9 @@ class Settings(DatabaseSettings):
     mqtt_port: int = Field(8883, validation_alias="MQTT_PORT")
     mqtt_ca_file: Path = Field(validation_alias="MQTT_CA_FILE")
     mqtt_certs_dir: Path = Field(validation_alias="MQTT_CERTS_DIR")
+    # Also the MQTT client id (the broker binds them: one session per identity), so each
+    # ingest process of a $share group has an identity of its own (role ingest).
     mqtt_identity: str = Field("ingest", validation_alias="MQTT_IDENTITY")
-    client_id: str = Field("ingest", validation_alias="INGEST_CLIENT_ID")
     share_group: str | None = Field(None, validation_alias="INGEST_SHARE_GROUP")
     batch_size: int = Field(5000, ge=1, le=30000, validation_alias="INGEST_BATCH_SIZE")
     batch_age_ms: int = Field(200, ge=1, validation_alias="INGEST_BATCH_AGE_MS")

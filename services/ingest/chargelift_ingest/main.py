@@ -19,6 +19,7 @@ from chargelift_contract.mqtt import Message, MqttClient, TlsFiles
 from chargelift_ingest import __version__, http, metrics
 from chargelift_ingest.batcher import Batcher, NotStored
 from chargelift_ingest.config import DatabaseSettings, Settings
+from chargelift_ingest.edges import EdgeCertificates
 from chargelift_ingest.migrate import migrate
 from chargelift_ingest.validate import Cleared, validate
 from chargelift_ingest.writer import Writer
@@ -63,7 +64,9 @@ async def run(settings: Settings) -> None:
         settings.database_url.get_secret_value(), min_size=0, max_size=2, command_timeout=60
     ) as pool:
         batcher = Batcher(
-            Writer(pool), size=settings.batch_size, age_s=settings.batch_age_ms / 1000
+            Writer(pool, EdgeCertificates(settings.mqtt_certs_dir / "clients").chargers),
+            size=settings.batch_size,
+            age_s=settings.batch_age_ms / 1000,
         )
 
         async def on_message(msg: Message) -> None:
@@ -97,7 +100,7 @@ async def run(settings: Settings) -> None:
         client = MqttClient(
             host=settings.mqtt_host,
             port=settings.mqtt_port,
-            client_id=settings.client_id,
+            client_id=settings.mqtt_identity,
             tls=TlsFiles.for_identity(
                 settings.mqtt_ca_file, settings.mqtt_certs_dir, settings.mqtt_identity
             ),

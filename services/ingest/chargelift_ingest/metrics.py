@@ -35,6 +35,10 @@ LAG = Histogram(
     "commit time minus SamplingTime",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
 )
+EDGE_CHARGERS_REFUSED = Counter(
+    "ingest_edge_chargers_refused_total",
+    "chargers named in an edge's list that its certificate does not list (ignored)",
+)
 DB_ERRORS = Counter("ingest_db_errors_total", "failed batch writes", ["kind"])
 PENDING = Gauge("ingest_pending_messages", "messages received and not yet committed")
 MQTT_CONNECTED = Gauge("ingest_mqtt_connected", "1 while connected to the broker")
@@ -45,7 +49,8 @@ _cert_collector: CertificateExpiryCollector | None = None
 
 
 def watch_certificates(certs_dir: Path, ca_file: Path) -> None:
-    """Export the expiry of every certificate in ``certs_dir`` (CA, broker, clients).
+    """Export the expiry of every certificate in ``certs_dir`` (CA, broker, clients)
+    and the nextUpdate of its ``crl.pem``.
 
     Ingest runs next to the broker and sees the whole certificate directory, so it is
     the one service that can warn before the broker's or the CA's certificate expires.
@@ -54,5 +59,9 @@ def watch_certificates(certs_dir: Path, ca_file: Path) -> None:
     global _cert_collector
     if _cert_collector is not None:
         REGISTRY.unregister(_cert_collector)
-    _cert_collector = CertificateExpiryCollector(lambda: certificate_files(certs_dir, ca_file))
+    crl = certs_dir / "crl.pem"  # the broker's revocation list, beside the certificates
+    _cert_collector = CertificateExpiryCollector(
+        lambda: certificate_files(certs_dir, ca_file),
+        lambda: [crl] if crl.exists() else [],
+    )
     REGISTRY.register(_cert_collector)

@@ -19,11 +19,13 @@ Only after the commit does the caller acknowledge the batch's MQTT messages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
+from chargelift_ingest import metrics
 from chargelift_ingest.validate import (
     Availability,
     DeadLetter,
@@ -32,6 +34,8 @@ from chargelift_ingest.validate import (
     Reading,
     StateChange,
 )
+
+log = logging.getLogger(__name__)
 
 _COLUMNS = ("time", "charger", "field", "value_num", "value_text", "value_bool")
 
@@ -146,11 +150,25 @@ class WriteResult:
     dead_letters: int
 
 
-class Writer:
-    """Writes batches through a pool (its connections get the staging table on demand)."""
+#: The chargers an edge may affect (its certificate's list), by edge id.
+EdgeAuthority = Callable[[str], frozenset[str]]
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+
+def no_edge_chargers(edge: str) -> frozenset[str]:
+    """Trust no edge with any charger (for a writer that gets no edge messages)."""
+    return frozenset()
+
+
+class Writer:
+    """Writes batches through a pool (its connections get the staging table on demand).
+
+    ``edge_chargers`` says which chargers an edge may affect: what an edge's list names
+    beyond them is refused (counted, logged), and its will takes only them offline.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, edge_chargers: EdgeAuthority = no_edge_chargers) -> None:
         self.pool = pool
+        self._edge_chargers = edge_chargers
 
     async def write(
         self,
@@ -182,13 +200,21 @@ class Writer:
                 )
         return WriteResult(inserted, len(readings) - inserted, len(dead_letters))
 
-    @staticmethod
-    async def _state_change(conn: asyncpg.Connection, change: StateChange) -> None:
+    async def _state_change(self, conn: asyncpg.Connection, change: StateChange) -> None:
         if isinstance(change, Availability):
             state = "online" if change.online else "offline"
             await conn.execute(_AVAILABILITY, change.charger, state, change.received)
         elif isinstance(change, EdgeChargers):
-            chargers = list(change.chargers)
+            allowed = self._edge_chargers(change.edge)
+            chargers = [c for c in change.chargers if c in allowed]
+            refused = [c for c in change.chargers if c not in allowed]
+            if refused:
+                metrics.EDGE_CHARGERS_REFUSED.inc(len(refused))
+                log.warning(
+                    "edge %s lists charger(s) its certificate does not: %s (ignored)",
+                    change.edge,
+                    ", ".join(refused[:10]) + ("" if len(refused) <= 10 else ", …"),
+                )
             await conn.execute(_EDGE_CHARGERS_TAKEN, change.edge, chargers, change.received)
             await conn.execute(_EDGE_CHARGERS, change.edge, chargers, change.received)
         elif isinstance(change, EdgeAvailability):
@@ -197,8 +223,12 @@ class Writer:
             if not change.online:
                 # Also when the edge was offline already: a new ingest session gets the
                 # chargers' retained (stale) "online" first, then the edge's will again.
-                chargers = await conn.fetchval(
+                listed = await conn.fetchval(
                     "SELECT chargers FROM edges WHERE edge = $1", change.edge
                 )
+                # Its certificate as it is now (a list stored before it was re-issued
+                # with fewer chargers, or before this check existed, names more).
+                allowed = self._edge_chargers(change.edge)
+                chargers = [c for c in listed or () if c in allowed]
                 if chargers:
                     await conn.execute(_EDGE_OFFLINE, chargers, change.received)

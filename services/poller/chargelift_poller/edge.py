@@ -29,15 +29,12 @@ from chargelift_contract import (
     edge_chargers_topic,
     encode_edge_chargers,
 )
+from chargelift_contract.identity import chargers_of_uris
 from chargelift_contract.mqtt import ConnectionLostError, PublishRefusedError
 from chargelift_contract.topics import ONLINE
 from chargelift_poller.publisher import PublishClient
 
 log = logging.getLogger(__name__)
-
-#: How an edge certificate names a charger it may write for (a URI SAN); the same
-#: prefix as chargelift_certs.pki.CHARGER_URN (a unit test ties the two).
-CHARGER_URN = "urn:chargelift:charger:"
 
 
 class EdgeCertificateError(ValueError):
@@ -78,7 +75,7 @@ def certificate_chargers(cert_file: Path) -> frozenset[str]:
     except x509.ExtensionNotFound:
         return frozenset()
     uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
-    return frozenset(u.removeprefix(CHARGER_URN) for u in uris if u.startswith(CHARGER_URN))
+    return chargers_of_uris(uris)
 
 
 class EdgeAnnouncer:

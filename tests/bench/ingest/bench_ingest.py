@@ -97,6 +97,10 @@ def ensure_certs(n: int) -> Path:
         print(f"  issuing {len(missing)} charger certificate(s)...", flush=True)
         for identity in missing:
             pki.issue_client(certs, identity, role="charger")
+    # The broker binds a client id to its identity: one identity per ingest process.
+    for identity in (*(f"bench-shared-{i}" for i in range(8)), "bench-ingest", "bench-naive"):
+        if not (certs / "clients" / f"{identity}.crt").exists():
+            pki.issue_client(certs, identity, role="ingest")
     for path in [certs, certs / "clients"]:
         path.chmod(0o755)
     return certs
@@ -399,7 +403,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 {
                     **common,
                     "DATABASE_URL": ingest_dsn,
-                    "INGEST_CLIENT_ID": "bench-ingest",
+                    "MQTT_IDENTITY": "bench-ingest",
                     "INGEST_METRICS_PORT": str(free_port()),
                 }
             ],
@@ -422,7 +426,7 @@ async def main_async(args: argparse.Namespace) -> int:
                         {
                             **common,
                             "DATABASE_URL": shared_dsn,
-                            "INGEST_CLIENT_ID": f"bench-shared-{i}",
+                            "MQTT_IDENTITY": f"bench-shared-{i}",
                             "INGEST_SHARE_GROUP": "bench",
                             "INGEST_METRICS_PORT": str(free_port()),
                         }
@@ -445,7 +449,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 {
                     **common,
                     "DATABASE_URL": naive_dsn,
-                    "INGEST_CLIENT_ID": "bench-naive",
+                    "MQTT_IDENTITY": "bench-naive",
                     "INGEST_METRICS_PORT": str(free_port()),
                 }
             ],

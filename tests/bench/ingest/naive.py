@@ -59,7 +59,7 @@ async def run(settings: Settings) -> None:
         client = MqttClient(
             host=settings.mqtt_host,
             port=settings.mqtt_port,
-            client_id=settings.client_id,
+            client_id=settings.mqtt_identity,
             tls=TlsFiles.for_identity(
                 settings.mqtt_ca_file, settings.mqtt_certs_dir, settings.mqtt_identity
             ),

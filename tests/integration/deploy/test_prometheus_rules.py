@@ -167,6 +167,52 @@ CASES: list[dict[str, Any]] = [
             },
         ],
     },
+    {  # the broker's CRL expires in 5 days: both the warning and the critical alert
+        "input_series": [
+            _series(
+                "chargelift_crl_next_update_timestamp_seconds",
+                {"file": "/certs/crl.pem", **INGEST},
+                f"{5 * 86400}x5",
+            )
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "1m",
+                "alertname": "RevocationListExpiresSoon",
+                "exp_alerts": [
+                    _alert(
+                        "RevocationListExpiresSoon",
+                        {"file": "/certs/crl.pem", **INGEST},
+                        "the broker's revocation list /certs/crl.pem expires in 4d 23h 59m 0s",
+                    )
+                ],
+            },
+            {
+                "eval_time": "1m",
+                "alertname": "RevocationListExpiresVerySoon",
+                "exp_alerts": [
+                    _alert(
+                        "RevocationListExpiresVerySoon",
+                        {"file": "/certs/crl.pem", **INGEST},
+                        "the broker's revocation list expires in 4d 23h 59m 0s: "
+                        "every client will be refused",
+                    )
+                ],
+            },
+        ],
+    },
+    {  # a CRL re-signed a year ahead: quiet
+        "input_series": [
+            _series(
+                "chargelift_crl_next_update_timestamp_seconds",
+                {"file": "/certs/crl.pem", **INGEST},
+                f"{365 * 86400}x5",
+            )
+        ],
+        "alert_rule_test": [
+            {"eval_time": "1m", "alertname": "RevocationListExpiresSoon", "exp_alerts": []},
+        ],
+    },
     {  # a broker certificate valid for 20 more days (promtool's clock starts at 0)
         "input_series": [
             _series(

@@ -173,7 +173,6 @@ def ingest_env(broker: MosquittoServer, certs: TestCerts, dsn: str, **extra: str
         "MQTT_PORT": str(broker.port),
         "MQTT_CA_FILE": str(certs.ca_file),
         "MQTT_CERTS_DIR": str(certs.dir),
-        "INGEST_CLIENT_ID": f"ingest-{uuid.uuid4().hex[:8]}",
         "INGEST_METRICS_PORT": str(free_port()),
         "INGEST_BATCH_AGE_MS": "50",
         **extra,

@@ -154,3 +154,51 @@ async def test_a_charger_moved_to_another_edge_is_not_taken_offline_by_the_old_o
         assert await count_rows(db, "dead_letters") == 0
     finally:
         await conn.close()
+
+
+async def test_an_edge_affects_only_the_chargers_its_certificate_lists(
+    ingest: IngestProcess,
+    publisher: Publisher,
+    db: str,
+    own_broker: MosquittoServer,
+    certs: TestCerts,
+) -> None:
+    # Issue 14, finding 7: edge-narrow's certificate lists charger-a only; its payload
+    # names charger-b too (the broker cannot check payloads). charger-b is edge-wide's.
+    certs.issue_edge("edge-narrow", ("charger-a",))
+    certs.issue_edge("edge-wide", ("charger-b",))
+    own_broker.reload()
+    await publisher.publish(
+        [
+            ("edge-wide", edge_chargers_topic("edge-wide"), b'["charger-b"]'),
+            ("edge-wide", edge_availability_topic("edge-wide"), b"online"),
+            ("edge-wide", availability_topic("charger-b"), b"online"),
+            ("edge-narrow", edge_chargers_topic("edge-narrow"), b'["charger-a", "charger-b"]'),
+            ("edge-narrow", edge_availability_topic("edge-narrow"), b"online"),
+            ("edge-narrow", availability_topic("charger-a"), b"online"),
+        ]
+    )
+    conn = await asyncpg.connect(db)
+    try:
+        want = {"edge-wide": ["charger-b"], "edge-narrow": ["charger-a"]}
+
+        async def lists_are() -> bool:
+            return await _edge_lists(conn) == want
+
+        await eventually(lists_are, 10, f"edge lists {want}")
+        await publisher.publish(
+            [("edge-narrow", edge_availability_topic("edge-narrow"), b"offline")]
+        )
+
+        async def only_a_offline() -> bool:
+            rows = await conn.fetch("SELECT charger, availability FROM chargers ORDER BY 1")
+            return [(r["charger"], r["availability"]) for r in rows] == [
+                ("charger-a", "offline"),
+                ("charger-b", "online"),
+            ]
+
+        await eventually(only_a_offline, 10, "charger-a offline, charger-b still online")
+        assert await _edge_lists(conn) == want
+        assert await ingest.metric("ingest_edge_chargers_refused_total") == 1
+    finally:
+        await conn.close()

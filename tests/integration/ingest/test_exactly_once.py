@@ -75,8 +75,13 @@ async def test_the_same_messages_again_add_no_rows(
     await publisher.publish(msgs)
     await wait_rows(db, len(msgs))
     await publisher.publish(msgs)  # a replay from the edge
-    # A second ingest with a new session: the broker re-sends every retained value.
-    second = IngestProcess(ingest_env(own_broker, certs, db), tmp_path / "second.log")
+    # A second ingest with a new session (an identity of its own: the broker binds the
+    # client id to the identity): the broker re-sends every retained value.
+    certs.issue_reader("ingest-second")
+    own_broker.reload()
+    second = IngestProcess(
+        ingest_env(own_broker, certs, db, MQTT_IDENTITY="ingest-second"), tmp_path / "second.log"
+    )
     second.start()
     await second.ready()
     try:

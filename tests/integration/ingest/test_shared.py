@@ -53,6 +53,10 @@ async def test_two_ingests_on_a_shared_subscription_store_everything_once(
     tmp_path: Path,
 ) -> None:
     group = f"ingest{uuid.uuid4().hex[:6]}"
+    # One identity per member: the broker binds the client id to the identity.
+    for name in ("a", "b"):
+        certs.issue_reader(f"ingest-{name}")
+    own_broker.reload()
     a, b = (
         IngestProcess(
             ingest_env(
@@ -60,7 +64,7 @@ async def test_two_ingests_on_a_shared_subscription_store_everything_once(
                 certs,
                 db,
                 INGEST_SHARE_GROUP=group,
-                INGEST_CLIENT_ID=f"{group}-{name}",
+                MQTT_IDENTITY=f"ingest-{name}",
                 # Small batches: the kill finds messages in flight on both members.
                 INGEST_BATCH_SIZE="200",
             ),

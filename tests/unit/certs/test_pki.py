@@ -106,12 +106,12 @@ def test_the_acl_is_refused_without_the_services_rules(
     ca: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An installed package (the certs image) finds mosquitto/acl.services only through
-    # CHARGELIFT_SERVICES_ACL; without it no ACL may be written that lacks ingest's rights.
+    # CHARGELIFT_SERVICES_ACL; without it no ACL may be written that differs from it.
     pki.issue_client(ca, "amtron-1")
     with pytest.raises(pki.CertError, match="CHARGELIFT_SERVICES_ACL"):
         pki.render_acl(ca, tmp_path / "missing.services")
     monkeypatch.setenv("CHARGELIFT_SERVICES_ACL", str(SERVICES_ACL))
-    assert "user ingest\ntopic read chargers/#" in pki.render_acl(ca)
+    assert "user api\n" in pki.render_acl(ca)
     monkeypatch.setenv("CHARGELIFT_SERVICES_ACL", str(tmp_path / "missing.services"))
     with pytest.raises(pki.CertError, match="missing"):
         pki.write_acl(ca)
@@ -202,6 +202,7 @@ def test_edge_certificate_lists_its_chargers_as_uri_sans(ca: Path) -> None:
 
 
 def test_edge_acl_lets_it_write_its_chargers_and_its_edge_topics_only(ca: Path) -> None:
+    pki.issue_client(ca, "ingest", role="service")
     pki.issue_client(ca, "amtron-9")
     pki.issue_client(ca, "site-1", role="edge", chargers=["amtron-1", "amtron-2"])
     acl = pki.render_acl(ca, SERVICES_ACL)
@@ -290,3 +291,56 @@ def test_cli_issues_and_lists_an_edge(ca: Path, capsys: pytest.CaptureFixture[st
     assert edge["chargers"] == ["amtron-1", "amtron-2"]
     assert main([*argv[:3], "site-2", "--role", "edge"]) == 2
     assert "at least one --charger" in capsys.readouterr().err
+
+
+def test_reissue_with_force_revokes_and_lists_the_replaced_certificate(ca: Path) -> None:
+    old = load(pki.issue_client(ca, "amtron-1")).serial_number
+    new = load(pki.issue_client(ca, "amtron-1", force=True)).serial_number
+    assert new != old
+    assert old in pki.revoked_serials(ca)
+    mine = {c.serial: c.status for c in pki.list_certs(ca) if c.identity == "amtron-1"}
+    assert mine == {old: "revoked", new: "valid"}
+    assert "user amtron-1" in (ca / "mosquitto.acl").read_text()
+
+
+def test_crl_is_resigned_only_when_asked_or_close_to_expiry(
+    ca: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = pki.crl_next_update(ca)
+    assert first is not None
+    assert not pki.refresh_crl(ca, within_days=pki.CRL_RENEW_DAYS)
+    assert pki.crl_next_update(ca) == first
+    assert main(["--dir", str(ca), "crl", "--if-within", "90"]) == 0
+    assert "kept" in capsys.readouterr().out
+
+    # 300 days later, 65 are left: dev-set (run at every `make dev`) re-signs it.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=300)
+    monkeypatch.setattr(pki, "_now", lambda: later)
+    pki.dev_set(ca)
+    renewed = pki.crl_next_update(ca)
+    assert renewed is not None
+    assert renewed - later > dt.timedelta(days=360)
+    assert main(["--dir", str(ca), "crl"]) == 0
+    assert "re-signed" in capsys.readouterr().out
+
+
+def test_reading_roles_get_their_rules_and_nothing_more(ca: Path) -> None:
+    # One connection per identity (the broker binds the client id to it): a second
+    # ingest of a $share group and a second dashboard each get an identity of a role.
+    pki.issue_client(ca, "ingest", role="service")
+    pki.issue_client(ca, "monitor", role="service")
+    pki.issue_client(ca, "ingest-2", role="ingest")
+    pki.issue_client(ca, "grafana", role="monitor")
+    acl = pki.render_acl(ca, SERVICES_ACL)
+    ingest = "topic read chargers/#\ntopic read edges/#\n"
+    assert f"user ingest\n{ingest}" in acl
+    assert f"user ingest-2\n{ingest}" in acl
+    assert f"user monitor\n{ingest}topic read $SYS/#\n" in acl
+    assert f"user grafana\n{ingest}topic read $SYS/#\n" in acl
+    assert "write" not in acl.split("user ingest-2\n", 1)[1].split("\n\n", 1)[0]
+    # rotate keeps the role; a reading role cannot take a service's or a charger's name
+    pki.rotate(ca, "ingest-2")
+    assert f"user ingest-2\n{ingest}" in pki.render_acl(ca, SERVICES_ACL)
+    with pytest.raises(pki.CertError, match="reserved"):
+        pki.issue_client(ca, "api", role="ingest")
+    assert main(["--dir", str(ca), "client", "ingest-3", "--role", "ingest"]) == 0

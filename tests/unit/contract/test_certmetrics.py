@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import time
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from chargelift_certs import pki
 from chargelift_contract.certmetrics import (
     CertificateExpiryCollector,
     certificate_files,
+    read_crl_next_update,
     read_expiry,
 )
 
@@ -68,3 +75,44 @@ def test_a_renewed_file_is_seen_at_the_next_scrape(tmp_path: Path) -> None:
     assert before is not None
     assert after is not None
     assert after - before > 280 * 86400
+
+
+def _crl_next_update(path: Path) -> float:
+    crl = x509.load_pem_x509_crl(path.read_bytes())
+    assert crl.next_update_utc is not None
+    return crl.next_update_utc.timestamp()
+
+
+def test_reads_the_crl_next_update_as_the_broker_sees_it(tmp_path: Path) -> None:
+    pki.create_ca(tmp_path)
+    pki.issue_client(tmp_path, "amtron-1")
+    pki.revoke(tmp_path, "amtron-1")  # a CRL with an entry, not only an empty one
+    crl = tmp_path / "crl.pem"
+    assert read_crl_next_update(crl) == _crl_next_update(crl)
+    assert read_crl_next_update(crl) - time.time() > 360 * 86400
+
+
+def test_crl_metric_and_unreadable_crls(tmp_path: Path) -> None:
+    pki.create_ca(tmp_path)
+    crl = tmp_path / "crl.pem"
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN X509 CRL-----\nMAMCAQE=\n-----END X509 CRL-----\n")  # SEQ{INT 1}
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    registry = CollectorRegistry()
+    registry.register(CertificateExpiryCollector(list, lambda: [crl, bad, not_pem, tmp_path / "x"]))
+    value = registry.get_sample_value(
+        "chargelift_crl_next_update_timestamp_seconds", {"file": str(crl)}
+    )
+    assert value == _crl_next_update(crl)
+    assert registry.get_sample_value("chargelift_certificate_read_errors") == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_in_a_crl_file_end_as_value_error(tmp_path_factory: Any, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("crl") / "crl.pem"
+    body = base64.encodebytes(data)
+    path.write_bytes(b"-----BEGIN X509 CRL-----\n" + body + b"-----END X509 CRL-----\n")
+    with contextlib.suppress(ValueError):
+        read_crl_next_update(path)

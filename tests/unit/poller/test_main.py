@@ -118,13 +118,11 @@ def test_an_edge_certificate_that_does_not_list_a_charger_is_refused(
 def test_the_poller_reads_the_same_charger_urn_the_ca_tool_writes(tmp_path: Path) -> None:
     from chargelift_certs import pki
     from chargelift_poller.edge import (
-        CHARGER_URN,
         EdgeCertificateError,
         certificate_chargers,
         listed_chargers,
     )
 
-    assert CHARGER_URN == pki.CHARGER_URN
     pki.create_ca(tmp_path)
     cert = pki.issue_client(tmp_path, "site-1", role="edge", chargers=["a-1", "b_2"])
     assert certificate_chargers(cert) == {"a-1", "b_2"}
