@@ -16,9 +16,10 @@ PYTEST_ARGS ?=
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
+# uv comes from the hash-pinned requirements-bootstrap.lock, like everything else in .venv.
+$(STAMP): requirements-bootstrap.lock requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(VENV)/bin/pip install -q --disable-pip-version-check uv
+	@$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements-bootstrap.lock
 	$(VENV)/bin/uv pip install -q --python $(PY) --require-hashes -r requirements.lock
 	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps --config-settings editable_mode=compat $(addprefix -e ,$(PACKAGES))
 	@touch $@
@@ -39,7 +40,8 @@ system-deps: dev-deps test-deps ## Both of the above
 
 .PHONY: lock
 lock: ## Re-resolve requirements.lock after changing a pyproject.toml
-	@test -x $(VENV)/bin/uv || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv; }
+	@test -x $(VENV)/bin/uv || { python3 -m venv $(VENV) && \
+	  $(VENV)/bin/pip install -q --require-hashes -r requirements-bootstrap.lock; }
 	scripts/lock.sh
 
 .PHONY: certs
