@@ -74,6 +74,11 @@ test-compose: venv $(COMPOSE_VENV)/.installed ## Build and run docker-compose.ym
 	@scripts/docker-deps.sh
 	COMPOSE_BIN=$(CURDIR)/$(COMPOSE_VENV)/bin/docker-compose $(VENV)/bin/pytest tests/compose -p no:cacheprovider -s $(PYTEST_ARGS)
 
+.PHONY: test-fresh
+test-fresh: venv ## The README's make dev / Try it / make test on fresh Debian 12 (root, user) and 13 (containers; root: starts Docker)
+	@scripts/docker-deps.sh
+	$(VENV)/bin/pytest tests/fresh -p no:cacheprovider -s $(PYTEST_ARGS)
+
 .PHONY: mosquitto-compose-conf
 mosquitto-compose-conf: venv ## Regenerate mosquitto/compose.conf from the template
 	$(PY) -c "from chargelift_devstack.mosquitto import COMPOSE_CONFIG as c, render_compose_config as r; c.write_text(r())"
