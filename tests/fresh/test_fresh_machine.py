@@ -124,12 +124,17 @@ class Box:
     name: str
 
     def sh(
-        self, script: str, *, user: str | None = None, timeout: float = 600, check: bool = True
+        self,
+        script: str,
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+        timeout: float = 600,
+        check: bool = True,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``script`` with bash in the project directory (as the machine's user)."""
-        user = user or self.machine.user
-        workdir = self.machine.project if user == self.machine.user else "/"
-        return engine.run("docker", "exec", "-u", user, "-w", workdir, self.name,
+        """Run ``script`` with bash (default: as the machine's user, in the project)."""
+        return engine.run("docker", "exec", "-u", user or self.machine.user,
+                          "-w", workdir or self.machine.project, self.name,
                           "bash", "-c", script, timeout=timeout, check=check)  # fmt: skip
 
     def start(self, script: str) -> None:
@@ -138,7 +143,7 @@ class Box:
                    self.name, "bash", "-c", script, timeout=30)  # fmt: skip
 
     def log(self, path: str) -> str:
-        return self.sh(f"cat {path} 2>/dev/null | tail -n 60", user="root", check=False).stdout
+        return self.sh(f"tail -n 60 {path}", user="root", workdir="/", check=False).stdout
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +175,9 @@ def box(request: pytest.FixtureRequest, engine_up: None) -> Iterator[Box]:
     try:
         b = Box(machine, name)
         if machine.user != "root":
-            b.sh(f"useradd -m -s /bin/bash {machine.user}", user="root")
-        b.sh(f"install -d -o {machine.user} -g {machine.user} {machine.project}", user="root")
+            b.sh(f"useradd -m -s /bin/bash {machine.user}", user="root", workdir="/")
+        b.sh(f"install -d -o {machine.user} -g {machine.user} {machine.project}",
+             user="root", workdir="/")  # fmt: skip
         subprocess.run(
             ["docker", "exec", "-i", "-u", machine.user, name,
              "tar", "-x", "-C", machine.project],
@@ -200,6 +206,7 @@ def install_as_user_would(box: Box, target: str) -> list[str]:
         "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
         + " ".join(packages),
         user="root",
+        workdir="/",
         timeout=900,
     )
     return packages
@@ -243,7 +250,7 @@ def test_readme_development_section_on_a_fresh_machine(box: Box) -> None:
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     if m.user == "root":
-        mode = box.sh("stat -c %a /root", user="root").stdout.strip()
+        mode = box.sh("stat -c %a /root", workdir="/").stdout.strip()
         assert mode == "700", f"/root is {mode}: not the fresh-machine case"
     else:
         packages = install_as_user_would(box, "dev")
