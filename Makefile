@@ -97,6 +97,8 @@ dev-down: ## Stop a stack started by `make dev` in another terminal
 
 .PHONY: clean
 clean: ## Remove the virtual environment, caches and dev state
+	@# reset also removes the servers' files that root's make dev kept outside .dev/
+	@test ! -x $(PY) || $(PY) -m chargelift_devstack.main reset
 	rm -rf $(VENV) $(COMPOSE_VENV) .dev .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 # --- benchmarks ---
