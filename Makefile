@@ -16,9 +16,10 @@ PYTEST_ARGS ?=
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
+# uv comes from the hash-pinned requirements-bootstrap.lock, like everything else in .venv.
+$(STAMP): requirements-bootstrap.lock requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(VENV)/bin/pip install -q --disable-pip-version-check uv
+	@$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements-bootstrap.lock
 	$(VENV)/bin/uv pip install -q --python $(PY) --require-hashes -r requirements.lock
 	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps --config-settings editable_mode=compat $(addprefix -e ,$(PACKAGES))
 	@touch $@
@@ -26,13 +27,21 @@ $(STAMP): requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
 .PHONY: venv
 venv: $(STAMP) ## Create .venv with every package and tool (from requirements.lock)
 
-.PHONY: system-deps
-system-deps: ## Install Mosquitto and PostgreSQL when missing (apt-get, as root)
-	@scripts/system-deps.sh
+# The Debian packages a target needs (scripts/system-deps.sh): installed with apt-get
+# when missing and running as root, else the target prints the `sudo apt-get install` line.
+.PHONY: dev-deps test-deps server-deps system-deps
+dev-deps: ## make dev's packages: mosquitto, PostgreSQL >= 15, mosquitto-clients, curl
+	@scripts/system-deps.sh dev
+test-deps: ## make test's packages: mosquitto, PostgreSQL >= 15, prometheus (promtool)
+	@scripts/system-deps.sh test
+server-deps:
+	@scripts/system-deps.sh servers
+system-deps: dev-deps test-deps ## Both of the above
 
 .PHONY: lock
 lock: ## Re-resolve requirements.lock after changing a pyproject.toml
-	@test -x $(VENV)/bin/uv || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv; }
+	@test -x $(VENV)/bin/uv || { python3 -m venv $(VENV) && \
+	  $(VENV)/bin/pip install -q --require-hashes -r requirements-bootstrap.lock; }
 	scripts/lock.sh
 
 .PHONY: certs
@@ -51,7 +60,7 @@ check: venv ## Lint, format check and type check
 	$(VENV)/bin/mypy
 
 .PHONY: test
-test: venv system-deps ## Run the whole suite against real Mosquitto and PostgreSQL
+test: venv test-deps ## Run the whole suite against real Mosquitto and PostgreSQL
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 COMPOSE_VENV := .venv-compose
@@ -65,6 +74,11 @@ test-compose: venv $(COMPOSE_VENV)/.installed ## Build and run docker-compose.ym
 	@scripts/docker-deps.sh
 	COMPOSE_BIN=$(CURDIR)/$(COMPOSE_VENV)/bin/docker-compose $(VENV)/bin/pytest tests/compose -p no:cacheprovider -s $(PYTEST_ARGS)
 
+.PHONY: test-fresh
+test-fresh: venv ## The README's make dev / Try it / make test on fresh Debian 12 (root, user) and 13 (containers; root: starts Docker)
+	@scripts/docker-deps.sh
+	$(VENV)/bin/pytest tests/fresh -p no:cacheprovider -s $(PYTEST_ARGS)
+
 .PHONY: mosquitto-compose-conf
 mosquitto-compose-conf: venv ## Regenerate mosquitto/compose.conf from the template
 	$(PY) -c "from chargelift_devstack.mosquitto import COMPOSE_CONFIG as c, render_compose_config as r; c.write_text(r())"
@@ -74,7 +88,7 @@ test-unit: venv ## Unit tests only (no servers)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: dev
-dev: venv system-deps certs ## Run the native stack with simulated chargers (Ctrl-C stops it; DEV_SPEED=10 times real time)
+dev: venv dev-deps certs ## Run the native stack with simulated chargers (Ctrl-C stops it; DEV_SPEED=10 times real time)
 	$(VENV)/bin/chargelift-devstack up --certs-dir $(CERTS_DIR) --chargers $(DEV_CHARGERS) --speed $(DEV_SPEED)
 
 .PHONY: dev-down
@@ -83,16 +97,18 @@ dev-down: ## Stop a stack started by `make dev` in another terminal
 
 .PHONY: clean
 clean: ## Remove the virtual environment, caches and dev state
+	@# reset also removes the servers' files that root's make dev kept outside .dev/
+	@test ! -x $(PY) || $(PY) -m chargelift_devstack.main reset
 	rm -rf $(VENV) $(COMPOSE_VENV) .dev .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 # --- benchmarks ---
 
 .PHONY: bench-poller
-bench-poller: venv system-deps ## Poller: 10/100/1000 simulated chargers at 1 Hz, one poller, mTLS
+bench-poller: venv server-deps ## Poller: 10/100/1000 simulated chargers at 1 Hz, one poller, mTLS
 	$(PY) tests/bench/poller/bench_poller.py $(BENCH_ARGS)
 
 .PHONY: bench-api
-bench-api: venv system-deps ## API: 20 chargers x 30 days of 1 Hz data, wrk against uvicorn
+bench-api: venv server-deps ## API: 20 chargers x 30 days of 1 Hz data, wrk against uvicorn
 	$(PY) tests/bench/api/bench_api.py $(BENCH_ARGS)
 
 # --- chaos ---
@@ -101,9 +117,9 @@ CHARGERS ?= 50
 SEED ?= 1
 
 .PHONY: chaos
-chaos: venv system-deps ## Whole-system chaos soak (DURATION=600 CHARGERS=50 SEED=1)
+chaos: venv server-deps ## Whole-system chaos soak (DURATION=600 CHARGERS=50 SEED=1)
 	$(PY) -m tests.chaos.chaos --duration $(DURATION) --chargers $(CHARGERS) --seed $(SEED)
 
 .PHONY: bench-ingest
-bench-ingest: venv system-deps ## Ingest: 300,000 readings through mTLS Mosquitto into PostgreSQL, vs the naive design
+bench-ingest: venv server-deps ## Ingest: 300,000 readings through mTLS Mosquitto into PostgreSQL, vs the naive design
 	$(PY) tests/bench/ingest/bench_ingest.py $(BENCH_ARGS)

@@ -13,6 +13,7 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 else
-  echo "$who: please install: $* (e.g. sudo apt-get install $*)" >&2
+  echo "$who: please install the Debian packages: $*" >&2
+  echo "  sudo apt-get install $*" >&2
   exit 1
 fi

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Print a .env for docker-compose.yml with fresh random secrets:
 #
-#   scripts/compose-env.sh > .env
+#   (umask 077; scripts/compose-env.sh > .env)    # .env readable by its owner only
 #
 # The API token itself goes to stderr, once: only its SHA-256 is stored in .env (the
 # API compares hashes). Secrets are hex, so they are safe inside database URLs.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Re-resolve the two hash-pinned lock files (third-party packages only):
+# Re-resolve the hash-pinned lock files (third-party packages only):
+#   requirements-bootstrap.lock       uv itself, which `make venv` installs first (every platform)
 #   requirements.lock                 everything for development (.venv): services + tools
 #   docker/requirements-runtime.lock  what the container images install: the services'
 #                                     runtime dependencies and setuptools, resolved for every
@@ -8,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 common=(--quiet --generate-hashes --python-version 3.11 --no-header --no-emit-index-url --no-emit-find-links)
+.venv/bin/uv pip compile "${common[@]}" --universal \
+  requirements-bootstrap.in -o requirements-bootstrap.lock
 services=(services/contract services/certs services/simulator services/poller services/ingest services/api)
 .venv/bin/uv pip compile "${common[@]}" \
   pyproject.toml "${services[@]/%//pyproject.toml}" tools/devstack/pyproject.toml -o requirements.lock

@@ -112,44 +112,65 @@ def compose_binary() -> Path:
     return path
 
 
-def debian_mirror() -> str:
-    """The host's Debian archive URI, from its apt sources (deb822 or one-line)."""
+def debian_mirror(suite: str = SUITE) -> str:
+    """The host's Debian archive URI, from its apt sources (deb822 or one-line).
+
+    The archive that lists ``suite``; for a suite the host does not use (trixie on a
+    bookworm host) the archive of the host's own release, which serves every suite.
+    """
+    for wanted in dict.fromkeys((suite, SUITE)):
+        uri = _archive_for(wanted)
+        if uri is not None:
+            return uri
+    raise MissingToolError(f"no Debian {SUITE} archive in the host's apt sources")
+
+
+def _archive_for(suite: str) -> str | None:
     sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
     for path in sources:
         for stanza in path.read_text().split("\n\n"):
             uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
             suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
-            if uris and suites and SUITE in suites.group(1).split():
+            if uris and suites and suite in suites.group(1).split():
                 return uris.group(1)
     one_line = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*.list")]
     for path in one_line:
         if not path.is_file():
             continue
         for line in path.read_text().splitlines():
-            m = re.match(rf"deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+{SUITE}\s", line)
+            m = re.match(rf"deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+{suite}\s", line)
             if m:
                 return m.group(1)
-    raise MissingToolError(f"no Debian {SUITE} archive in the host's apt sources")
+    return None
 
 
 def _image_exists(tag: str) -> bool:
     return run("docker", "image", "inspect", tag, check=False, timeout=60).returncode == 0
 
 
-def ensure_debian_image() -> None:
-    """``chargelift-standin/debian``: a minimal Debian, debootstrapped and imported."""
-    if _image_exists(DEBIAN_IMAGE):
-        return
+def debian_image(suite: str = SUITE) -> str:
+    return f"chargelift-standin/debian:{suite}"
+
+
+def ensure_debian_image(suite: str = SUITE) -> str:
+    """``chargelift-standin/debian:<suite>``: a minimal Debian, debootstrapped and imported.
+
+    Built only when the tag is missing (docker keeps it); returns the tag.
+    """
+    tag = debian_image(suite)
+    if _image_exists(tag):
+        return tag
     if shutil.which("debootstrap") is None or os.geteuid() != 0:
         raise MissingToolError("debootstrap (as root) is needed to build the stand-in images")
     with tempfile.TemporaryDirectory(prefix="chargelift-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        run("debootstrap", "--variant=minbase", SUITE, rootfs, debian_mirror(), timeout=900)
+        run("debootstrap", "--variant=minbase", suite, rootfs, debian_mirror(suite), timeout=900)
         # ``with`` closes tar's pipe and reaps it even if the import fails.
         with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:
-            run("docker", "import", "-", DEBIAN_IMAGE, stdin=tar.stdout, timeout=600)
+            run("docker", "import", "-", tag, stdin=tar.stdout, timeout=600)
         if tar.returncode != 0:
             raise RuntimeError("tar of the debootstrapped root failed")
+    return tag
 
 
 def ensure_standins() -> None:

@@ -65,4 +65,12 @@ def test_the_certs_bootstrap_issues_the_simulated_chargers(tmp_path: Path) -> No
     script = REPO / "docker" / "entrypoints" / "certs.sh"
     subprocess.run(["sh", str(script)], env=env, check=True, capture_output=True, timeout=60)
     issued = sorted(p.stem for p in (tmp_path / "certs" / "clients").glob("*.crt"))
-    assert issued == ["amtron-1", "amtron-2", "amtron-3", "amtron-4", "ingest", "ingest-2", "monitor"]
+    assert issued == [
+        "amtron-1",
+        "amtron-2",
+        "amtron-3",
+        "amtron-4",
+        "ingest",
+        "ingest-2",
+        "monitor",
+    ]

@@ -4,6 +4,9 @@ Starts, in order: Mosquitto (mutual TLS, :8883), PostgreSQL (:5433), the schema
 migration (one-shot), ingest, the charger simulator, the edge poller and the API, all
 as local processes on loopback, with their state under ``.dev/``. Writes what a
 client needs to ``.dev/dev.env`` (shell-sourceable ``KEY=value``) and prints it.
+As root, Mosquitto and PostgreSQL drop to their own accounts; when those cannot reach
+``.dev/`` (a clone under /root), the two servers keep their files in
+/var/lib/chargelift-devstack/<hash of .dev's path>/ instead (``procs.server_home``).
 Ctrl-C (or ``chargelift-devstack down`` / ``make dev-down`` from another terminal)
 stops everything it started, in reverse order.
 """
@@ -26,10 +29,11 @@ from types import FrameType
 
 from chargelift_devstack.mosquitto import REPO, MosquittoServer
 from chargelift_devstack.postgres import PostgresServer
-from chargelift_devstack.procs import kill_group, shared_dir, tail
+from chargelift_devstack.procs import kill_group, server_home, shared_dir, tail
 
 DEV_DIR = REPO / ".dev"
 PID_FILE = DEV_DIR / "devstack.pid"
+SERVER_ACCOUNTS = ("mosquitto", "postgres")  # the accounts the servers drop root to
 
 
 @dataclass(frozen=True)
@@ -156,14 +160,21 @@ class Stack:
         shared_dir(self.run_dir)
         logs = shared_dir(self.run_dir / "logs")
         self.ensure_charger_certs()
+        servers = server_home(self.run_dir, SERVER_ACCOUNTS)
+        if servers != self.run_dir:
+            print(
+                f"the mosquitto and postgres accounts cannot reach {self.run_dir}: "
+                f"the servers' files are in {servers}",
+                flush=True,
+            )
         self.broker = MosquittoServer(
             certs_dir=self.certs_dir.resolve(),
-            run_dir=self.run_dir / "mosquitto",
+            run_dir=servers / "mosquitto",
             port=self.ports.mqtt,
         )
         self.broker.start()
         self.postgres = PostgresServer(
-            run_dir=self.run_dir / "postgres", port=self.ports.postgres, settings=self.pg_settings
+            run_dir=servers / "postgres", port=self.ports.postgres, settings=self.pg_settings
         )
         self.postgres.start()
 
@@ -302,6 +313,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             time.sleep(1)
             for svc in stack.services:
                 svc.check()
+            # A revocation (new CRL and ACL in certs/) reaches the broker's copies.
+            if stack.broker is not None and stack.broker.refresh():
+                print("certificate files changed: broker reloaded", flush=True)
     except _Stop:
         print("stopping...", flush=True)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
@@ -337,6 +351,9 @@ def cmd_reset(_args: argparse.Namespace) -> int:
     if PID_FILE.exists():
         print("stop the stack first (make dev-down)", file=sys.stderr)
         return 1
+    servers = server_home(DEV_DIR, SERVER_ACCOUNTS)
+    if servers != DEV_DIR:
+        shutil.rmtree(servers, ignore_errors=True)
     shutil.rmtree(DEV_DIR, ignore_errors=True)
     return 0
 

@@ -2,11 +2,20 @@
 
 ``mosquitto/mosquitto.conf.template`` is rendered with the paths and the port of
 this run; the policy (mutual TLS, ACL, queues, persistence) is not touched.
+
+Started as root, Mosquitto drops to the ``mosquitto`` account before it reads its key,
+ACL and CRL, so it reads copies in ``run_dir/tls`` (never the CA key) rather than the
+certificate directory, which that account may not reach (a clone under /root) and
+whose files stay as ``chargelift-certs`` wrote them. ``reload()`` (and ``refresh()``,
+which the dev stack calls every second) copies what changed and sends SIGHUP.
 """
 
 from __future__ import annotations
 
+import filecmp
 import os
+import pwd
+import shutil
 import signal
 import string
 import subprocess
@@ -27,6 +36,8 @@ from chargelift_devstack.procs import (
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "mosquitto" / "mosquitto.conf.template"
+# What the broker reads from the certificate directory (the template's ${CERTS_DIR}).
+BROKER_FILES = ("ca.crt", "broker.crt", "broker.key", "crl.pem", "mosquitto.acl")
 
 
 def render_config(
@@ -80,17 +91,45 @@ class MosquittoServer:
     def data_dir(self) -> Path:
         return self.run_dir / "data"
 
+    @property
+    def tls_dir(self) -> Path:
+        """The broker's copies of ``BROKER_FILES`` (its ${CERTS_DIR})."""
+        return self.run_dir / "tls"
+
+    def _account(self) -> pwd.struct_passwd | None:
+        """The account Mosquitto drops to when started as root (None: it keeps ours)."""
+        return account("mosquitto") if is_root() else None
+
+    def sync_files(self) -> bool:
+        """Copy the broker's files that changed in ``certs_dir``; True if any did."""
+        shared_dir(self.tls_dir)
+        acct = self._account()
+        changed = False
+        for name in BROKER_FILES:
+            src, dst = self.certs_dir / name, self.tls_dir / name
+            if not src.exists() or (dst.exists() and filecmp.cmp(src, dst, shallow=False)):
+                continue
+            tmp = dst.with_name(f".{name}.tmp")
+            tmp.unlink(missing_ok=True)
+            shutil.copyfile(src, tmp)
+            tmp.chmod(0o600 if name.endswith(".key") else 0o644)
+            if acct is not None:
+                os.chown(tmp, acct.pw_uid, acct.pw_gid)
+            tmp.replace(dst)
+            changed = True
+        return changed
+
     def _prepare(self) -> Path:
         shared_dir(self.run_dir)
         shared_dir(self.data_dir)
+        self.sync_files()
         run_user = current_user()
         if is_root():
             # Mosquitto started as root drops to this account *before* it reads the
             # key, so the account must own the key and the persistence directory.
-            acct = account("mosquitto")
+            acct = self._account()
             if acct is not None:
                 run_user = acct.pw_name
-                os.chown(self.certs_dir / "broker.key", acct.pw_uid, acct.pw_gid)
                 os.chown(self.data_dir, acct.pw_uid, acct.pw_gid)
                 for f in self.data_dir.iterdir():
                     os.chown(f, acct.pw_uid, acct.pw_gid)
@@ -99,7 +138,7 @@ class MosquittoServer:
         conf = self.run_dir / "mosquitto.conf"
         conf.write_text(
             render_config(
-                certs_dir=self.certs_dir,
+                certs_dir=self.tls_dir,
                 data_dir=self.data_dir,
                 port=self.port,
                 bind=self.host,
@@ -122,8 +161,16 @@ class MosquittoServer:
         wait_port(self.host, self.port, self.proc, self.log_path, timeout)
 
     def reload(self) -> None:
-        """SIGHUP: Mosquitto re-reads the ACL file and the CRL."""
+        """Copy the changed files, then SIGHUP: Mosquitto re-reads the ACL file and the CRL."""
+        self.sync_files()
         self._signal(signal.SIGHUP)
+
+    def refresh(self) -> bool:
+        """``reload()`` if a file in ``certs_dir`` changed (e.g. a revocation); True if so."""
+        if not self.sync_files():
+            return False
+        self._signal(signal.SIGHUP)
+        return True
 
     def stop(self, timeout: float = 10.0) -> None:
         """Clean shutdown (SIGTERM): Mosquitto writes its persistence file."""

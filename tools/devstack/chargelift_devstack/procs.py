@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import grp
+import hashlib
 import os
 import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+# Where the servers keep their files when, as root, their accounts cannot reach the
+# repository (a clone under /root, mode 0700): see server_home().
+SERVER_HOMES = Path("/var/lib/chargelift-devstack")
 
 
 def free_port() -> int:
@@ -52,6 +60,43 @@ def shared_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o755)
     return path
+
+
+def reachable(path: Path, acct: pwd.struct_passwd) -> bool:
+    """Whether ``acct`` may traverse every existing directory from / down to ``path``."""
+    groups = {acct.pw_gid} | {g.gr_gid for g in grp.getgrall() if acct.pw_name in g.gr_mem}
+    full = path.resolve()
+    for d in [*reversed(full.parents), full]:
+        try:
+            st = d.stat()
+        except FileNotFoundError:
+            break  # created later by shared_dir(): mode 0755
+        if st.st_uid == acct.pw_uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def server_home(path: Path, accounts: Sequence[str]) -> Path:
+    """Where servers that drop root to ``accounts`` keep their files for ``path``.
+
+    ``path`` itself, unless we run as root and one of the accounts cannot reach it (the
+    repository under /root, mode 0700): then /var/lib/chargelift-devstack/<hash of path>,
+    the same directory for the same ``path`` every time (the dev database survives).
+    """
+    if not is_root():
+        return path
+    accts = [a for a in map(account, accounts) if a is not None]
+    if all(reachable(path, a) for a in accts):
+        return path
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    shared_dir(SERVER_HOMES)
+    return shared_dir(SERVER_HOMES / digest)
 
 
 def wait_port(
