@@ -22,13 +22,15 @@ UPDATE dead_letters
                     || convert_to(topic, 'UTF8') || payload),
        last_received_at = received_at;
 
--- Duplicates stored before this migration become one row (the first), counted.
+-- Duplicates stored before this migration become one row, counted, spanning the first
+-- and the last arrival.
 WITH dup AS (
-    SELECT key, min(id) AS keep, count(*) AS n, max(received_at) AS last
+    SELECT key, min(id) AS keep, count(*) AS n,
+           min(received_at) AS first, max(received_at) AS last
       FROM dead_letters GROUP BY key HAVING count(*) > 1
 ), merged AS (
     UPDATE dead_letters d
-       SET times_seen = dup.n, last_received_at = dup.last
+       SET times_seen = dup.n, received_at = dup.first, last_received_at = dup.last
       FROM dup WHERE d.id = dup.keep
 )
 DELETE FROM dead_letters d USING dup WHERE d.key = dup.key AND d.id <> dup.keep;

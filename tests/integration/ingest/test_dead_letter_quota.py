@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import random
 import time
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -15,7 +16,10 @@ import httpx
 import pytest
 
 from chargelift_devstack.mosquitto import MosquittoServer
+from chargelift_devstack.postgres import PostgresServer
 from chargelift_devstack.procs import free_port
+from chargelift_ingest.deadletters import dead_letter_key
+from chargelift_ingest.migrate import discover, migrate
 from tests.integration.ingest.conftest import (
     IngestProcess,
     Publisher,
@@ -269,3 +273,58 @@ async def test_a_dead_letter_redelivered_after_a_kill_before_its_puback_is_store
         assert rows[0]["last_received_at"] > rows[0]["received_at"]
     finally:
         second.kill()
+
+
+async def test_migration_0006_keys_and_merges_the_dead_letters_stored_before(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for m in discover():
+        if m.version < 6:
+            (before / m.name).write_text(m.sql)
+    name = f"m0006_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(postgres.dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    dsn = postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    await migrate(dsn, directory=before)
+    letters = [
+        ("chargers/a/X", b"{bad", "-1 hour"),
+        ("chargers/a/X", b"{bad", "-1 minute"),  # the duplicate of an earlier crash
+        ("chargers/a/X", b"{bad", "-2 hours"),
+        ("chargers/\u00e9/X", b"\xff\x00", "-1 day"),
+    ]
+    conn = await asyncpg.connect(dsn)
+    try:
+        for topic, payload, ago in letters:
+            await conn.execute(
+                "INSERT INTO dead_letters (received_at, topic, payload, reason, detail) "
+                "VALUES (now() + $3::text::interval, $1, $2, 'bad_json', 'x')",
+                topic,
+                payload,
+                ago,
+            )
+        await migrate(dsn)
+        rows = await conn.fetch(
+            "SELECT key, topic, payload, times_seen, received_at, last_received_at "
+            "FROM dead_letters ORDER BY topic"
+        )
+        first, last = await conn.fetchrow(
+            "SELECT now() - interval '2 hours', now() - interval '1 minute'"
+        )
+    finally:
+        await conn.close()
+    assert [(r["topic"], r["times_seen"]) for r in rows] == [
+        ("chargers/a/X", 3),
+        ("chargers/\u00e9/X", 1),
+    ]
+    # The key computed by SQL is the one ingest computes.
+    assert [bytes(r["key"]) for r in rows] == [
+        dead_letter_key(r["topic"], bytes(r["payload"])) for r in rows
+    ]
+    # It spans the first and the last arrival (each INSERT had its own now()).
+    span = rows[0]["last_received_at"] - rows[0]["received_at"]
+    assert abs((span - (last - first)).total_seconds()) < 5
