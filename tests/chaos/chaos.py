@@ -549,6 +549,8 @@ async def run(args: argparse.Namespace) -> int:
     run_start = datetime.now(UTC)
     try:
         await asyncio.to_thread(stack.up)
+        # Junk published before ingest's session exists reaches no one: wait for it.
+        await ingest_subscribed(stack, timeout=60)
         chaos = Chaos(stack, rng, tally)
         junk = asyncio.create_task(junk_publisher(stack, certs, tally, stop, random.Random(7)))
         cars = asyncio.create_task(traffic(stack, rng, args.duration, stop))
@@ -601,6 +603,19 @@ async def drain(outbox: Path, timeout: float) -> None:
             return
         await asyncio.sleep(1)
     log.warning("outbox not drained after %.0fs", timeout)
+
+
+async def ingest_subscribed(stack: Stack, timeout: float) -> None:
+    """Wait until ingest is connected and subscribed (its /healthz says so)."""
+    url = stack.env_values["INGEST_METRICS_URL"].replace("/metrics", "/healthz")
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                if (await http.get(url)).json().get("mqtt_connected"):
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"ingest not subscribed after {timeout:.0f}s")
 
 
 async def settle(stack: Stack, timeout: float) -> None:
