@@ -55,6 +55,7 @@ from chargelift_contract.mqtt import Backoff, MqttClient, MqttError, TlsFiles
 from chargelift_contract.topics import FieldTopic, parse_topic
 from chargelift_devstack.main import Ports, Stack
 from chargelift_devstack.procs import free_port, shared_dir
+from chargelift_ingest.deadletters import dead_letter_key
 
 log = logging.getLogger("chaos")
 
@@ -423,11 +424,13 @@ async def reconcile(
                 for r in await conn.fetch("SELECT charger, field FROM latest")
             }
         )
-        dead = await conn.fetch("SELECT DISTINCT topic, payload FROM dead_letters")
+        # One row per distinct message (its key: sha256 of topic and payload as sent;
+        # the stored payload is cut to INGEST_DEAD_LETTER_MAX_BYTES).
+        dead = await conn.fetch("SELECT key FROM dead_letters")
         res.dead_letters = len(dead)
-        got = {(r["topic"], bytes(r["payload"])) for r in dead}
+        got = {bytes(r["key"]) for r in dead}
         res.junk_sent = len(tally.junk_sent)
-        missing = tally.junk_sent - got
+        missing = {j for j in tally.junk_sent if dead_letter_key(*j) not in got}
         res.junk_missing = len(missing)
         res.notes += [f"junk missing: {t} {p[:60]!r}" for t, p in sorted(missing)[:10]]
     finally:
@@ -522,11 +525,19 @@ async def run(args: argparse.Namespace) -> int:
         ports=ports,
         seed=args.seed,
         env={
+            # Every distinct junk message must become a dead letter: a budget above the
+            # junk publisher's 5/s and its replays after a reconnect.
+            "ingest": {
+                "INGEST_DEAD_LETTER_RATE": "100",
+                "INGEST_DEAD_LETTER_BURST": "10000",
+                "INGEST_DEAD_LETTER_GLOBAL_RATE": "100",
+                "INGEST_DEAD_LETTER_GLOBAL_BURST": "10000",
+            },
             "poller": {
                 "POLLER_OUTBOX": str(outbox),
                 "POLLER_REPLAY_WINDOW": str(args.duration * 3 + 600),
                 "POLLER_OUTBOX_MAX_ROWS": str(args.outbox_max_rows),
-            }
+            },
         },
         pg_settings={"fsync": "on"},
         # Cars come and go on the soak's own schedule, so that sessions end inside the run.
@@ -538,6 +549,8 @@ async def run(args: argparse.Namespace) -> int:
     run_start = datetime.now(UTC)
     try:
         await asyncio.to_thread(stack.up)
+        # Junk published before ingest's session exists reaches no one: wait for it.
+        await ingest_subscribed(stack, timeout=60)
         chaos = Chaos(stack, rng, tally)
         junk = asyncio.create_task(junk_publisher(stack, certs, tally, stop, random.Random(7)))
         cars = asyncio.create_task(traffic(stack, rng, args.duration, stop))
@@ -590,6 +603,19 @@ async def drain(outbox: Path, timeout: float) -> None:
             return
         await asyncio.sleep(1)
     log.warning("outbox not drained after %.0fs", timeout)
+
+
+async def ingest_subscribed(stack: Stack, timeout: float) -> None:
+    """Wait until ingest is connected and subscribed (its /healthz says so)."""
+    url = stack.env_values["INGEST_METRICS_URL"].replace("/metrics", "/healthz")
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                if (await http.get(url)).json().get("mqtt_connected"):
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"ingest not subscribed after {timeout:.0f}s")
 
 
 async def settle(stack: Stack, timeout: float) -> None:

@@ -42,6 +42,23 @@ class Settings(DatabaseSettings):
     metrics_host: str = Field("127.0.0.1", validation_alias="INGEST_METRICS_HOST")
     max_payload_bytes: int = Field(4096, ge=64, validation_alias="INGEST_MAX_PAYLOAD_BYTES")
     max_future_seconds: float = Field(300.0, ge=0, validation_alias="INGEST_MAX_FUTURE_SECONDS")
+    # Dead letters (docs/ingest.md, "Dead letters: quota, retention, stored once").
+    dead_letter_rate: float = Field(0.2, ge=0, validation_alias="INGEST_DEAD_LETTER_RATE")
+    dead_letter_burst: int = Field(100, ge=1, validation_alias="INGEST_DEAD_LETTER_BURST")
+    dead_letter_global_rate: float = Field(
+        5.0, ge=0, validation_alias="INGEST_DEAD_LETTER_GLOBAL_RATE"
+    )
+    dead_letter_global_burst: int = Field(
+        1000, ge=1, validation_alias="INGEST_DEAD_LETTER_GLOBAL_BURST"
+    )
+    dead_letter_max_bytes: int = Field(1024, ge=64, validation_alias="INGEST_DEAD_LETTER_MAX_BYTES")
+    # 0: keep dead letters for ever.
+    dead_letter_retention_days: int = Field(
+        30, ge=0, validation_alias="INGEST_DEAD_LETTER_RETENTION_DAYS"
+    )
+    dead_letter_prune_interval_s: float = Field(
+        3600.0, gt=0, validation_alias="INGEST_DEAD_LETTER_PRUNE_INTERVAL_S"
+    )
     shutdown_timeout_s: float = Field(15.0, gt=0, validation_alias="INGEST_SHUTDOWN_TIMEOUT_S")
 
     @property

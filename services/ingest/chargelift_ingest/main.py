@@ -19,9 +19,10 @@ from chargelift_contract.mqtt import Message, MqttClient, TlsFiles
 from chargelift_ingest import __version__, http, metrics
 from chargelift_ingest.batcher import Batcher, NotStored
 from chargelift_ingest.config import DatabaseSettings, Settings
+from chargelift_ingest.deadletters import DeadLetterBudget, prune_forever
 from chargelift_ingest.edges import EdgeCertificates
 from chargelift_ingest.migrate import migrate
-from chargelift_ingest.validate import Cleared, validate
+from chargelift_ingest.validate import Cleared, DeadLetter, validate
 from chargelift_ingest.writer import Writer
 
 log = logging.getLogger("chargelift_ingest")
@@ -64,9 +65,19 @@ async def run(settings: Settings) -> None:
         settings.database_url.get_secret_value(), min_size=0, max_size=2, command_timeout=60
     ) as pool:
         batcher = Batcher(
-            Writer(pool, EdgeCertificates(settings.mqtt_certs_dir / "clients").chargers),
+            Writer(
+                pool,
+                EdgeCertificates(settings.mqtt_certs_dir / "clients").chargers,
+                dead_letter_max_bytes=settings.dead_letter_max_bytes,
+            ),
             size=settings.batch_size,
             age_s=settings.batch_age_ms / 1000,
+        )
+        budget = DeadLetterBudget(
+            rate=settings.dead_letter_rate,
+            burst=settings.dead_letter_burst,
+            global_rate=settings.dead_letter_global_rate,
+            global_burst=settings.dead_letter_global_burst,
         )
 
         async def on_message(msg: Message) -> None:
@@ -91,6 +102,8 @@ async def run(settings: Settings) -> None:
                     metrics.CLEARED.inc()
                     log.info("retained value of %s deleted (zero-length message)", topic)
                     return
+                if isinstance(item, DeadLetter) and budget.allow(topic) is not None:
+                    return  # over budget: counted, acknowledged, not stored
                 await batcher.submit(item, topic, msg.payload)
             finally:
                 handling -= 1
@@ -134,6 +147,16 @@ async def run(settings: Settings) -> None:
         server = await http.serve(settings.metrics_host, settings.metrics_port, health)
         async with server, asyncio.TaskGroup() as tg:
             writing = tg.create_task(batcher.run(), name="batcher")
+            pruning = None
+            if settings.dead_letter_retention_days:
+                pruning = tg.create_task(
+                    prune_forever(
+                        pool,
+                        settings.dead_letter_retention_days,
+                        settings.dead_letter_prune_interval_s,
+                    ),
+                    name="dead-letter retention",
+                )
             async with client:
                 log.info(
                     "ingest %s up: %s → database; metrics on %s:%d",
@@ -164,6 +187,8 @@ async def run(settings: Settings) -> None:
                     await asyncio.sleep(0)  # gmqtt's done-callbacks write the PUBACKs
                 except TimeoutError:
                     log.warning("%d message handlers still running at exit", handling)
+            if pruning is not None:
+                pruning.cancel()
     log.info("ingest stopped")
 
 

@@ -14,6 +14,14 @@ DUPLICATES = Counter(
     "ingest_duplicates_total", "readings already stored (redelivery, replay, retained re-send)"
 )
 DEAD = Counter("ingest_dead_letters_total", "messages that can never be stored", ["reason"])
+DEAD_RATE_LIMITED = Counter(
+    "ingest_dead_letters_rate_limited_total",
+    "dead letters over budget: counted and acknowledged, not stored (limit: identity, global)",
+    ["limit"],
+)
+DEAD_PRUNED = Counter(
+    "ingest_dead_letters_pruned_total", "dead letters deleted by the retention job"
+)
 AVAILABILITY = Counter("ingest_availability_messages_total", "availability messages")
 CLEARED = Counter(
     "ingest_retained_cleared_total",

@@ -12,7 +12,9 @@ Per batch, in ONE transaction:
    order: a charger's own, an edge's charger list, an edge's availability (an edge
    going ``offline`` records each of its chargers offline, as its last will speaks for
    all of them);
-4. dead letters are COPYed into ``dead_letters``.
+4. dead letters are inserted into ``dead_letters`` once each: ``ON CONFLICT (key)`` on
+   their natural key (sha256 of topic and payload) counts a repeat in ``times_seen``
+   instead of adding a row; the stored payload is cut to ``dead_letter_max_bytes``.
 
 Only after the commit does the caller acknowledge the batch's MQTT messages.
 """
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from chargelift_ingest import metrics
+from chargelift_ingest.deadletters import bounded, dead_letter_key
 from chargelift_ingest.validate import (
     Availability,
     DeadLetter,
@@ -143,6 +146,53 @@ ON CONFLICT (edge) DO UPDATE
 """
 
 
+_DEAD_LETTERS = """
+INSERT INTO dead_letters AS d
+       (key, topic, payload, reason, detail, times_seen, received_at, last_received_at)
+SELECT k, t, p, r, x, n, now(), now()
+  FROM unnest($1::bytea[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::int[])
+       AS u(k, t, p, r, x, n)
+ON CONFLICT (key) DO UPDATE
+   SET times_seen = d.times_seen + excluded.times_seen,
+       last_received_at = excluded.last_received_at
+"""
+
+#: Stored topics and details are cut to this many characters (a topic may be 64 KiB).
+MAX_TOPIC_CHARS = 1024
+MAX_DETAIL_CHARS = 1000
+
+
+DeadLetterColumns = tuple[list[bytes], list[str], list[bytes], list[str], list[str], list[int]]
+
+
+def dead_letter_rows(dead_letters: Sequence[DeadLetter], max_bytes: int) -> DeadLetterColumns:
+    """The columns of ``_DEAD_LETTERS``: one row per distinct key (ON CONFLICT cannot
+    touch a row twice in one statement), counting repeats within the batch."""
+    cols: DeadLetterColumns = ([], [], [], [], [], [])
+    keys, topics, payloads, reasons, details, counts = cols
+    index: dict[bytes, int] = {}
+    for d in dead_letters:
+        key = dead_letter_key(d.topic, d.payload)
+        i = index.get(key)
+        if i is not None:
+            counts[i] += 1
+            continue
+        index[key] = len(keys)
+        detail = bounded(d.detail, MAX_DETAIL_CHARS)
+        if len(d.payload) > max_bytes:
+            detail += f" [payload truncated to {max_bytes} of {len(d.payload)} bytes]"
+        topic = bounded(d.topic, MAX_TOPIC_CHARS)
+        if topic != d.topic:
+            detail += f" [topic truncated to {MAX_TOPIC_CHARS} of {len(d.topic)} characters]"
+        keys.append(key)
+        topics.append(topic)
+        payloads.append(d.payload[:max_bytes])
+        reasons.append(d.reason)
+        details.append(detail)
+        counts.append(1)
+    return cols
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     inserted: int
@@ -166,9 +216,16 @@ class Writer:
     beyond them is refused (counted, logged), and its will takes only them offline.
     """
 
-    def __init__(self, pool: asyncpg.Pool, edge_chargers: EdgeAuthority = no_edge_chargers) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        edge_chargers: EdgeAuthority = no_edge_chargers,
+        *,
+        dead_letter_max_bytes: int = 1024,
+    ) -> None:
         self.pool = pool
         self._edge_chargers = edge_chargers
+        self.dead_letter_max_bytes = dead_letter_max_bytes
 
     async def write(
         self,
@@ -193,10 +250,8 @@ class Writer:
             for a in availability:
                 await self._state_change(conn, a)
             if dead_letters:
-                await conn.copy_records_to_table(
-                    "dead_letters",
-                    records=[(d.topic, d.payload, d.reason, d.detail) for d in dead_letters],
-                    columns=("topic", "payload", "reason", "detail"),
+                await conn.execute(
+                    _DEAD_LETTERS, *dead_letter_rows(dead_letters, self.dead_letter_max_bytes)
                 )
         return WriteResult(inserted, len(readings) - inserted, len(dead_letters))
 

@@ -133,6 +133,28 @@ CASES: list[dict[str, Any]] = [
             }
         ],
     },
+    {  # a flood over one identity's budget, across ingest processes
+        "input_series": [
+            _series(
+                "ingest_dead_letters_rate_limited_total",
+                {"limit": "identity", **INGEST},
+                "0 0 2900 2900 2900",
+            ),
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "4m",
+                "alertname": "DeadLettersRateLimited",
+                "exp_alerts": [
+                    _alert(
+                        "DeadLettersRateLimited",
+                        {"limit": "identity"},
+                        "dead letters over the identity budget dropped",
+                    )
+                ],
+            }
+        ],
+    },
     {  # every reading stored 60-300 s after sampling: p99 = 60 + 0.99 × 240 = 297.6 s
         "input_series": [
             _series("ingest_lag_seconds_bucket", {"le": "60", **INGEST}, "0x20"),

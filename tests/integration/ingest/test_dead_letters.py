@@ -66,8 +66,13 @@ async def test_each_bad_input_kind_is_a_dead_letter_and_the_good_ones_around_it_
         charger = await conn.fetchrow("SELECT * FROM chargers WHERE charger = 'charger-a'")
     finally:
         await conn.close()
-    assert [(r["topic"], bytes(r["payload"]), r["reason"]) for r in rows] == BAD
+    # Stored payloads are cut to INGEST_DEAD_LETTER_MAX_BYTES (1024), and detail says so.
+    assert [(r["topic"], bytes(r["payload"]), r["reason"]) for r in rows] == [
+        (t, p[:1024], reason) for t, p, reason in BAD
+    ]
     assert all(r["detail"] for r in rows)
+    too_large = next(r for r in rows if r["reason"] == "too_large")
+    assert too_large["detail"].endswith(f"[payload truncated to 1024 of {len(BAD[-1][1])} bytes]")
     assert charger["availability"] == "offline"
 
     await asyncio.sleep(0.2)
