@@ -39,6 +39,11 @@ echo "restore: certificates" >&2
 $COMPOSE run --rm --no-deps -T --entrypoint sh certs -c \
   'test ! -e /certs/ca.crt || { echo "restore: the certs volume already has a CA; remove it first" >&2; exit 1; }'
 $COMPOSE run --rm --no-deps -T --entrypoint tar certs -C /certs -x < "$dir/certs.tar"
+# ca.tar: the CA's key in its own volume (a backup from before it had one keeps the key
+# in certs.tar; the certs service moves it at the next start)
+if [ -f "$dir/ca.tar" ]; then
+  $COMPOSE run --rm --no-deps -T --entrypoint tar certs -C /ca -x < "$dir/ca.tar"
+fi
 
 echo "restore: starting the database" >&2
 $COMPOSE up --detach --wait timescale
@@ -51,7 +56,10 @@ if [ "$timescale" != 0 ]; then
   psql -c "CREATE EXTENSION IF NOT EXISTS timescaledb" -c "SELECT timescaledb_pre_restore()" >/dev/null
 fi
 echo "restore: database" >&2
-$COMPOSE exec -T timescale pg_restore -U chargelift -d chargelift --exit-on-error \
+# --no-privileges: the grants name the services' roles, which belong to the server,
+# not to the dump; `chargelift-ingest migrate` (at the next `up`) makes the roles and
+# grants again (timescale/migrations/privileges.sql).
+$COMPOSE exec -T timescale pg_restore -U chargelift -d chargelift --exit-on-error --no-privileges \
   $([ "$timescale" = 0 ] && echo --single-transaction) < "$dir/chargelift.dump"
 if [ "$timescale" != 0 ]; then
   psql -c "SELECT timescaledb_post_restore()" >/dev/null

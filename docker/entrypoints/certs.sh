@@ -11,10 +11,25 @@
 # Either way it ends by giving every private key to the one account that reads it
 # (0600): broker.key to Mosquitto (uid $MOSQUITTO_UID; the broker drops to it before it
 # reads the key), ingest.key to ingest (uid 10001), charger keys to the poller
-# (uid 10003); the CA key stays root's. That chown is why compose runs it as root.
+# (uid 10003); the CA key (in its own volume, $CHARGELIFT_CA_KEY) stays root's.
+# That chown is why compose runs it as root.
 set -eu
 dir=${CERTS_DIR:-/certs}
 certs() { chargelift-certs --dir "$dir" "$@"; }
+
+# The CA's key lives in its own volume ($CHARGELIFT_CA_KEY, mounted only here). A
+# certs volume from before (or an old backup) still has it beside ca.crt: move it.
+if [ -n "${CHARGELIFT_CA_KEY:-}" ] && [ -f "$dir/ca.key" ] && [ "$dir/ca.key" != "$CHARGELIFT_CA_KEY" ]; then
+    if [ -f "$CHARGELIFT_CA_KEY" ]; then
+        echo "certs: $dir/ca.key and $CHARGELIFT_CA_KEY both exist; keeping $CHARGELIFT_CA_KEY" >&2
+        rm -f "$dir/ca.key"
+    else
+        mkdir -p "$(dirname "$CHARGELIFT_CA_KEY")"
+        chmod 700 "$(dirname "$CHARGELIFT_CA_KEY")"
+        cp -p "$dir/ca.key" "$CHARGELIFT_CA_KEY" && rm -f "$dir/ca.key"
+        echo "certs: moved the CA key to $CHARGELIFT_CA_KEY (not mounted by any service)" >&2
+    fi
+fi
 
 if [ "$#" -gt 0 ]; then
     status=0

@@ -105,6 +105,7 @@ class Stack:
         digest = hashlib.sha256(self.token.encode()).hexdigest()
         lines = {
             "POSTGRES_PASSWORD": secrets.token_hex(16),
+            "INGEST_DB_PASSWORD": secrets.token_hex(16),
             "READER_PASSWORD": secrets.token_hex(16),
             "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(16),
             "API_TOKENS": f"compose-test:read:{digest}",
@@ -282,6 +283,35 @@ def _talk_tls_without_a_certificate(stack: Stack) -> None:
     ):
         tls.sendall(b"\x10\x00")  # with TLS 1.3 the refusal arrives on the first I/O
         tls.recv(1)
+
+
+def test_each_service_has_least_privilege(stack: Stack) -> None:
+    """Issue 14, finding 13: the CA key is only where certificates are issued, and each
+    service logs in to the database with a role of its own (not the superuser)."""
+    for service in ("mosquitto", "ingest", "poller", "simulator", "api"):
+        seen = stack.compose(
+            "exec", "-T", service, "sh", "-c",
+            "test ! -e /certs/ca.key && test ! -e /ca/ca.key && echo no-ca-key",
+            check=False,
+        )  # fmt: skip
+        assert seen.stdout.strip() == "no-ca-key", f"{service} can read the CA key"
+    key = stack.compose("run", "--rm", "--no-deps", "--entrypoint", "sh", "certs", "-c",
+                        "stat -c '%a %u' /ca/ca.key")  # fmt: skip
+    assert key.stdout.split()[-2:] == ["600", "0"], key.stdout
+
+    def logins() -> set[str] | None:
+        out = stack.compose(
+            "exec", "-T", "timescale", "psql", "-U", "chargelift", "-d", "chargelift", "-qAt",
+            "-c", "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = 'chargelift'"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        ).stdout.split()  # fmt: skip
+        return set(out) if {"chargelift_ingest", "chargelift_reader"} <= set(out) else None
+
+    # ingest and the API (their pools) are connected; nobody else but this psql
+    assert _wait("ingest and the API logged in", logins) == {
+        "chargelift_ingest",
+        "chargelift_reader",
+    }
 
 
 def test_simulated_chargers_reach_the_api_through_mutual_tls(stack: Stack) -> None:
@@ -520,7 +550,7 @@ def test_retiring_a_device_deletes_its_retained_values_and_keeps_its_history(
 # --- 6. a user's first hour: the first token, then an upgrade ---------------------------
 
 UNIT = "deploy/systemd/chargelift-stack.service"
-SECRETS = ("POSTGRES_PASSWORD", "READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+SECRETS = ("POSTGRES_PASSWORD", "INGEST_DB_PASSWORD", "READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
 #: Not in a fresh clone: the developer's state at the top, caches anywhere.
 LOCAL_STATE = {".git", ".venv", ".venv-compose", ".env", "backups", ".dev", "certs"}
 CACHES = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}

@@ -22,3 +22,10 @@ async def fresh_database(server: PostgresServer, prefix: str = "t") -> str:
     dsn = server.dsn.rsplit("/", 1)[0] + f"/{name}"
     await migrate(dsn)
     return dsn
+
+
+def as_role(dsn: str, role: str) -> str:
+    """The same database as ``dsn``, logged in as ``role`` (the test cluster trusts
+    loopback: the role's privileges are what is tested, not its password)."""
+    scheme, rest = dsn.split("://", 1)
+    return f"{scheme}://{role}@{rest.split('@', 1)[1]}"

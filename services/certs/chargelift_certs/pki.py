@@ -2,7 +2,9 @@
 
 Layout of a certificate directory (``certs/`` by default)::
 
-    ca.crt, ca.key                 the CA (10 years by default)
+    ca.crt, ca.key                 the CA (10 years by default); the key may live
+                                   elsewhere: CHARGELIFT_CA_KEY (compose keeps it in a
+                                   volume of its own that only the certs service mounts)
     broker.crt, broker.key         the broker's server certificate
     clients/<identity>.crt, .key   one pair per client; CN = identity, OU = role
                                    (charger, service or edge; an edge certificate
@@ -147,8 +149,13 @@ def _load_cert(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
+def ca_key_path(certs_dir: Path) -> Path:
+    """The CA's private key: ``CHARGELIFT_CA_KEY``, else ``ca.key`` beside ``ca.crt``."""
+    return Path(os.environ.get("CHARGELIFT_CA_KEY") or certs_dir / "ca.key")
+
+
 def _load_ca(certs_dir: Path) -> tuple[x509.Certificate, PrivateKey]:
-    crt, key = certs_dir / "ca.crt", certs_dir / "ca.key"
+    crt, key = certs_dir / "ca.crt", ca_key_path(certs_dir)
     if not crt.exists() or not key.exists():
         raise CertError(f"no CA in {certs_dir}: run `chargelift-certs --dir {certs_dir} init`")
     loaded = serialization.load_pem_private_key(key.read_bytes(), password=None)
@@ -231,7 +238,7 @@ def create_ca(
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False)
         .sign(key, hashes.SHA256())
     )
-    _write_private(certs_dir / "ca.key", _key_pem(key), force=force)
+    _write_private(ca_key_path(certs_dir), _key_pem(key), force=force)
     _write_public(crt, cert.public_bytes(serialization.Encoding.PEM))
     (certs_dir / "crl.pem").unlink(missing_ok=True)  # entries of another CA mean nothing
     _write_crl(certs_dir, revoked=())

@@ -25,6 +25,22 @@ class DatabaseSettings(BaseSettings):
     migrations_dir: Path = Field(MIGRATIONS, validation_alias="INGEST_MIGRATIONS_DIR")
 
 
+class MigrateSettings(DatabaseSettings):
+    """``chargelift-ingest migrate`` also sets the services' database passwords:
+    ``INGEST_DB_PASSWORD`` (role ``chargelift_ingest``) and ``READER_PASSWORD``
+    (``chargelift_reader``), each only when given."""
+
+    ingest_db_password: SecretStr | None = Field(None, validation_alias="INGEST_DB_PASSWORD")
+    reader_password: SecretStr | None = Field(None, validation_alias="READER_PASSWORD")
+
+    def role_passwords(self) -> dict[str, str]:
+        given = {
+            "chargelift_ingest": self.ingest_db_password,
+            "chargelift_reader": self.reader_password,
+        }
+        return {role: pw.get_secret_value() for role, pw in given.items() if pw is not None}
+
+
 class Settings(DatabaseSettings):
     """``DATABASE_URL``, ``MQTT_*`` and ``INGEST_*`` variables of ``chargelift-ingest run``."""
 

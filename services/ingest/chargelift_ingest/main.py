@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from chargelift_contract.mqtt import Message, MqttClient, TlsFiles
 from chargelift_ingest import __version__, http, metrics
 from chargelift_ingest.batcher import Batcher, NotStored
-from chargelift_ingest.config import DatabaseSettings, Settings
+from chargelift_ingest.config import MigrateSettings, Settings
 from chargelift_ingest.deadletters import DeadLetterBudget, prune_forever
 from chargelift_ingest.edges import EdgeCertificates
 from chargelift_ingest.migrate import migrate
@@ -200,19 +200,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("gmqtt").setLevel(logging.ERROR)
     try:
-        settings = DatabaseSettings() if args.cmd == "migrate" else Settings()
+        settings = MigrateSettings() if args.cmd == "migrate" else Settings()
     except ValidationError as exc:
         # Names and reasons only: a value may be a secret.
         problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
         print(f"error: invalid or missing settings: {problems}", file=sys.stderr)
         return 2
-    if args.cmd == "migrate":
+    if isinstance(settings, MigrateSettings):
         try:
             applied = asyncio.run(
                 migrate(
                     settings.database_url.get_secret_value(),
                     directory=settings.migrations_dir,
                     retention_days=settings.retention_days,
+                    role_passwords=settings.role_passwords(),
                 )
             )
         except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -220,7 +221,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
         return 0
-    assert isinstance(settings, Settings)
     asyncio.run(run(settings))
     return 0
 

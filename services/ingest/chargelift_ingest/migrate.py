@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parents[3] / "timescale" / "migrations"
 _LOCK_KEY = 0x63686C6D  # "chlm"
 _NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
+#: Run after the migrations on every ``migrate`` (idempotent): the services' roles and
+#: their grants, which a restore into a new server does not bring (roles are global).
+PRIVILEGES = "privileges.sql"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ def discover(directory: Path = MIGRATIONS) -> list[Migration]:
     if not directory.is_dir():
         raise ValueError(f"migrations directory {directory} does not exist (INGEST_MIGRATIONS_DIR)")
     for path in sorted(directory.glob("*.sql")):
+        if path.name == PRIVILEGES:
+            continue
         m = _NAME.fullmatch(path.name)
         if m is None:
             raise ValueError(f"migration file {path.name} is not NNNN_name.sql")
@@ -49,9 +55,17 @@ def discover(directory: Path = MIGRATIONS) -> list[Migration]:
 
 
 async def migrate(
-    dsn: str, *, directory: Path = MIGRATIONS, retention_days: int | None = None
+    dsn: str,
+    *,
+    directory: Path = MIGRATIONS,
+    retention_days: int | None = None,
+    role_passwords: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Apply what is missing; return the names applied (empty when up to date)."""
+    """Apply what is missing; return the names applied (empty when up to date).
+
+    ``role_passwords`` (role → password) are set afterwards: the services' login roles
+    (0007_service_roles.sql) have none until then.
+    """
     migrations = discover(directory)
     conn = await asyncpg.connect(dsn)
     try:
@@ -77,11 +91,26 @@ async def migrate(
                 log.info("applied migration %s", mig.name)
                 applied.append(mig.name)
             await apply_retention(conn, retention_days)
+            privileges = directory / PRIVILEGES
+            if privileges.is_file():
+                async with conn.transaction():
+                    await conn.execute(privileges.read_text())
+            for role, password in (role_passwords or {}).items():
+                await set_password(conn, role, password)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     finally:
         await conn.close()
     return applied
+
+
+async def set_password(conn: asyncpg.Connection, role: str, password: str) -> None:
+    """Let a service's role log in with ``password`` (quoted by the server, never logged)."""
+    statement = await conn.fetchval(
+        "SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', $1::text, $2::text)", role, password
+    )
+    await conn.execute(statement)
+    log.info("password of role %s set", role)
 
 
 async def has_timescaledb(conn: asyncpg.Connection) -> bool:

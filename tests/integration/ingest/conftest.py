@@ -25,7 +25,7 @@ from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.postgres import PostgresServer
 from chargelift_devstack.procs import free_port
 from tests.support.certs import TestCerts
-from tests.support.db import fresh_database
+from tests.support.db import as_role, fresh_database
 
 CHARGERS = ("charger-a", "charger-b", "amtron-1", "amtron-2", "amtron-3")
 FIELDS: dict[str, Callable[[int], float | str | bool]] = {
@@ -167,8 +167,9 @@ class IngestProcess:
 
 
 def ingest_env(broker: MosquittoServer, certs: TestCerts, dsn: str, **extra: str) -> dict[str, str]:
+    """Ingest as deployed: logged in as its own least-privileged role."""
     return {
-        "DATABASE_URL": dsn,
+        "DATABASE_URL": as_role(dsn, "chargelift_ingest"),
         "MQTT_HOST": broker.host,
         "MQTT_PORT": str(broker.port),
         "MQTT_CA_FILE": str(certs.ca_file),

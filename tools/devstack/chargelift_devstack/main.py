@@ -196,7 +196,11 @@ class Stack:
             (
                 "ingest",
                 [self.bin("chargelift-ingest"), "run"],
-                {"INGEST_METRICS_PORT": str(self.ports.ingest_metrics)},
+                {
+                    "INGEST_METRICS_PORT": str(self.ports.ingest_metrics),
+                    # least privilege: writes data, no DDL, not a superuser
+                    "DATABASE_URL": self.postgres.dsn_as("chargelift_ingest"),
+                },
             ),
             (
                 "simulator",
@@ -234,6 +238,7 @@ class Stack:
                 {
                     "API_PORT": str(self.ports.api),
                     "API_HOST": "127.0.0.1",
+                    "DATABASE_URL": self.postgres.dsn_as("chargelift_reader"),  # read only
                     "API_TOKENS": f"dev:read:{token_hash}",
                 },
             ),

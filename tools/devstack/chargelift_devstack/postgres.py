@@ -83,7 +83,12 @@ class PostgresServer:
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://{USER}@{self.host}:{self.port}/{DATABASE}"
+        """The schema owner's (migrations, tests): a superuser of this cluster."""
+        return self.dsn_as(USER)
+
+    def dsn_as(self, role: str, database: str = DATABASE) -> str:
+        """A login as ``role`` (the services' own roles: 0007_service_roles.sql)."""
+        return f"postgresql://{role}@{self.host}:{self.port}/{database}"
 
     def _as_owner(self) -> dict[str, Any]:
         """Popen arguments that drop root to the postgres account (exec'd directly)."""
