@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -36,6 +36,7 @@ Reason = Literal[
     "unknown_field",
     "too_large",
     "future_time",
+    "implausible_time",
     "db_rejected",
 ]
 REASONS: tuple[Reason, ...] = (
@@ -47,6 +48,7 @@ REASONS: tuple[Reason, ...] = (
     "unknown_field",
     "too_large",
     "future_time",
+    "implausible_time",
     "db_rejected",
 )
 
@@ -98,6 +100,11 @@ class Cleared:
 
     topic: str
 
+
+#: No charger read anything before this: an earlier SamplingTime comes from a clock that
+#: was never set (1970, 0001) or from a hostile client, and would rewrite
+#: chargers.first_seen and every time bucket (INGEST_MIN_SAMPLING_TIME overrides it).
+MIN_SAMPLING_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 #: An edge's charger list may exceed INGEST_MAX_PAYLOAD_BYTES (a site of 1,000 chargers:
 #: ~15 KB); it is bounded by the broker's packet limit (max_packet_size, 64 KiB).
@@ -200,17 +207,28 @@ def _online(payload: bytes) -> bool:
 
 
 def validate(
-    topic: str, payload: bytes, *, now: datetime, max_bytes: int, max_future: timedelta
+    topic: str,
+    payload: bytes,
+    *,
+    now: datetime,
+    max_bytes: int,
+    max_future: timedelta,
+    min_time: datetime = MIN_SAMPLING_TIME,
 ) -> Item | Cleared:
     """Classify one message. Never raises."""
     try:
-        return _validate(topic, payload, now, max_bytes, max_future)
+        return _validate(topic, payload, now, max_bytes, max_future, min_time)
     except _Dead as dead:
         return DeadLetter(topic, payload, dead.reason, dead.detail)
 
 
 def _validate(
-    topic: str, payload: bytes, now: datetime, max_bytes: int, max_future: timedelta
+    topic: str,
+    payload: bytes,
+    now: datetime,
+    max_bytes: int,
+    max_future: timedelta,
+    min_time: datetime,
 ) -> Item | Cleared:
     if len(payload) > max_bytes:
         limit = max_bytes
@@ -255,6 +273,12 @@ def _validate(
         raise _Dead("wrong_type", str(exc)) from None
     if env.sampling_time > now + max_future:
         raise _Dead("future_time", f"SamplingTime {env.sampling_time.isoformat()} is in the future")
+    if env.sampling_time < min_time:
+        raise _Dead(
+            "implausible_time",
+            f"SamplingTime {env.sampling_time.isoformat()} is before "
+            f"{min_time.date().isoformat()}: the charger's clock is not set",
+        )
     if isinstance(value, str) and "\x00" in value:
         # Valid JSON (\u0000) that PostgreSQL text cannot hold.
         raise _Dead("wrong_type", f"{parsed.field}: a string with a NUL character")

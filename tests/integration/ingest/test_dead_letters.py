@@ -79,3 +79,40 @@ async def test_each_bad_input_kind_is_a_dead_letter_and_the_good_ones_around_it_
     # Field readings written (the Availability pseudo-reading is counted separately).
     assert f"ingest_rows_written_total {float(len(good))}" in text
     assert "ingest_availability_messages_total 1.0" in text
+
+
+async def test_an_implausibly_old_sampling_time_is_a_dead_letter_and_keeps_first_seen(
+    ingest: IngestProcess, publisher: Publisher, db: str
+) -> None:
+    # Issue 14, finding 10: a year-0001 reading (a charger whose clock was never set, or a
+    # hostile client) was stored and rewrote chargers.first_seen to 0001-01-01.
+    good = messages(2, chargers=("charger-a",))
+    old = [
+        b'{"SamplingTime":"0001-01-01T00:00:00Z","Value":1}',
+        b'{"SamplingTime":"1970-01-01T00:00:00Z","Value":2}',
+        b'{"SamplingTime":"1999-12-31T23:59:59.999999Z","Value":3}',
+    ]
+    await publisher.publish(
+        [*good, *(("charger-a", "chargers/charger-a/PowerOutput", p) for p in old)], window=20
+    )
+
+    assert await wait_rows(db, len(old), table="dead_letters") == len(old)
+    assert await wait_rows(db, len(good)) == len(good)
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch("SELECT payload, reason, detail FROM dead_letters ORDER BY id")
+        first_seen = await conn.fetchval(
+            "SELECT first_seen FROM chargers WHERE charger = 'charger-a'"
+        )
+        oldest = await conn.fetchval("SELECT min(time) FROM readings")
+    finally:
+        await conn.close()
+    assert [(bytes(r["payload"]), r["reason"]) for r in rows] == [
+        (p, "implausible_time") for p in old
+    ]
+    assert all("before 2000-01-01" in r["detail"] for r in rows)
+    assert first_seen.year == 2026
+    assert oldest.year == 2026
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(ingest.metrics_url)).text
+    assert f'ingest_dead_letters_total{{reason="implausible_time"}} {float(len(old))}' in text
