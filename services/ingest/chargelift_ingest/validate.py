@@ -25,6 +25,7 @@ from chargelift_contract.topics import (
     decode_edge_chargers,
     parse_edge_topic,
     parse_topic,
+    quoted,
 )
 
 Reason = Literal[
@@ -176,26 +177,54 @@ class _Dead(Exception):  # noqa: N818 - internal control flow, never escapes
 
 
 # A site has a few hundred distinct topics; parsing each once saves two regular
-# expressions and two dataclasses per message. Bounded: cleared when full.
+# expressions and two dataclasses per message. Bounded in *bytes*, not entries: any
+# client may publish distinct topics of up to 64 KiB under its own prefix (issue 14,
+# finding 4: 100,000 entries of ~93 KB each would have been 9 GB). A topic longer than
+# any valid one is refused without being cached; the cache is cleared when full.
 Parsed = FieldTopic | AvailabilityTopic | EdgeAvailabilityTopic | EdgeChargersTopic | TopicError
 _TOPIC_CACHE: dict[str, Parsed] = {}
-_TOPIC_CACHE_MAX = 100_000
+#: What the cache may hold (topics, parsed values and error texts, with overheads).
+TOPIC_CACHE_MAX_BYTES = 16 * 1024 * 1024
+#: The longest valid topic: ``chargers/`` or ``edges/``, a 64-character id, ``/``, a
+#: 64-character field name (``availability`` and ``chargers`` are shorter).
+MAX_TOPIC_CHARS = len("chargers/") + 64 + 1 + 64
+# Per entry: a dict slot, the str header, a parsed dataclass or an exception object.
+_ENTRY_OVERHEAD = 400
+_topic_cache_bytes = 0
 _EDGES_PREFIX = EDGES_ROOT + "/"
 
 
+def topic_cache_bytes() -> int:
+    """What the topic cache holds now, as counted against TOPIC_CACHE_MAX_BYTES."""
+    return _topic_cache_bytes
+
+
+def clear_topic_cache() -> None:
+    """Empty the topic cache."""
+    global _topic_cache_bytes
+    _TOPIC_CACHE.clear()
+    _topic_cache_bytes = 0
+
+
 def _parse_topic(topic: str) -> Parsed:
+    global _topic_cache_bytes
     parsed = _TOPIC_CACHE.get(topic)
-    if parsed is None:
-        try:
-            if topic.startswith(_EDGES_PREFIX):
-                parsed = parse_edge_topic(topic)
-            else:
-                parsed = parse_topic(topic)
-        except TopicError as exc:
-            parsed = exc
-        if len(_TOPIC_CACHE) >= _TOPIC_CACHE_MAX:
-            _TOPIC_CACHE.clear()
-        _TOPIC_CACHE[topic] = parsed
+    if parsed is not None:
+        return parsed
+    if len(topic) > MAX_TOPIC_CHARS:  # never cached: no valid topic is that long
+        return TopicError(
+            f"topic {quoted(topic)} is longer than any valid topic ({MAX_TOPIC_CHARS} characters)"
+        )
+    try:
+        edge = topic.startswith(_EDGES_PREFIX)
+        parsed = parse_edge_topic(topic) if edge else parse_topic(topic)
+    except TopicError as exc:
+        parsed = exc.with_traceback(None)  # a kept traceback would keep its frames
+    cost = _ENTRY_OVERHEAD + len(topic) + (len(str(parsed)) if isinstance(parsed, Exception) else 0)
+    if _topic_cache_bytes + cost > TOPIC_CACHE_MAX_BYTES:
+        clear_topic_cache()
+    _TOPIC_CACHE[topic] = parsed
+    _topic_cache_bytes += cost
     return parsed
 
 

@@ -116,3 +116,26 @@ async def test_an_implausibly_old_sampling_time_is_a_dead_letter_and_keeps_first
     async with httpx.AsyncClient() as http:
         text = (await http.get(ingest.metrics_url)).text
     assert f'ingest_dead_letters_total{{reason="implausible_time"}} {float(len(old))}' in text
+
+
+async def test_huge_distinct_topics_are_dead_letters_with_short_details(
+    ingest: IngestProcess, publisher: Publisher, db: str
+) -> None:
+    # Issue 14, finding 4: any certificate may publish distinct 30 KB topics under its own
+    # prefix; each one's error text used to quote it whole, kept in ingest's topic cache
+    # (~93 KB per topic) and in the dead letter's detail.
+    good = messages(2, chargers=("charger-a",))
+    huge = [("charger-a", f"chargers/charger-a/{i:03d}" + "x" * 30_000, b"{}") for i in range(20)]
+    await publisher.publish([*huge, *good], window=10)
+
+    assert await wait_rows(db, len(huge), table="dead_letters") == len(huge)
+    assert await wait_rows(db, len(good)) == len(good)
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch("SELECT topic, reason, detail FROM dead_letters ORDER BY id")
+    finally:
+        await conn.close()
+    assert sorted(r["topic"] for r in rows) == sorted(t for _, t, _ in huge)
+    assert {r["reason"] for r in rows} == {"bad_topic"}
+    assert max(len(r["detail"]) for r in rows) < 300
+    assert all("30022 characters" in r["detail"] for r in rows)
