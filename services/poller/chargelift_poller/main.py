@@ -314,6 +314,9 @@ class Poller:
             timing=timing,
             snapshot_interval=s.poller_snapshot_interval,
             clock=self.clock,
+            # One charger's odd answer meeting a bug must not stop every charger of the
+            # site (issue 14): the task group would exit. Logged with its traceback.
+            contain_driver_faults=True,
         )
 
     def _availability(self, coordinator: Coordinator) -> bytes | None:
