@@ -198,6 +198,8 @@ class Poller:
             max_age=s.poller_outbox_max_age,
             replay_window=s.poller_replay_window,
             synchronous=s.poller_outbox_synchronous,
+            max_packet_bytes=s.poller_mqtt_max_packet_bytes,
+            on_drop=self._dropped,
         ) as outbox:
             self.outbox = outbox
             log.info(
@@ -318,6 +320,9 @@ class Poller:
             # site (issue 14): the task group would exit. Logged with its traceback.
             contain_driver_faults=True,
         )
+
+    def _dropped(self, reason: str, count: int) -> None:
+        self.metrics.outbox_dropped.labels(reason).inc(count)
 
     def _availability(self, coordinator: Coordinator) -> bytes | None:
         # While stopping with the edge identity every charger is about to be offline (its

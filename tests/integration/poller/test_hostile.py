@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from chargelift_contract import availability_topic
+from chargelift_contract import Envelope, availability_topic, encode, field_topic
 from chargelift_devstack.mosquitto import MosquittoServer
+from chargelift_poller.outbox import Entry
 from tests.integration.poller.support import (
     charger_config,
     eventually,
@@ -99,3 +102,49 @@ async def test_a_charger_answering_nan_or_1e400_is_down_naming_the_field_and_the
         )
         for o in others:
             assert not metric(poller, "poller_polls_failed_total", charger=o, error="protocol")
+
+
+async def test_an_oversized_sample_is_dropped_at_enqueue_and_the_next_ones_are_delivered(
+    own_broker: MosquittoServer, certs: TestCerts, fleet: Any, tmp_path: Path
+) -> None:
+    # Issue 14, finding 3: over max_packet_size (64 KiB) Mosquitto does not answer
+    # PUBACK 0x95, it drops the connection; the row stayed at the head of the charger's
+    # queue: 25 reconnects in 12 s and nothing delivered after it.
+    charger = fleet.chargers[0]
+    outbox_path = tmp_path / "outbox.sqlite"
+    s = settings(own_broker, certs, outbox_path)
+    topic = field_topic(charger.id, "FirmwareVersion")
+    async with (
+        subscriber(own_broker, certs, client_id="oversize-sub") as inbox,
+        running_poller(s, [charger_config(charger.id, charger.url, interval=0.5)]) as poller,
+    ):
+        await eventually(
+            lambda: metric(poller, "poller_charger_up", charger=charger.id) == 1, 10, "online"
+        )
+        assert poller.outbox is not None
+        now = datetime.now(UTC)
+        big = encode(Envelope(now, "x" * 70_000))
+        marks = [encode(Envelope(now + timedelta(milliseconds=i), f"mark-{i}")) for i in (1, 2)]
+        poller.outbox.append(
+            [
+                Entry(charger.id, topic, marks[0], now.timestamp()),
+                Entry(charger.id, topic, big, now.timestamp()),
+                Entry(charger.id, topic, marks[1], now.timestamp()),
+            ]
+        )
+        await inbox.wait_for(
+            lambda: any(m.payload == marks[1] for m in inbox.messages), 10, "the sample after it"
+        )
+        got = [m.payload for m in inbox.messages if m.topic == topic and not m.retain]
+        assert got[-2:] == marks
+        assert metric(poller, "poller_outbox_dropped_total", reason="too_large") == 1
+        assert metric(poller, "poller_mqtt_connected", charger=charger.id) == 1
+        # The charger's own samples keep flowing.
+        seen = len(inbox.samples())
+        await inbox.wait_for(functools.partial(more_than, inbox, seen), 5, "new samples")
+    db = sqlite3.connect(outbox_path)
+    try:
+        dropped = db.execute("SELECT topic, reason, length(payload) FROM dropped").fetchall()
+    finally:
+        db.close()
+    assert dropped == [(topic, "too_large", len(big))]
