@@ -290,13 +290,17 @@ class Outbox:
                 listener.rows_added(added)
         return rows
 
-    def _packet_size(self, e: Entry) -> int | None:
+    def _packet_size(self, e: Entry | Row) -> int | None:
         """The PUBLISH size of ``e`` if it is over the broker's limit, else ``None``."""
         limit = self.max_packet_bytes
         if limit is None or len(e.payload) + len(e.topic) < limit - 16:
             return None  # far below the limit: no need to count exactly
         size = publish_packet_size(e.topic, e.payload)
         return size if size > limit else None
+
+    def too_large(self, row: Row) -> bool:
+        """True if ``row`` (queued before the limit was known, or lowered) cannot be sent."""
+        return self._packet_size(row) is not None
 
     def _report_too_large(self, dropped: Sequence[tuple[Entry, int]]) -> None:
         if self._on_drop is not None:
@@ -341,11 +345,11 @@ class Outbox:
         self._acked += changed
         return changed
 
-    def discard(self, seq: int) -> bool:
+    def discard(self, seq: int, reason: str = "refused") -> bool:
         """Delete one row that can never be delivered (the broker refused it)."""
         self._acks.pop(seq, None)
         with self._transaction() as cur:
-            cur.execute(_RECORD_DROP + " AND acked_at IS NULL", ("refused", self._clock(), seq))
+            cur.execute(_RECORD_DROP + " AND acked_at IS NULL", (reason, self._clock(), seq))
             cur.execute("DELETE FROM outbox WHERE seq = ? RETURNING acked_at", (seq,))
             found = cur.fetchall()
         if not found:
