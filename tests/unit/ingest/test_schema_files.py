@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,17 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INGEST_SHARE_GROUP", "ingest")
     assert Settings().subscription == "$share/ingest/chargers/#"
     assert Settings().subscriptions == ("$share/ingest/chargers/#", "$share/ingest/edges/#")
+
+
+def test_the_earliest_plausible_sampling_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    assert Settings().min_sampling_time == datetime(2000, 1, 1, tzinfo=UTC)
+    monkeypatch.setenv("INGEST_MIN_SAMPLING_TIME", "2020-06-01T00:00:00+02:00")
+    assert Settings().min_sampling_time == datetime(2020, 5, 31, 22, tzinfo=UTC)
+    monkeypatch.setenv("INGEST_MIN_SAMPLING_TIME", "2020-06-01T00:00:00")  # no offset
+    with pytest.raises(ValidationError):
+        Settings()
 
 
 def test_migrate_needs_only_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
