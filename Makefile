@@ -83,6 +83,11 @@ test-fresh: venv ## The README's make dev / Try it / make test on fresh Debian 1
 mosquitto-compose-conf: venv ## Regenerate mosquitto/compose.conf from the template
 	$(PY) -c "from chargelift_devstack.mosquitto import COMPOSE_CONFIG as c, render_compose_config as r; c.write_text(r())"
 
+.PHONY: fuzz
+fuzz: venv ## Fuzz the MHCP driver and coordinator: >= 100,000 hostile answers (HYPOTHESIS_PROFILE=fuzz)
+	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest tests/unit/poller/test_mhcp_fuzz.py -q \
+	    -p no:cacheprovider -o timeout=3600 --hypothesis-show-statistics $(PYTEST_ARGS)
+
 .PHONY: test-unit
 test-unit: venv ## Unit tests only (no servers)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)

@@ -7,6 +7,7 @@ the end, also when a test fails or the run is interrupted.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -80,3 +81,12 @@ def own_postgres(base_dir: Path) -> Iterator[PostgresServer]:
     server.start()
     yield server
     server.kill()
+
+
+# Hypothesis profiles: `make fuzz` selects "fuzz" (HYPOTHESIS_PROFILE=fuzz), which raises
+# the example budget of the tests that size themselves from it (the MHCP fuzz tests:
+# >= 100,000 examples); tests with their own max_examples keep it.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("fuzz", max_examples=10_000, deadline=None)
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

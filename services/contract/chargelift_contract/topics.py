@@ -44,16 +44,28 @@ class TopicError(ValueError):
     """A topic (or a part of one) does not follow the contract."""
 
 
+#: Characters of a topic (or part) quoted in an error text: a topic may be 64 KiB, and
+#: error texts are kept (ingest's topic cache, dead-letter details, logs).
+QUOTE_MAX = 80
+
+
+def quoted(text: str, limit: int = QUOTE_MAX) -> str:
+    """``repr(text)``, cut to ``limit`` characters with the full length said when longer."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def validate_charger_id(charger: str) -> str:
     """Return ``charger`` if it is a valid charger id, else raise :class:`TopicError`."""
     if not _CHARGER_RE.fullmatch(charger):
-        raise TopicError(f"invalid charger id {charger!r}: use 1-64 of a-z, 0-9, '-', '_'")
+        raise TopicError(f"invalid charger id {quoted(charger)}: use 1-64 of a-z, 0-9, '-', '_'")
     return charger
 
 
 def _validate_field_name(field: str) -> str:
     if not _FIELD_RE.fullmatch(field):
-        raise TopicError(f"invalid field name {field!r}: PascalCase letters and digits")
+        raise TopicError(f"invalid field name {quoted(field)}: PascalCase letters and digits")
     return field
 
 
@@ -157,20 +169,20 @@ def parse_edge_topic(topic: str) -> EdgeAvailabilityTopic | EdgeChargersTopic:
     """Parse an ``edges/...`` topic; raise :class:`TopicError` with the reason if it is not."""
     parts = topic.split("/")
     if len(parts) != 3 or parts[0] != EDGES_ROOT:
-        raise TopicError(f"topic {topic!r} is not edges/<edge>/availability or .../chargers")
+        raise TopicError(f"topic {quoted(topic)} is not edges/<edge>/availability or .../chargers")
     _, edge, leaf = parts
     if leaf == AVAILABILITY:
         return EdgeAvailabilityTopic(edge)
     if leaf == EDGE_CHARGERS:
         return EdgeChargersTopic(edge)
-    raise TopicError(f"topic {topic!r}: unknown edge topic {leaf!r}")
+    raise TopicError(f"topic {quoted(topic)}: unknown edge topic {quoted(leaf)}")
 
 
 def parse_topic(topic: str) -> FieldTopic | AvailabilityTopic:
     """Parse a concrete topic; raise :class:`TopicError` with the reason if it is not ours."""
     parts = topic.split("/")
     if len(parts) != 3 or parts[0] != ROOT:
-        raise TopicError(f"topic {topic!r} is not chargers/<charger>/<Field>")
+        raise TopicError(f"topic {quoted(topic)} is not chargers/<charger>/<Field>")
     _, charger, leaf = parts
     if leaf == AVAILABILITY:
         return AvailabilityTopic(charger)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chargelift_contract.topics import SUBSCRIBE_ALL, SUBSCRIBE_EDGES
 from chargelift_ingest.migrate import MIGRATIONS
+from chargelift_ingest.validate import MIN_SAMPLING_TIME
 
 
 class DatabaseSettings(BaseSettings):
@@ -74,6 +75,10 @@ class Settings(DatabaseSettings):
     )
     dead_letter_prune_interval_s: float = Field(
         3600.0, gt=0, validation_alias="INGEST_DEAD_LETTER_PRUNE_INTERVAL_S"
+    )
+    #: An earlier SamplingTime is a dead letter (``implausible_time``); needs an offset.
+    min_sampling_time: AwareDatetime = Field(
+        MIN_SAMPLING_TIME, validation_alias="INGEST_MIN_SAMPLING_TIME"
     )
     shutdown_timeout_s: float = Field(15.0, gt=0, validation_alias="INGEST_SHUTDOWN_TIMEOUT_S")
 

@@ -95,6 +95,7 @@ async def run(settings: Settings) -> None:
                     now=datetime.now(UTC),
                     max_bytes=settings.max_payload_bytes,
                     max_future=max_future,
+                    min_time=settings.min_sampling_time,
                 )
                 if isinstance(item, Cleared):
                     # Nothing to store: acknowledged on return. Rare (an operator retiring

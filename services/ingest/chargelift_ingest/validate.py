@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -25,6 +25,7 @@ from chargelift_contract.topics import (
     decode_edge_chargers,
     parse_edge_topic,
     parse_topic,
+    quoted,
 )
 
 Reason = Literal[
@@ -36,6 +37,7 @@ Reason = Literal[
     "unknown_field",
     "too_large",
     "future_time",
+    "implausible_time",
     "db_rejected",
 ]
 REASONS: tuple[Reason, ...] = (
@@ -47,6 +49,7 @@ REASONS: tuple[Reason, ...] = (
     "unknown_field",
     "too_large",
     "future_time",
+    "implausible_time",
     "db_rejected",
 )
 
@@ -98,6 +101,11 @@ class Cleared:
 
     topic: str
 
+
+#: No charger read anything before this: an earlier SamplingTime comes from a clock that
+#: was never set (1970, 0001) or from a hostile client, and would rewrite
+#: chargers.first_seen and every time bucket (INGEST_MIN_SAMPLING_TIME overrides it).
+MIN_SAMPLING_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 #: An edge's charger list may exceed INGEST_MAX_PAYLOAD_BYTES (a site of 1,000 chargers:
 #: ~15 KB); it is bounded by the broker's packet limit (max_packet_size, 64 KiB).
@@ -169,26 +177,54 @@ class _Dead(Exception):  # noqa: N818 - internal control flow, never escapes
 
 
 # A site has a few hundred distinct topics; parsing each once saves two regular
-# expressions and two dataclasses per message. Bounded: cleared when full.
+# expressions and two dataclasses per message. Bounded in *bytes*, not entries: any
+# client may publish distinct topics of up to 64 KiB under its own prefix (issue 14,
+# finding 4: 100,000 entries of ~93 KB each would have been 9 GB). A topic longer than
+# any valid one is refused without being cached; the cache is cleared when full.
 Parsed = FieldTopic | AvailabilityTopic | EdgeAvailabilityTopic | EdgeChargersTopic | TopicError
 _TOPIC_CACHE: dict[str, Parsed] = {}
-_TOPIC_CACHE_MAX = 100_000
+#: What the cache may hold (topics, parsed values and error texts, with overheads).
+TOPIC_CACHE_MAX_BYTES = 16 * 1024 * 1024
+#: The longest valid topic: ``chargers/`` or ``edges/``, a 64-character id, ``/``, a
+#: 64-character field name (``availability`` and ``chargers`` are shorter).
+MAX_TOPIC_CHARS = len("chargers/") + 64 + 1 + 64
+# Per entry: a dict slot, the str header, a parsed dataclass or an exception object.
+_ENTRY_OVERHEAD = 400
+_topic_cache_bytes = 0
 _EDGES_PREFIX = EDGES_ROOT + "/"
 
 
+def topic_cache_bytes() -> int:
+    """What the topic cache holds now, as counted against TOPIC_CACHE_MAX_BYTES."""
+    return _topic_cache_bytes
+
+
+def clear_topic_cache() -> None:
+    """Empty the topic cache."""
+    global _topic_cache_bytes
+    _TOPIC_CACHE.clear()
+    _topic_cache_bytes = 0
+
+
 def _parse_topic(topic: str) -> Parsed:
+    global _topic_cache_bytes
     parsed = _TOPIC_CACHE.get(topic)
-    if parsed is None:
-        try:
-            if topic.startswith(_EDGES_PREFIX):
-                parsed = parse_edge_topic(topic)
-            else:
-                parsed = parse_topic(topic)
-        except TopicError as exc:
-            parsed = exc
-        if len(_TOPIC_CACHE) >= _TOPIC_CACHE_MAX:
-            _TOPIC_CACHE.clear()
-        _TOPIC_CACHE[topic] = parsed
+    if parsed is not None:
+        return parsed
+    if len(topic) > MAX_TOPIC_CHARS:  # never cached: no valid topic is that long
+        return TopicError(
+            f"topic {quoted(topic)} is longer than any valid topic ({MAX_TOPIC_CHARS} characters)"
+        )
+    try:
+        edge = topic.startswith(_EDGES_PREFIX)
+        parsed = parse_edge_topic(topic) if edge else parse_topic(topic)
+    except TopicError as exc:
+        parsed = exc.with_traceback(None)  # a kept traceback would keep its frames
+    cost = _ENTRY_OVERHEAD + len(topic) + (len(str(parsed)) if isinstance(parsed, Exception) else 0)
+    if _topic_cache_bytes + cost > TOPIC_CACHE_MAX_BYTES:
+        clear_topic_cache()
+    _TOPIC_CACHE[topic] = parsed
+    _topic_cache_bytes += cost
     return parsed
 
 
@@ -200,17 +236,28 @@ def _online(payload: bytes) -> bool:
 
 
 def validate(
-    topic: str, payload: bytes, *, now: datetime, max_bytes: int, max_future: timedelta
+    topic: str,
+    payload: bytes,
+    *,
+    now: datetime,
+    max_bytes: int,
+    max_future: timedelta,
+    min_time: datetime = MIN_SAMPLING_TIME,
 ) -> Item | Cleared:
     """Classify one message. Never raises."""
     try:
-        return _validate(topic, payload, now, max_bytes, max_future)
+        return _validate(topic, payload, now, max_bytes, max_future, min_time)
     except _Dead as dead:
         return DeadLetter(topic, payload, dead.reason, dead.detail)
 
 
 def _validate(
-    topic: str, payload: bytes, now: datetime, max_bytes: int, max_future: timedelta
+    topic: str,
+    payload: bytes,
+    now: datetime,
+    max_bytes: int,
+    max_future: timedelta,
+    min_time: datetime,
 ) -> Item | Cleared:
     if len(payload) > max_bytes:
         limit = max_bytes
@@ -255,6 +302,12 @@ def _validate(
         raise _Dead("wrong_type", str(exc)) from None
     if env.sampling_time > now + max_future:
         raise _Dead("future_time", f"SamplingTime {env.sampling_time.isoformat()} is in the future")
+    if env.sampling_time < min_time:
+        raise _Dead(
+            "implausible_time",
+            f"SamplingTime {env.sampling_time.isoformat()} is before "
+            f"{min_time.date().isoformat()}: the charger's clock is not set",
+        )
     if isinstance(value, str) and "\x00" in value:
         # Valid JSON (\u0000) that PostgreSQL text cannot hold.
         raise _Dead("wrong_type", f"{parsed.field}: a string with a NUL character")

@@ -9,9 +9,20 @@
 * Availability (``online``/``offline``) is written to the outbox on every transition,
   so it travels in order with the samples.
 * Coordinators share nothing but the outbox: one charger's failure cannot delay or
-  disturb another's polls. A *bug* (an exception outside the
-  :class:`~chargelift_poller.errors.ChargerError` tree) is not swallowed: it stops
-  the process, so that it surfaces in tests and logs instead of as "charger offline".
+  disturb another's polls.
+* A reading with a value that the contract refuses (NaN, ±Infinity, a number beyond
+  ±2**53, a wrong type for its field: :class:`~chargelift_poller.models.ChargerReading`
+  checks) is refused whole with a
+  :class:`~chargelift_poller.errors.ChargerProtocolError` naming the charger and the
+  field, and the charger is marked down like any other failure.
+* An exception outside the :class:`~chargelift_poller.errors.ChargerError` tree raised
+  by the driver or the mapping (a bug met by an odd answer) is, with
+  ``contain_driver_faults`` (what ``main`` passes), a
+  :class:`~chargelift_poller.errors.DriverFaultError`: logged once with its traceback
+  and the charger's name, counted, retried with backoff, so that one charger cannot
+  stop the site (issue 14). Without it (the default, what unit tests get) it
+  propagates, so a bug fails the test instead of showing as "charger offline".
+  Failures of the outbox (the disk) are never contained.
 """
 
 from __future__ import annotations
@@ -24,13 +35,20 @@ from datetime import datetime
 from typing import Protocol
 
 from chargelift_contract import Envelope, availability_topic, encode, field_topic
+from chargelift_contract.envelope import Value
 from chargelift_contract.topics import OFFLINE, ONLINE
 from chargelift_poller.changes import ChangeDetector
 from chargelift_poller.clock import Clock
 from chargelift_poller.drivers import Driver
-from chargelift_poller.errors import ChargerError, ChargerTimeoutError, PermanentError
+from chargelift_poller.errors import (
+    ChargerError,
+    ChargerProtocolError,
+    ChargerTimeoutError,
+    DriverFaultError,
+    PermanentError,
+)
 from chargelift_poller.metrics import PollerMetrics
-from chargelift_poller.models import ChargerReading
+from chargelift_poller.models import ChargerReading, InvalidReadingError
 from chargelift_poller.outbox import Entry
 
 log = logging.getLogger(__name__)
@@ -82,8 +100,11 @@ class Coordinator:
         timing: Timing,
         snapshot_interval: float,
         clock: Clock,
+        contain_driver_faults: bool = False,
     ) -> None:
         self.charger_id = charger_id
+        self._contain = contain_driver_faults
+        self._fault_logged = False
         self._driver = driver
         self._sink = sink
         self._timing = timing
@@ -134,6 +155,9 @@ class Coordinator:
         try:
             async with asyncio.timeout(self._timing.timeout):
                 reading = await self._driver.read(full=full)
+            changed, entries = self._entries(reading, full)
+        except InvalidReadingError as exc:  # ChargerReading refused a value: name the field
+            return self._failed(ChargerProtocolError(self.charger_id, f"reading refused: {exc}"))
         except TimeoutError:
             error: ChargerError = ChargerTimeoutError(
                 self.charger_id, f"no answer within {self._timing.timeout:g} s"
@@ -141,8 +165,22 @@ class Coordinator:
             return self._failed(error)
         except ChargerError as exc:
             return self._failed(exc)
-        self._succeeded(reading, full, started)
+        except Exception as exc:  # contained only when told to (module docstring)
+            if not self._contain:
+                raise
+            return self._failed(self._fault(exc))
+        self._succeeded(reading, changed, entries, full, started)
         return self._next_delay(started)
+
+    def _fault(self, exc: Exception) -> DriverFaultError:
+        error = DriverFaultError(
+            self.charger_id,
+            f"unexpected {type(exc).__name__} in the driver or its mapping (a bug)",
+        )
+        if not self._fault_logged:
+            self._fault_logged = True  # once until the charger recovers
+            log.error("%s (a bug; logged once until it recovers)", error, exc_info=exc)
+        return error
 
     def _next_delay(self, started: float) -> float:
         # Keep the phase of the cadence; if a poll overran, skip the missed ticks
@@ -163,16 +201,27 @@ class Coordinator:
             topic = self._topics[field] = field_topic(self.charger_id, field)
         return topic
 
-    def _succeeded(self, reading: ChargerReading, full: bool, started: float) -> None:
-        recovered = self._up is not True
+    def _entries(self, reading: ChargerReading, full: bool) -> tuple[dict[str, Value], list[Entry]]:
+        """The outbox entries of ``reading``: what changed, encoded (no state changes)."""
         sampled_at = reading.sampling_time.timestamp()
         entries: list[Entry] = []
-        if recovered:
+        if self._up is not True:
             entries.append(Entry(self.charger_id, self._availability_topic, ONLINE, sampled_at))
         changed = self._changes.select(reading.values, full=full)
         for name, value in changed.items():
             payload = encode(Envelope(reading.sampling_time, value))
             entries.append(Entry(self.charger_id, self._topic(name), payload, sampled_at))
+        return changed, entries
+
+    def _succeeded(
+        self,
+        reading: ChargerReading,
+        changed: dict[str, Value],
+        entries: list[Entry],
+        full: bool,
+        started: float,
+    ) -> None:
+        recovered = self._up is not True
         self._sink.append(entries)  # one transaction; raises only if the disk fails
         self._changes.commit(changed, full=full, now=started)
         self._m_ok.inc()
@@ -196,6 +245,7 @@ class Coordinator:
         self._failures = 0
         self._last_error = None
         self._permanent_logged = False
+        self._fault_logged = False
 
     def _failed(self, error: ChargerError) -> float:
         self._failures += 1

@@ -7,7 +7,9 @@
     │   ├── ChargerTimeoutError       no answer in time
     │   ├── ChargerConnectionError    refused, reset, closed mid-response
     │   ├── ChargerHttpError          5xx or another unexpected status
-    │   └── ChargerProtocolError      malformed / truncated / wrong-typed payload
+    │   ├── ChargerProtocolError      malformed / truncated / wrong-typed / implausible payload
+    │   └── DriverFaultError          the driver raised something outside this tree (a
+    │                                 bug met by an odd answer; the coordinator translates it)
     └── PermanentError                taken out of fast rotation, logged loudly
         ├── AuthError                 the charger refused the PIN (401/403)
         └── ConfigError               wrong address, unsupported device, bad options
@@ -58,6 +60,15 @@ class ChargerProtocolError(TransientError):
     kind = "protocol"
 
 
+class DriverFaultError(TransientError):
+    """The driver (or the mapping of its reading) raised an unexpected exception.
+
+    Raised by the coordinator, never by a driver: one charger's odd answer that meets
+    a bug must not stop the other chargers (issue 14). Retried with backoff."""
+
+    kind = "driver_fault"
+
+
 class PermanentError(ChargerError):
     """Will not go away by retrying: needs a person (PIN, address, configuration)."""
 
@@ -84,6 +95,7 @@ ERROR_KINDS = tuple(
         ChargerConnectionError,
         ChargerHttpError,
         ChargerProtocolError,
+        DriverFaultError,
         AuthError,
         ConfigError,
     )

@@ -199,6 +199,8 @@ class Poller:
             max_age=s.poller_outbox_max_age,
             replay_window=s.poller_replay_window,
             synchronous=s.poller_outbox_synchronous,
+            max_packet_bytes=s.poller_mqtt_max_packet_bytes,
+            on_drop=self._dropped,
         ) as outbox:
             self.outbox = outbox
             log.info(
@@ -315,7 +317,13 @@ class Poller:
             timing=timing,
             snapshot_interval=s.poller_snapshot_interval,
             clock=self.clock,
+            # One charger's odd answer meeting a bug must not stop every charger of the
+            # site (issue 14): the task group would exit. Logged with its traceback.
+            contain_driver_faults=True,
         )
+
+    def _dropped(self, reason: str, count: int) -> None:
+        self.metrics.outbox_dropped.labels(reason).inc(count)
 
     def _availability(self, coordinator: Coordinator) -> bytes | None:
         # While stopping with the edge identity every charger is about to be offline (its

@@ -10,9 +10,23 @@ from types import MappingProxyType
 from pydantic import SecretStr
 
 from chargelift_contract import CATALOGUE
-from chargelift_contract.envelope import Value, check_value
+from chargelift_contract.envelope import EnvelopeError, Value, check_value
+from chargelift_contract.fields import FieldValueError
 
 OptionValue = str | int | float | bool
+
+#: Largest magnitude of a number in a reading: beyond 2**53 a double (what consumers,
+#: ingest included, read a JSON number as) is no longer exact, and beyond 2**64 the
+#: envelope cannot even be encoded.
+MAX_MAGNITUDE = 2**53
+
+
+class InvalidReadingError(ValueError):
+    """A reading holds a value its field cannot have (the coordinator refuses it)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field[:64]}: {problem[:200]}")
+        self.field = field
 
 
 def utc_now() -> datetime:
@@ -26,7 +40,8 @@ class ChargerReading:
 
     ``sampling_time`` is the moment the charger's response was received (not when the
     value is published). Only catalogue fields are allowed and every value must have
-    its field's type; a field the charger did not report this time is simply absent.
+    its field's type (a finite number within ±2**53); a field the charger did not report
+    this time is simply absent. Else :class:`InvalidReadingError` names the field.
     """
 
     sampling_time: datetime
@@ -38,8 +53,13 @@ class ChargerReading:
         for name, value in self.values.items():
             spec = CATALOGUE.get(name)
             if spec is None:
-                raise ValueError(f"{name!r} is not in the field catalogue")
-            spec.check(check_value(value))
+                raise InvalidReadingError(name, "not in the field catalogue")
+            try:
+                spec.check(check_value(value))
+            except (EnvelopeError, FieldValueError) as exc:
+                raise InvalidReadingError(name, str(exc)) from None
+            if isinstance(value, int | float) and abs(value) > MAX_MAGNITUDE:
+                raise InvalidReadingError(name, "number out of range (beyond ±2**53)")
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
 
 

@@ -19,7 +19,14 @@ Guarantees (docs/poller.md has the long version):
 * **Bounds and drop policy.** At most ``max_rows`` unacknowledged rows, none older than
   ``max_age``; beyond that the *oldest* unacknowledged rows are deleted first, except
   that the newest row of each topic is never dropped (the retained value — the shadow —
-  stays right). Every drop is counted by reason (``max_rows``, ``max_age``, ``refused``).
+  stays right). Every drop is counted by reason (``max_rows``, ``max_age``, ``refused``,
+  ``too_large``).
+* **Nothing the broker cannot take.** An entry whose MQTT PUBLISH packet would exceed
+  ``max_packet_bytes`` (the broker's ``max_packet_size``) never becomes an unsent row:
+  over the limit Mosquitto drops the connection instead of refusing the packet, so such
+  a row at the head of a charger's queue would block it forever (issue 14). It is
+  recorded in ``dropped`` (reason ``too_large``) in the same transaction and reported
+  to ``on_drop``; the entries around it are stored as usual.
 
 The outbox is synchronous and single-threaded on purpose: it runs on the event loop,
 each call is a short local transaction, and there is exactly one writer.
@@ -36,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
+
+from chargelift_contract.mqtt import publish_packet_size
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +80,7 @@ _RECORD_DROP = (
     "SELECT seq, charger, topic, payload, ?, ? FROM outbox WHERE seq = ?"
 )
 
-DROP_REASONS = ("max_rows", "max_age", "refused")
+DROP_REASONS = ("max_rows", "max_age", "refused", "too_large")
 
 
 class OutboxError(RuntimeError):
@@ -133,8 +142,13 @@ class Outbox:
         max_age: float,
         replay_window: float,
         clock: Callable[[], float] = time.time,
+        max_packet_bytes: int | None = None,
+        on_drop: Callable[[str, int], None] | None = None,
     ) -> None:
         self._db = db
+        self.max_packet_bytes = max_packet_bytes
+        self._on_drop = on_drop
+        self._too_large_logged: set[str] = set()
         self.max_rows = max_rows
         self.max_age = max_age
         self.replay_window = replay_window
@@ -159,6 +173,8 @@ class Outbox:
         replay_window: float = 60.0,
         synchronous: str = "NORMAL",
         clock: Callable[[], float] = time.time,
+        max_packet_bytes: int | None = None,
+        on_drop: Callable[[str, int], None] | None = None,
     ) -> Outbox:
         """Open (creating if needed) the outbox at ``path``."""
         if synchronous not in ("NORMAL", "FULL"):
@@ -173,6 +189,8 @@ class Outbox:
                 max_age=max_age,
                 replay_window=replay_window,
                 clock=clock,
+                max_packet_bytes=max_packet_bytes,
+                on_drop=on_drop,
             )
         except BaseException:
             db.close()
@@ -233,11 +251,15 @@ class Outbox:
         cur.execute("COMMIT")
 
     def append(self, entries: Sequence[Entry]) -> list[Row]:
-        """Store ``entries`` in one transaction; return the rows (committed) in order."""
+        """Store ``entries`` in one transaction; return the rows (committed) in order.
+
+        Entries too large for the broker are recorded as dropped instead (module
+        docstring) and are not among the rows returned."""
         if not entries:
             return []
         now = self._clock()
         rows: list[Row] = []
+        too_large: list[tuple[Entry, int]] = []
         with self._transaction() as cur:
             for e in entries:
                 cur.execute(
@@ -247,7 +269,16 @@ class Outbox:
                 )
                 seq = cur.lastrowid
                 assert seq is not None
+                size = self._packet_size(e)
+                if size is not None:
+                    # Its seq is used up (AUTOINCREMENT), so the gap it leaves is explained.
+                    cur.execute(_RECORD_DROP, ("too_large", now, seq))
+                    cur.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                    too_large.append((e, size))
+                    continue
                 rows.append(Row(seq, e.charger, e.topic, e.payload, e.sampled_at))
+        if too_large:
+            self._report_too_large(too_large)
         self._unacked += len(rows)
         by_charger: dict[str, list[Row]] = {}
         for r in rows:
@@ -258,6 +289,37 @@ class Outbox:
             if listener is not None:
                 listener.rows_added(added)
         return rows
+
+    def _packet_size(self, e: Entry | Row) -> int | None:
+        """The PUBLISH size of ``e`` if it is over the broker's limit, else ``None``."""
+        limit = self.max_packet_bytes
+        if limit is None or len(e.payload) + len(e.topic) < limit - 16:
+            return None  # far below the limit: no need to count exactly
+        size = publish_packet_size(e.topic, e.payload)
+        return size if size > limit else None
+
+    def too_large(self, row: Row) -> bool:
+        """True if ``row`` (queued before the limit was known, or lowered) cannot be sent."""
+        return self._packet_size(row) is not None
+
+    def _report_too_large(self, dropped: Sequence[tuple[Entry, int]]) -> None:
+        if self._on_drop is not None:
+            self._on_drop("too_large", len(dropped))
+        for e, size in dropped:
+            if e.topic in self._too_large_logged:
+                continue
+            if len(self._too_large_logged) < 10_000:  # bounded: topics are charger x field
+                self._too_large_logged.add(e.topic)
+            log.error(
+                "charger %s: a sample of %s is %d bytes as an MQTT PUBLISH, over the broker's "
+                "packet limit of %d: dropped, never queued (recorded in the outbox's dropped "
+                'table, counted in poller_outbox_dropped_total{reason="too_large"}; '
+                "logged once per topic)",
+                e.charger,
+                e.topic[:200],
+                size,
+                self.max_packet_bytes,
+            )
 
     def ack(self, seq: int, at: float | None = None) -> None:
         """Note the broker's PUBACK of row ``seq``; written by the next :meth:`flush_acks`."""
@@ -283,11 +345,11 @@ class Outbox:
         self._acked += changed
         return changed
 
-    def discard(self, seq: int) -> bool:
+    def discard(self, seq: int, reason: str = "refused") -> bool:
         """Delete one row that can never be delivered (the broker refused it)."""
         self._acks.pop(seq, None)
         with self._transaction() as cur:
-            cur.execute(_RECORD_DROP + " AND acked_at IS NULL", ("refused", self._clock(), seq))
+            cur.execute(_RECORD_DROP + " AND acked_at IS NULL", (reason, self._clock(), seq))
             cur.execute("DELETE FROM outbox WHERE seq = ? RETURNING acked_at", (seq,))
             found = cur.fetchall()
         if not found:

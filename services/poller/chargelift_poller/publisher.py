@@ -248,6 +248,17 @@ class Publisher:
             if row is None:
                 window.leave(self)  # nothing to send: no place in line, no slot held
                 return
+            if self._outbox.too_large(row):
+                # Queued before the packet limit was checked at enqueue (an older outbox,
+                # a lowered limit): the broker would drop the connection, every time.
+                if self._outbox.discard(row.seq, reason="too_large"):
+                    self._metrics.outbox_dropped.labels("too_large").inc()
+                log.error(
+                    "charger %s: a queued row of %s is over the broker's packet limit: dropped",
+                    self.charger_id,
+                    row.topic[:200],
+                )
+                continue
             if not window.take(self):
                 self._requeue(row)
                 window.wait(self, self._wake.set)

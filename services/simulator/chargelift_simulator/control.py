@@ -6,7 +6,8 @@ Separate port, no authentication, so it binds to loopback unless told otherwise:
                                                   "fault": {"kind", "latency_s", "remaining"}}]}
     GET  /chargers/<id>            one of those objects
     POST /chargers/<id>/fault      body {"kind": "none"|"latency"|..., "latency_s": 0.0,
-                                         "remaining": null|n}  → the charger's object
+                                         "remaining": null|n, "raw": {key: text}}
+                                   → the charger's object (raw: kind "crafted" only)
     POST /chargers/<id>/plug       a car arrives now   → {"changed": bool, "charger": {...}}
     POST /chargers/<id>/unplug     the car leaves now  → {"changed": bool, "charger": {...}}
 
@@ -24,7 +25,7 @@ from chargelift_simulator.faults import Fault, FaultKind
 from chargelift_simulator.mhcp import SimCharger
 from chargelift_simulator.wire import Connection, HttpServer, Request, response
 
-_FAULT_KEYS = frozenset({"kind", "latency_s", "remaining"})
+_FAULT_KEYS = frozenset({"kind", "latency_s", "remaining", "raw"})
 
 
 def parse_fault(body: bytes) -> Fault:
@@ -43,7 +44,17 @@ def parse_fault(body: bytes) -> Fault:
         raise ValueError(f"kind must be one of {', '.join(k.value for k in FaultKind)}")
     latency = obj.get("latency_s")
     try:
-        return Fault(FaultKind(kind), 0.0 if latency is None else latency, obj.get("remaining"))
+        raw = obj.get("raw") or {}
+        if not isinstance(raw, dict):
+            raise ValueError(  # noqa: TRY004 - answered as 400
+                "raw must be an object of ChargeData key -> raw JSON text"
+            )
+        return Fault(
+            FaultKind(kind),
+            0.0 if latency is None else latency,
+            obj.get("remaining"),
+            tuple(raw.items()),
+        )
     except TypeError as e:
         raise ValueError(str(e)) from None
 

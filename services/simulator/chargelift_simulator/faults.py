@@ -14,6 +14,9 @@ them on real networks and real embedded web servers:
 ``truncated``             ``200``, Content-Length of the whole body, half of it, then close
 ``extra_fields``          the correct JSON plus unknown keys of every JSON type
 ``reset``                 read the request, then close with SO_LINGER 0 (TCP RST)
+``crafted``               ``200``, the correct ChargeData with the keys of ``raw`` set to
+                          their raw JSON text (``{"ActPwr": "NaN", "Price": "1e400"}``):
+                          what a broken or hostile firmware may write (issue 14)
 ========================  ===============================================================
 """
 
@@ -36,6 +39,7 @@ class FaultKind(StrEnum):
     TRUNCATED = "truncated"
     EXTRA_FIELDS = "extra_fields"
     RESET = "reset"
+    CRAFTED = "crafted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,8 @@ class Fault:
     kind: FaultKind = FaultKind.NONE
     latency_s: float = 0.0
     remaining: int | None = None
+    #: ``crafted``: ChargeData key → the raw JSON text of its value (may be invalid JSON).
+    raw: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         # Accept the plain strings of the control API as well as the enum.
@@ -63,10 +69,21 @@ class Fault:
             or self.remaining < 1
         ):
             raise ValueError(f"remaining must be an integer >= 1 or None, not {self.remaining!r}")
+        raw = tuple(dict(self.raw).items())  # also accepts a mapping
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in raw):
+            raise TypeError("raw must map ChargeData keys to raw JSON text (strings)")
+        object.__setattr__(self, "raw", raw)
 
     def to_json(self) -> dict[str, Any]:
         """The control endpoint's representation."""
-        return {"kind": self.kind.value, "latency_s": self.latency_s, "remaining": self.remaining}
+        doc: dict[str, Any] = {
+            "kind": self.kind.value,
+            "latency_s": self.latency_s,
+            "remaining": self.remaining,
+        }
+        if self.raw:
+            doc["raw"] = dict(self.raw)
+        return doc
 
 
 NO_FAULT = Fault()
@@ -93,7 +110,7 @@ class FaultSlot:
             return NO_FAULT
         if self._left is None:
             return self._fault
-        return Fault(self._fault.kind, self._fault.latency_s, self._left)
+        return Fault(self._fault.kind, self._fault.latency_s, self._left, self._fault.raw)
 
     def take(self) -> Fault:
         """The fault for the request now arriving (and count it)."""

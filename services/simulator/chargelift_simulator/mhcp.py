@@ -171,6 +171,19 @@ def _malformed(body: bytes) -> bytes:
     return b"{" + body[2:]
 
 
+def _crafted(body: bytes, raw: tuple[tuple[str, str], ...]) -> bytes:
+    # The real document, some values replaced by raw text (NaN, 1e400: not valid JSON, so
+    # not something a JSON encoder can write).
+    doc = orjson.loads(body)
+    replaced = dict(raw)
+    parts = [
+        orjson.dumps(k) + b":" + (replaced[k].encode() if k in replaced else orjson.dumps(v))
+        for k, v in doc.items()
+    ]
+    parts += [orjson.dumps(k) + b":" + v.encode() for k, v in raw if k not in doc]
+    return b"{" + b",".join(parts) + b"}"
+
+
 class SimCharger:
     """A simulated AMTRON: model + HTTP server + faults + ground truth. No I/O until started."""
 
@@ -295,6 +308,8 @@ class SimCharger:
                 return False
             elif kind is FaultKind.EXTRA_FIELDS:
                 body = body[:-1] + b"," + EXTRA_FIELDS + b"}"
+            elif kind is FaultKind.CRAFTED and is_charge_data:
+                body, is_charge_data = _crafted(body, fault.raw), False
         # Errors and POST answers have no body; only a body is labelled JSON.
         content_type = "application/json" if body else "text/plain"
         await conn.send(response(status, body, content_type=content_type, keep_alive=keep))

@@ -84,3 +84,63 @@ async def test_each_bad_input_kind_is_a_dead_letter_and_the_good_ones_around_it_
     # Field readings written (the Availability pseudo-reading is counted separately).
     assert f"ingest_rows_written_total {float(len(good))}" in text
     assert "ingest_availability_messages_total 1.0" in text
+
+
+async def test_an_implausibly_old_sampling_time_is_a_dead_letter_and_keeps_first_seen(
+    ingest: IngestProcess, publisher: Publisher, db: str
+) -> None:
+    # Issue 14, finding 10: a year-0001 reading (a charger whose clock was never set, or a
+    # hostile client) was stored and rewrote chargers.first_seen to 0001-01-01.
+    good = messages(2, chargers=("charger-a",))
+    old = [
+        b'{"SamplingTime":"0001-01-01T00:00:00Z","Value":1}',
+        b'{"SamplingTime":"1970-01-01T00:00:00Z","Value":2}',
+        b'{"SamplingTime":"1999-12-31T23:59:59.999999Z","Value":3}',
+    ]
+    await publisher.publish(
+        [*good, *(("charger-a", "chargers/charger-a/PowerOutput", p) for p in old)], window=20
+    )
+
+    assert await wait_rows(db, len(old), table="dead_letters") == len(old)
+    assert await wait_rows(db, len(good)) == len(good)
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch("SELECT payload, reason, detail FROM dead_letters ORDER BY id")
+        first_seen = await conn.fetchval(
+            "SELECT first_seen FROM chargers WHERE charger = 'charger-a'"
+        )
+        oldest = await conn.fetchval("SELECT min(time) FROM readings")
+    finally:
+        await conn.close()
+    assert [(bytes(r["payload"]), r["reason"]) for r in rows] == [
+        (p, "implausible_time") for p in old
+    ]
+    assert all("before 2000-01-01" in r["detail"] for r in rows)
+    assert first_seen.year == 2026
+    assert oldest.year == 2026
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(ingest.metrics_url)).text
+    assert f'ingest_dead_letters_total{{reason="implausible_time"}} {float(len(old))}' in text
+
+
+async def test_huge_distinct_topics_are_dead_letters_with_short_details(
+    ingest: IngestProcess, publisher: Publisher, db: str
+) -> None:
+    # Issue 14, finding 4: any certificate may publish distinct 30 KB topics under its own
+    # prefix; each one's error text used to quote it whole, kept in ingest's topic cache
+    # (~93 KB per topic) and in the dead letter's detail.
+    good = messages(2, chargers=("charger-a",))
+    huge = [("charger-a", f"chargers/charger-a/{i:03d}" + "x" * 30_000, b"{}") for i in range(20)]
+    await publisher.publish([*huge, *good], window=10)
+
+    assert await wait_rows(db, len(huge), table="dead_letters") == len(huge)
+    assert await wait_rows(db, len(good)) == len(good)
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch("SELECT topic, reason, detail FROM dead_letters ORDER BY id")
+    finally:
+        await conn.close()
+    assert sorted(r["topic"] for r in rows) == sorted(t for _, t, _ in huge)
+    assert {r["reason"] for r in rows} == {"bad_topic"}
+    assert max(len(r["detail"]) for r in rows) < 300
+    assert all("30022 characters" in r["detail"] for r in rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,14 @@ def test_the_sql_enum_has_the_contract_labels_in_order() -> None:
 
 
 def test_the_dead_letter_reasons_of_the_table_are_the_validators() -> None:
-    sql = (MIGRATIONS / "0001_core.sql").read_text()
-    m = re.search(r"reason\s+text\s+NOT NULL CHECK \(reason IN \(([^)]*)\)\)", sql)
-    assert m is not None
-    assert re.findall(r"'([a-z_]+)'", m.group(1)) == list(REASONS)
+    # The newest migration that redefines the check is the one in force.
+    found = None
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        sql = path.read_text()
+        for m in re.finditer(r"CHECK \(reason IN \(([^)]*)\)\)", sql):
+            found = m.group(1)
+    assert found is not None
+    assert re.findall(r"'([a-z_]+)'", found) == list(REASONS)
 
 
 ENV = {
@@ -80,6 +85,17 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INGEST_SHARE_GROUP", "ingest")
     assert Settings().subscription == "$share/ingest/chargers/#"
     assert Settings().subscriptions == ("$share/ingest/chargers/#", "$share/ingest/edges/#")
+
+
+def test_the_earliest_plausible_sampling_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    assert Settings().min_sampling_time == datetime(2000, 1, 1, tzinfo=UTC)
+    monkeypatch.setenv("INGEST_MIN_SAMPLING_TIME", "2020-06-01T00:00:00+02:00")
+    assert Settings().min_sampling_time == datetime(2020, 5, 31, 22, tzinfo=UTC)
+    monkeypatch.setenv("INGEST_MIN_SAMPLING_TIME", "2020-06-01T00:00:00")  # no offset
+    with pytest.raises(ValidationError):
+        Settings()
 
 
 def test_migrate_needs_only_the_database(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -185,6 +185,17 @@ def test_any_rfc3339_time_is_accepted_and_stored_in_utc(stamp: str) -> None:
             b'{"SamplingTime":"2999-01-01T00:00:00Z","Value":1}',
             "future_time",
         ),
+        # Issue 14, finding 10: a clock that was never set (or a hostile client).
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"0001-01-01T00:00:00Z","Value":1}',
+            "implausible_time",
+        ),
+        (
+            "chargers/a/PowerOutput",
+            b'{"SamplingTime":"1999-12-31T23:59:59.999999Z","Value":1}',
+            "implausible_time",
+        ),
         (
             "chargers/a/PowerOutput",
             b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1,"pad":"' + b"x" * 5000 + b'"}',
@@ -253,7 +264,7 @@ def valid_messages(draw: st.DrawFn) -> tuple[str, str, bytes, object, datetime]:
     value = draw(st.one_of(st.none(), _value_for[spec.type]))
     t = draw(
         st.datetimes(
-            min_value=datetime(1971, 1, 1),
+            min_value=datetime(2000, 1, 1),
             max_value=datetime(2026, 11, 24, 12),
             timezones=st.just(UTC),
         )
@@ -355,7 +366,7 @@ def test_any_rfc3339_shaped_time_is_a_reading_or_a_dead_letter(stamp: str) -> No
     item = check("chargers/a/PowerOutput", payload)
     assert isinstance(item, Reading | DeadLetter)
     if isinstance(item, DeadLetter):
-        assert item.reason in ("bad_envelope", "future_time")
+        assert item.reason in ("bad_envelope", "future_time", "implausible_time")
 
 
 # --- edges ----------------------------------------------------------------------------

@@ -213,3 +213,52 @@ def test_refuses_an_unknown_schema(path: Path) -> None:
     db.close()
     with pytest.raises(OutboxError, match="schema version 99"):
         Outbox.open(path)
+
+
+# -- issue 14, finding 3: nothing the broker cannot take reaches the head of the queue --
+
+
+def test_an_entry_over_the_broker_packet_limit_is_dropped_at_enqueue(
+    path: Path, wall: Wall, caplog: pytest.LogCaptureFixture
+) -> None:
+    from chargelift_contract.mqtt import publish_packet_size
+
+    drops: list[tuple[str, int]] = []
+    topic = "chargers/c1/FirmwareVersion"
+    limit = 1024
+    fits = b"x" * (limit - publish_packet_size(topic, b"") - 1)  # - 1: a 2-byte length
+    assert publish_packet_size(topic, fits) == limit
+    with Outbox.open(
+        path, replay_window=60, clock=wall, max_packet_bytes=limit,
+        on_drop=lambda reason, n: drops.append((reason, n)),
+    ) as box:  # fmt: skip
+        listener = Listener()
+        box.listen("c1", listener)
+        rows = box.append(
+            [
+                entry(1),
+                Entry("c1", topic, fits + b"y", 2.0),
+                Entry("c1", topic, fits, 3.0),
+                entry(4),
+            ]
+        )
+        assert payloads(rows) == [b"v1", fits, b"v4"]
+        assert payloads(listener.added) == [b"v1", fits, b"v4"]
+        assert box.depth == 3
+        assert drops == [("too_large", 1)]
+        assert payloads(box.load("c1", after=0, limit=10)) == [b"v1", fits, b"v4"]
+        box.append([Entry("c1", topic, fits * 2, 5.0)])
+        assert drops == [("too_large", 1), ("too_large", 1)]
+    db = sqlite3.connect(path)
+    try:
+        dropped = db.execute("SELECT seq, topic, reason, length(payload) FROM dropped").fetchall()
+    finally:
+        db.close()
+    assert dropped == [
+        (2, topic, "too_large", len(fits) + 1),
+        (5, topic, "too_large", 2 * len(fits)),
+    ]
+    logged = [r.getMessage() for r in caplog.records if "packet limit" in r.getMessage()]
+    assert len(logged) == 1  # once per topic
+    assert "c1" in logged[0]
+    assert "1025 bytes" in logged[0]

@@ -434,3 +434,20 @@ async def test_an_edge_publisher_refused_as_not_authorized_halts_and_keeps_its_r
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.usefixtures("publisher")
+async def test_a_queued_row_over_the_packet_limit_is_dropped_not_sent(
+    client: FakeClient, outbox: Outbox, metrics: PollerMetrics
+) -> None:
+    # Issue 14, finding 3: rows queued before the limit was checked at enqueue (an older
+    # outbox file, or a lowered POLLER_MQTT_MAX_PACKET_BYTES) never reach the broker.
+    add(outbox, 1)
+    outbox.append([Entry(CHARGER, f"chargers/{CHARGER}/Tariff", b"9" * 2000, 1.8e9)])
+    add(outbox, 2)
+    outbox.max_packet_bytes = 1024
+    client.connect()
+    await settle()
+    assert nums(client.payloads()) == [1, 2]
+    assert all(len(p) < 100 for p in client.payloads())
+    assert sample(metrics, "poller_outbox_dropped_total", reason="too_large") == 1

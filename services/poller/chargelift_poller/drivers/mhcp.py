@@ -42,19 +42,27 @@ Device quirks this driver respects:
   lifetime meter, so ``TotalEnergyConsumption`` is never published by this driver.
 * The PIN is in the query string: no URL may ever be logged or put in an error
   message, which is why every httpx exception is translated ``from None``.
+
+Hostile or broken answers (issue 14) end as a :class:`ChargerProtocolError` naming the
+charger and the key, never as another exception: a body over :data:`MAX_BODY_BYTES`
+(read in chunks, compressed bodies refused), NaN, ±Infinity, a number beyond ±2**53 (a
+double's exact integers: ingest stores doubles; ``1e400``, ``2**70``, a 400-digit
+``Price``), a string over :data:`MAX_STRING_CHARS`, a wrong type. Unknown ChgStates are
+logged once each, at most :data:`MAX_UNKNOWN_STATES` of them, shortened.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from chargelift_contract import OperationState
 from chargelift_contract.envelope import Value
@@ -66,14 +74,34 @@ from chargelift_poller.errors import (
     ChargerTimeoutError,
     ConfigError,
 )
-from chargelift_poller.models import ChargerReading, DriverSpec
+from chargelift_poller.models import MAX_MAGNITUDE, ChargerReading, DriverSpec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_PATH = "/MHCP/1.0"
 _OPTIONS = frozenset({"api_path"})
 
-Number = int | float
+#: A real ChargeData is ~700 bytes, DevInfo ~600: anything this large is not MHCP.
+MAX_BODY_BYTES = 64 * 1024
+#: Longest string accepted in a key we read (states, tariff, firmware: a few characters).
+MAX_STRING_CHARS = 256
+#: Distinct unknown ChgStates remembered (each logged once); further ones are not logged.
+MAX_UNKNOWN_STATES = 32
+#: Characters of a vendor value shown in a log line.
+_SHOWN_CHARS = 64
+
+
+def _bounded(value: int | float) -> int | float:
+    # An AfterValidator: its message (never the input) is in the ChargerProtocolError.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("not a finite number")
+    if abs(value) > MAX_MAGNITUDE:
+        raise ValueError("number out of range (beyond ±2**53)")
+    return value
+
+
+Number = Annotated[int | float, AfterValidator(_bounded)]
+Integer = Annotated[int, AfterValidator(_bounded)]
 
 #: MHCP ChgState → generic OperationState. Everything that is neither charging nor a
 #: fault counts as "idle": the charger is available. ``Paused`` is usually the energy
@@ -103,7 +131,9 @@ _CP_CONNECTED = frozenset("BCD")
 class _ChargeData(BaseModel):
     """The keys of ``GET ChargeData`` we use; others are ignored, wrong types rejected."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        strict=True, extra="ignore", frozen=True, str_max_length=MAX_STRING_CHARS
+    )
 
     chg_state: str = Field(alias="ChgState")
     tariff: str | None = Field(default=None, alias="Tariff")
@@ -121,9 +151,11 @@ class _ChargeData(BaseModel):
 class _DevInfo(BaseModel):
     """The keys of ``GET DevInfo`` we use."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        strict=True, extra="ignore", frozen=True, str_max_length=MAX_STRING_CHARS
+    )
 
-    err: int | None = Field(default=None, alias="Err")
+    err: Integer | None = Field(default=None, alias="Err")
     hcc3: str | None = Field(default=None, alias="Hcc3")
     dev_mode: str | None = Field(default=None, alias="DevMode")
 
@@ -224,7 +256,9 @@ class MhcpDriver:
             )
             for endpoint in ("ChargeData", "DevInfo")
         }
-        self._headers = httpx.Headers({"Accept": "application/json"})
+        # identity: the body bound counts what arrives; a compressed body could expand
+        # a thousandfold past it.
+        self._headers = httpx.Headers({"Accept": "application/json", "Accept-Encoding": "identity"})
         self._dev: _DevInfo | None = None
         self._in_error = False  # last ChargeData said "Error": read DevInfo every poll
         self._unknown_states: set[str] = set()
@@ -253,19 +287,27 @@ class MhcpDriver:
         state = STATE_MAP.get(vendor)
         if state is not None:
             return state
-        if vendor not in self._unknown_states:
+        if vendor not in self._unknown_states and len(self._unknown_states) < MAX_UNKNOWN_STATES:
             self._unknown_states.add(vendor)
+            shown = repr(vendor[:_SHOWN_CHARS]) + ("..." if len(vendor) > _SHOWN_CHARS else "")
             log.warning(
-                "charger %s: unknown MHCP ChgState %r, published as OperationState unknown "
-                "(logged once per value)",
+                "charger %s: unknown MHCP ChgState %s, published as OperationState unknown "
+                "(logged once per value%s)",
                 self._id,
-                vendor,
+                shown,
+                ""
+                if len(self._unknown_states) < MAX_UNKNOWN_STATES
+                else f"; the {MAX_UNKNOWN_STATES}th distinct one: further ones are not logged",
             )
         return OperationState.UNKNOWN
 
     async def _get(self, endpoint: str) -> bytes:
         try:
-            response = await self._http.get(self._urls[endpoint], headers=self._headers)
+            async with self._http.stream(
+                "GET", self._urls[endpoint], headers=self._headers
+            ) as response:
+                self._check_status(endpoint, response.status_code)
+                return await self._body(endpoint, response)
         except httpx.TimeoutException:
             raise ChargerTimeoutError(self._id, f"{endpoint}: no answer in time") from None
         except (httpx.InvalidURL, httpx.UnsupportedProtocol):
@@ -274,7 +316,12 @@ class MhcpDriver:
             raise ChargerConnectionError(
                 self._id, f"{endpoint}: {type(exc).__name__}: {self._scrub(str(exc))}"
             ) from None
-        status = response.status_code
+        except httpx.HTTPError as exc:  # e.g. DecodingError: an answer we cannot read
+            raise ChargerProtocolError(
+                self._id, f"{endpoint}: {type(exc).__name__}: {self._scrub(str(exc))[:200]}"
+            ) from None
+
+    def _check_status(self, endpoint: str, status: int) -> None:
         if status in (401, 403):
             raise AuthError(
                 self._id,
@@ -286,7 +333,28 @@ class MhcpDriver:
             )
         if status != 200:
             raise ChargerHttpError(self._id, f"{endpoint}: HTTP {status}")
-        return response.content
+
+    async def _body(self, endpoint: str, response: httpx.Response) -> bytes:
+        """The body, read in chunks and refused beyond MAX_BODY_BYTES (memory stays bounded)."""
+        too_large = ChargerProtocolError(
+            self._id, f"{endpoint}: response body larger than {MAX_BODY_BYTES} bytes"
+        )
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise ChargerProtocolError(
+                self._id, f"{endpoint}: compressed response ({encoding[:20]!r}) not accepted"
+            )
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():  # no decoding: identity only (above)
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _parse(self, model: type[_M], endpoint: str, body: bytes) -> _M:
         try:
@@ -294,7 +362,7 @@ class MhcpDriver:
         except ValidationError as exc:
             # Built from loc/msg only: pydantic's own text quotes the input.
             first = exc.errors(include_input=False, include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
+            where = ".".join(str(p) for p in first["loc"])[:_SHOWN_CHARS] or "body"
             raise ChargerProtocolError(
                 self._id,
                 f"{endpoint}: malformed response ({exc.error_count()} error(s); "
