@@ -37,6 +37,7 @@ Reason = Literal[
     "too_large",
     "future_time",
     "db_rejected",
+    "out_of_range",
 ]
 REASONS: tuple[Reason, ...] = (
     "bad_topic",
@@ -48,6 +49,7 @@ REASONS: tuple[Reason, ...] = (
     "too_large",
     "future_time",
     "db_rejected",
+    "out_of_range",
 )
 
 
@@ -262,6 +264,8 @@ def _validate(
     if value is not None:
         if spec.type is FieldType.NUMBER:
             num = float(value)
+            if not spec.in_bounds(num):
+                raise _Dead("out_of_range", f"{parsed.field}: {num!r} outside {spec.bounds}")
         elif spec.type is FieldType.BOOLEAN:
             flag = bool(value)
         else:
