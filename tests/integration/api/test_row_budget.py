@@ -111,7 +111,7 @@ async def timed(c: httpx.AsyncClient, path: str, **params: Any) -> tuple[httpx.R
     return r, time.monotonic() - t
 
 
-HEAVY = [
+HEAVY: list[tuple[str, str, dict[str, Any]]] = [
     (
         "readings?bucket= of OperationState",
         "/readings",
