@@ -35,7 +35,7 @@ HUGE = 1e308
 
 # (seconds after T1, field, value) for two chargers: one billed from SessionEnergy,
 # one from a lifetime TotalEnergyConsumption meter.
-WILD = {
+WILD: dict[str, list[tuple[int, str, float | str | bool]]] = {
     "wild-1": [
         (-3600, "OperationState", "idle"),
         (-3600, "ConnectedVehicle", False),
@@ -100,7 +100,7 @@ def rows() -> Iterator[Row]:
             elif isinstance(value, str):
                 yield (t, charger, field, None, value, None)
             else:
-                yield (t, charger, field, value, None, None)
+                yield (t, charger, field, float(value), None, None)
 
 
 async def plant(dsn: str) -> None:
