@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,22 +189,23 @@ async def test_no_endpoint_answers_500_for_extreme_stored_values(wild_api: LiveA
             try:
                 r = await c.get(url, params=params)
             except httpx.TransportError as exc:
-                failures.append((url, params, 0, repr(exc)))
-                break
+                failures.append((url, params, 599, repr(exc)))  # no answer at all
+                continue
             if r.status_code != 200:
                 failures.append((url, params, r.status_code, r.text[:120]))
                 continue
             if params.get("format") == "csv":
-                assert "e+308" not in r.text, (url, params)
-                assert "inf" not in r.text.lower(), (url, params)
+                if "e+308" in r.text or "inf" in r.text.lower():
+                    failures.append((url, params, 200, "an extreme value in the CSV"))
                 continue
             body = json.loads(r.text)  # strict JSON: no NaN or Infinity literals
-            for x in numbers(body):
-                # nothing outside every field's bounds, times a year of seconds
-                assert math.isfinite(x), (url, params, x)
-                assert abs(x) < 1e20, (url, params, x)
+            # nothing outside every field's bounds, times a year of seconds
+            extreme = [x for x in numbers(body) if not abs(x) < 1e20]
+            if extreme:
+                failures.append((url, params, 200, f"extreme values {extreme[:3]}"))
+    errors = sum(1 for f in failures if f[2] >= 500)
     assert not failures, (
-        f"{len(failures)} of {asked} requests failed: {failures[:5]}\n"
+        f"{len(failures)} of {asked} requests failed ({errors} with a 5xx): {failures[:5]}\n"
         + wild_api.log.read_text()[-3000:]
     )
 
