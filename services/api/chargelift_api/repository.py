@@ -18,6 +18,7 @@ Hostile data stays bounded (docs/api.md, "Limits"):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -359,7 +360,8 @@ class Repository:
     ) -> list[StateBucket]:
         """Seconds in each OperationState per bucket (from the state's changes)."""
         series = await self.changes(charger, "OperationState", start, end)
-        return state_buckets(series, start, end, width)
+        # Up to API_MAX_ROWS changes walked in Python: in a worker thread, off the loop.
+        return await asyncio.to_thread(state_buckets, series, start, end, width)
 
     async def energy_deltas(
         self,
