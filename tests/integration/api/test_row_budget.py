@@ -202,8 +202,10 @@ async def test_a_statement_longer_than_the_timeout_is_a_clear_422(
             assert r.headers["content-type"] == "application/problem+json"
             assert "API_STATEMENT_TIMEOUT_MS" in r.json()["detail"]
             assert took < 2.0
-            # The connection that was cancelled serves the next request.
-            r = await c.get(URL)
-            assert r.status_code == 200
+            # The pool's connections (one was cancelled) serve the next requests; a tiny
+            # query may exceed 20 ms on a loaded machine too, hence a few tries.
+            codes = [(await c.get(URL)).status_code for _ in range(5)]
+            assert 200 in codes, codes
+            assert set(codes) <= {200, 422}, codes
     finally:
         api.stop()
