@@ -46,6 +46,9 @@ FIXED = "fixed"  # compose relies on the default; changing it would break the st
 #: Settings a compose user does not set in `.env`, and why.
 ALLOWED: dict[str, tuple[str, str]] = {
     "API_MAX_POINTS": (OVERRIDE, "tuning; the default fits"),
+    "API_MAX_ROWS": (OVERRIDE, "tuning; the default fits"),
+    "API_STATEMENT_TIMEOUT_MS": (OVERRIDE, "tuning; the default fits"),
+    "INGEST_MIN_SAMPLING_TIME": (OVERRIDE, "tuning; the default fits"),
     "API_MIN_BUCKET_SECONDS": (OVERRIDE, "tuning; the default fits"),
     "API_MAX_WINDOW_DAYS": (OVERRIDE, "tuning; the default fits"),
     "API_MAX_SESSION_DAYS": (OVERRIDE, "tuning; the default fits"),

@@ -32,6 +32,13 @@ inclusive, `to` exclusive. The rules for sessions, energy and cost are in docs/a
 SERVER_SETTINGS = {"jit": "off", "application_name": "chargelift-api"}
 
 
+def server_settings(settings: Settings) -> dict[str, str]:
+    """:data:`SERVER_SETTINGS` and the statement timeout: the server cancels a statement
+    that runs longer (answered as a 422, problems.py), so no request holds a connection
+    and the database's CPU for minutes."""
+    return {**SERVER_SETTINGS, "statement_timeout": f"{settings.statement_timeout_ms}ms"}
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The application; the database pool lives as long as the app (lifespan)."""
 
@@ -42,7 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
             min_size=min(settings.pool_min, settings.pool_max),
             max_size=settings.pool_max,
             command_timeout=30,
-            server_settings=SERVER_SETTINGS,
+            server_settings=server_settings(settings),
         ) as pool:
             repo = Repository(pool)
             app.state.ctx = Context(

@@ -4,11 +4,13 @@ The heavy part -- turning up to a month of 1 Hz register readings into deltas --
 done by the database (``Repository.energy_deltas``), which merges every run of deltas
 that no price, tariff, period or session boundary separates; the rules in
 :mod:`chargelift_api.energy` and :mod:`chargelift_api.sessions` then see a few dozen
-deltas instead of hundreds of thousands, with the same result.
+deltas instead of hundreds of thousands, with the same result. What remains for
+Python (up to API_MAX_ROWS changes) runs in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -78,7 +80,8 @@ class Billing:
         lookback, horizon = start - self._max_session, end + self._max_session
         until = min(horizon, last_seen)
         repo = self._repo
-        found = derive_sessions(
+        found = await asyncio.to_thread(
+            derive_sessions,
             await repo.changes(charger, "OperationState", lookback, horizon),
             await repo.changes(charger, "ConnectedVehicle", lookback, horizon),
             await repo.availability(charger, lookback, horizon),
@@ -98,7 +101,7 @@ class Billing:
             deltas = await repo.energy_deltas(
                 charger, register, span_start, span_end + MICROSECOND, cuts
             )
-            bill_sessions(found, deltas, tariffs)
+            await asyncio.to_thread(bill_sessions, found, deltas, tariffs)
         peaks = await repo.peak_power(charger, [(s.start, s.end or until) for s in found])
         for session, peak in zip(found, peaks, strict=True):
             session.peak_power_w = peak
@@ -115,4 +118,5 @@ class Billing:
         tariffs = await self.tariffs(charger, start, end)
         cuts = sorted({a for a, _ in spans} | {end} | tariffs.cuts(start, end))
         deltas = await self._repo.energy_deltas(charger, register, start, end, cuts, next_one=True)
-        return EnergyResult(register, energy_by_period(deltas, tariffs, spans))
+        bills = await asyncio.to_thread(energy_by_period, deltas, tariffs, spans)
+        return EnergyResult(register, bills)

@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     max_session_days: int = Field(
         7, ge=1, description="longest plug-in looked for before `from` and after `to`"
     )
+    max_rows: int = Field(
+        100_000,
+        ge=100,
+        description="most rows one request may fetch from the database (more: 422)",
+    )
+    statement_timeout_ms: int = Field(
+        5_000, ge=1, description="longest a single SQL statement may run (longer: 422)"
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     pool_min: int = Field(2, ge=1)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -31,7 +32,16 @@ def context(request: Request) -> Context:
     return ctx
 
 
-Ctx = Annotated[Context, Depends(context)]
+def request_context(request: Request) -> Context:
+    """The :class:`Context` of one request: its repository (and the billing that uses
+    it) may fetch at most ``API_MAX_ROWS`` rows in all (docs/api.md, "Limits")."""
+    app = context(request)
+    repo = app.repo.for_request(app.settings.max_rows)
+    billing = Billing(repo, timedelta(days=app.settings.max_session_days))
+    return replace(app, repo=repo, billing=billing)
+
+
+Ctx = Annotated[Context, Depends(request_context)]
 
 _bearer = HTTPBearer(
     auto_error=False, description="API token (`chargelift-api hash-token`, docs/api.md)"

@@ -128,11 +128,19 @@ class Tariffs:
 
     price: Series[float | None]
     name: Series[str | None]
+    # The changes, computed once: split() asks for them once per delta, and recomputing
+    # them each time made a bill quadratic in the number of price changes.
+    _price_changes: Series[float | None] = field(init=False, repr=False, compare=False)
+    _name_changes: Series[str | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_price_changes", self.price.changes())
+        object.__setattr__(self, "_name_changes", self.name.changes())
 
     def cuts(self, start: datetime, end: datetime) -> set[datetime]:
         """Times strictly inside (``start``, ``end``) at which the price or tariff changes."""
-        return {p.time for p in self.price.changes().between(start, end)} | {
-            p.time for p in self.name.changes().between(start, end)
+        return {p.time for p in self._price_changes.between(start, end)} | {
+            p.time for p in self._name_changes.between(start, end)
         }
 
     def split(self, delta: EnergyDelta, boundaries: Sequence[datetime] = ()) -> list[PricedPart]:

@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chargelift_api.repository import RowLimitExceeded
+
 PROBLEM = "application/problem+json"
 
 #: Errors that mean "the database cannot answer now" (connection refused or lost, server
@@ -112,6 +114,25 @@ def install(app: FastAPI) -> None:
             Problem(title="Unprocessable Content", status=422, detail=detail, errors=errors)
         )
 
+    async def on_too_many_rows(_: Request, exc: Exception) -> JSONResponse:
+        # Hostile or merely huge data: the request would load more rows than the budget.
+        assert isinstance(exc, RowLimitExceeded)
+        detail = (
+            f"the request needs more than {exc.limit} rows ({exc.what}; API_MAX_ROWS): "
+            "use a shorter window, or a larger bucket"
+        )
+        return problem_response(Problem(title="Unprocessable Content", status=422, detail=detail))
+
+    async def on_statement_timeout(request: Request, exc: Exception) -> JSONResponse:
+        # The server cancelled a statement after API_STATEMENT_TIMEOUT_MS.
+        ms = request.app.state.ctx.settings.statement_timeout_ms
+        log.warning("%s %s: statement timeout (%d ms)", request.method, request.url.path, ms)
+        detail = (
+            f"a query ran longer than {ms} ms (API_STATEMENT_TIMEOUT_MS): "
+            "use a shorter window, or a larger bucket"
+        )
+        return problem_response(Problem(title="Unprocessable Content", status=422, detail=detail))
+
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         # A bug or the database failing, never the client's input: logged with the
         # traceback, answered without details (they could carry secrets).
@@ -129,6 +150,8 @@ def install(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(RowLimitExceeded, on_too_many_rows)
+    app.add_exception_handler(asyncpg.QueryCanceledError, on_statement_timeout)
     for unavailable in DATABASE_UNAVAILABLE:
         app.add_exception_handler(unavailable, on_unavailable)
     app.add_exception_handler(Exception, on_error)

@@ -3,10 +3,22 @@
 Every query is against the ingest's tables as they are; nothing here writes. Values
 of the narrow ``readings`` table sit in one of three typed columns, chosen from the
 field catalogue (:func:`column_of`), never from user input.
+
+Hostile data stays bounded (docs/api.md, "Limits"):
+
+* **Rows.** A :class:`Repository` made for one request (:meth:`Repository.for_request`)
+  has a budget of rows: the queries whose size depends on the data (changes of a
+  field, energy deltas) fetch at most what is left of it plus one, and a request that
+  needs more raises :class:`RowLimitExceeded` (a 422) instead of loading a million rows.
+  Time per statement is bounded by the server's ``statement_timeout`` (app.py).
+* **Values.** A number outside its field's plausible bounds (``FieldSpec.bounds``;
+  ingest refuses such values, but rows stored before it did may hold ``1e308``) is read
+  as no reading (null) by every query, so no sum or delta can overflow.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,17 +40,69 @@ from chargelift_contract import CATALOGUE, FieldType
 Value = float | str | bool | None
 
 
+class RowLimitExceeded(Exception):  # noqa: N818 - reads as what happened
+    """A request needs more rows than its budget (``API_MAX_ROWS``)."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        super().__init__(f"more than {limit} rows of {what}")
+        self.limit = limit
+        self.what = what
+
+
+@dataclass(slots=True)
+class RowBudget:
+    """The rows one request may still fetch from the database."""
+
+    limit: int
+    used: int = 0
+
+    @property
+    def left(self) -> int:
+        """Rows left (never negative)."""
+        return max(0, self.limit - self.used)
+
+    def charge(self, rows: int, what: str) -> None:
+        """Count ``rows``; raise :class:`RowLimitExceeded` once the budget is exceeded."""
+        self.used += rows
+        if self.used > self.limit:
+            raise RowLimitExceeded(self.limit, what)
+
+
 AVAILABILITY = "Availability"
 """The pseudo-field under which ingest records online/offline changes (docs/schema.md)."""
 
 
+def plausible(field: str, column: str = "value_num") -> str:
+    """SQL for ``field``'s number in ``column``, null when outside the field's bounds.
+
+    The bounds are literals from the catalogue (never user input); NaN and infinities
+    (which ingest never stored, but a restored dump might hold) are outside too.
+    """
+    bounds = CATALOGUE[field].bounds
+    if bounds is None:
+        return column
+    lo, hi = bounds
+    return f"(CASE WHEN {column} BETWEEN {lo!r} AND {hi!r} THEN {column} END)"
+
+
+def plausible_any(field_column: str = "field", column: str = "value_num") -> str:
+    """:func:`plausible` for a row of any field (the field is in ``field_column``)."""
+    arms = " ".join(
+        f"WHEN '{s.name}' THEN {plausible(s.name, column)}"
+        for s in CATALOGUE.values()
+        if s.type is FieldType.NUMBER
+    )
+    return f"(CASE {field_column} {arms} END)"
+
+
 def column_of(field: str) -> str:
-    """The ``readings`` column that holds ``field``'s values (from the catalogue)."""
+    """The ``readings`` column that holds ``field``'s values (from the catalogue); for a
+    number, the column read through :func:`plausible`."""
     if field == AVAILABILITY:
         return "value_text"
     match CATALOGUE[field].type:
         case FieldType.NUMBER:
-            return "value_num"
+            return plausible(field)
         case FieldType.BOOLEAN:
             return "value_bool"
         case FieldType.STRING | FieldType.STATE:
@@ -68,18 +132,18 @@ class LatestRow:
 
 # --- the SQL -------------------------------------------------------------------------
 
-CHARGERS = """
+CHARGERS = f"""
 SELECT c.charger, c.first_seen, c.last_seen, c.availability,
-       s.value_text AS state, p.value_num AS power
+       s.value_text AS state, {plausible("PowerOutput", "p.value_num")} AS power
   FROM chargers c
   LEFT JOIN latest s ON s.charger = c.charger AND s.field = 'OperationState'
   LEFT JOIN latest p ON p.charger = c.charger AND p.field = 'PowerOutput'
-"""
+"""  # noqa: S608 - the bounds are literals of the catalogue
 
-LATEST = """
-SELECT field, time, value_num, value_text, value_bool
+LATEST = f"""
+SELECT field, time, {plausible_any()} AS value_num, value_text, value_bool
   FROM latest WHERE charger = $1 ORDER BY field
-"""
+"""  # noqa: S608 - the bounds are literals of the catalogue
 
 FIELDS_OF = "SELECT field FROM latest WHERE charger = $1"
 
@@ -97,7 +161,8 @@ SELECT time, {col} AS v FROM readings
 """
 
 # Only the readings that change the value (snapshots repeat it): few rows for slow
-# fields such as OperationState, EnergyPrice, Tariff, ConnectedVehicle.
+# fields such as OperationState, EnergyPrice, Tariff, ConnectedVehicle. $5: at most
+# that many (the row budget + 1); the index scan in time order stops there.
 CHANGES = """
 SELECT time, v FROM (
     SELECT time, {col} AS v, lag({col}) OVER (ORDER BY time) AS prev,
@@ -106,7 +171,7 @@ SELECT time, v FROM (
      WHERE charger = $1 AND field = $2 AND time >= $3 AND time < $4
 ) x
  WHERE n = 1 OR v IS DISTINCT FROM prev
- ORDER BY time
+ ORDER BY time LIMIT $5
 """
 
 # Per bucket, from the readings inside it: count, min, max, the time-weighted area of
@@ -126,7 +191,7 @@ SELECT i, count(*)::int AS n, min(v) AS min, max(v) AS max, min(e) AS first_e,
     SELECT v, e, floor(e / $5)::int AS i, e_lead, coalesce(e_lead, greatest(e, $6)) AS e_next
       FROM (
         SELECT v, e, lead(e) OVER (ORDER BY e) AS e_lead
-          FROM (SELECT value_num AS v, date_part('epoch', time - $3) AS e FROM readings
+          FROM (SELECT {num} AS v, date_part('epoch', time - $3) AS e FROM readings
                  WHERE charger = $1 AND field = $2 AND time >= $3 AND time < $4) r
       ) l
   ) s
@@ -139,18 +204,20 @@ SELECT i, count(*)::int AS n, min(v) AS min, max(v) AS max, min(e) AS first_e,
 # strictly inside it has k0 = k1 and is summed with the others of its interval;
 # a delta that straddles a cut comes back alone, to be split pro rata in Python.
 # $6: also take the first reading at or after $4 (to split the delta across `to`).
+# $7: at most that many groups (the row budget + 1). {num}: the register's value, null
+# outside its bounds (such a reading is skipped like a JSON null).
 ENERGY_DELTAS = """
 WITH reg AS (
-    (SELECT time, value_num AS v FROM readings
-      WHERE charger = $1 AND field = $2 AND time < $3 AND value_num IS NOT NULL
+    (SELECT time, {num} AS v FROM readings
+      WHERE charger = $1 AND field = $2 AND time < $3 AND {num} IS NOT NULL
       ORDER BY time DESC LIMIT 1)
     UNION ALL
-    (SELECT time, value_num FROM readings
-      WHERE charger = $1 AND field = $2 AND time >= $3 AND time < $4 AND value_num IS NOT NULL
+    (SELECT time, {num} FROM readings
+      WHERE charger = $1 AND field = $2 AND time >= $3 AND time < $4 AND {num} IS NOT NULL
       ORDER BY time)
     UNION ALL
-    (SELECT time, value_num FROM readings
-      WHERE $6 AND charger = $1 AND field = $2 AND time >= $4 AND value_num IS NOT NULL
+    (SELECT time, {num} FROM readings
+      WHERE $6 AND charger = $1 AND field = $2 AND time >= $4 AND {num} IS NOT NULL
       ORDER BY time LIMIT 1)
 ), d AS (
     SELECT lag(time) OVER w AS t0, time AS t1, v, lag(v) OVER w AS pv FROM reg
@@ -166,19 +233,19 @@ WITH reg AS (
 SELECT min(t0) AS t0, max(t1) AS t1, sum(wh) AS wh, bool_or(reset) AS reset
   FROM e
  GROUP BY k1, CASE WHEN k0 = k1 THEN NULL ELSE t1 END
- ORDER BY 2
+ ORDER BY 2 LIMIT $7
 """
 
-PEAK_POWER = """
+PEAK_POWER = f"""
 SELECT greatest(
-         (SELECT max(value_num) FROM readings
+         (SELECT max({plausible("PowerOutput")}) FROM readings
            WHERE charger = $1 AND field = 'PowerOutput' AND time >= s.a AND time <= s.b),
-         (SELECT value_num FROM readings
+         (SELECT {plausible("PowerOutput")} FROM readings
            WHERE charger = $1 AND field = 'PowerOutput' AND time < s.a
            ORDER BY time DESC LIMIT 1)) AS peak
   FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS s(a, b, n)
  ORDER BY s.n
-"""
+"""  # noqa: S608 - the bounds are literals of the catalogue
 
 
 def _value(row: asyncpg.Record) -> Value:
@@ -190,10 +257,27 @@ def _value(row: asyncpg.Record) -> Value:
 
 
 class Repository:
-    """Read-only access to the ingest's tables through an asyncpg pool."""
+    """Read-only access to the ingest's tables through an asyncpg pool.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    Without a budget (the one the application holds) nothing is limited; a request
+    works with :meth:`for_request`.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, budget: RowBudget | None = None) -> None:
         self.pool = pool
+        self.budget = budget
+
+    def for_request(self, max_rows: int) -> Repository:
+        """The same pool with a fresh budget of ``max_rows`` rows."""
+        return Repository(self.pool, RowBudget(max_rows))
+
+    def _limit(self) -> int:
+        """The LIMIT of a query whose size depends on the data: what is left + 1."""
+        return 2**62 if self.budget is None else self.budget.left + 1
+
+    def _charge(self, rows: int, what: str) -> None:
+        if self.budget is not None:
+            self.budget.charge(rows, what)
 
     async def ping(self) -> None:
         """Raise unless the database answers within 2 s."""
@@ -231,6 +315,7 @@ class Repository:
                 if limit > 0
                 else []
             )
+        self._charge(len(rows), f"{field} readings")
         initial = None if before is None else Point(before["time"], before["v"])
         return initial, [Point(r["time"], r["v"]) for r in rows]
 
@@ -241,7 +326,10 @@ class Repository:
         col = column_of(field)
         async with self.pool.acquire() as conn:
             before = await conn.fetchrow(CARRIED_IN.format(col=col), charger, field, start)
-            rows = await conn.fetch(CHANGES.format(col=col), charger, field, start, end)
+            rows = await conn.fetch(
+                CHANGES.format(col=col), charger, field, start, end, self._limit()
+            )
+        self._charge(len(rows), f"{field} changes")
         initial = None if before is None else Point(before["time"], before["v"])
         return Series(initial, [Point(r["time"], r["v"]) for r in rows])
 
@@ -272,8 +360,15 @@ class Repository:
         async with self.pool.acquire() as conn:
             before = await conn.fetchrow(CARRIED_IN.format(col=col), charger, field, start)
             rows = await conn.fetch(
-                NUMERIC_BUCKETS, charger, field, start, end, width.total_seconds(), known
+                NUMERIC_BUCKETS.format(num=col),
+                charger,
+                field,
+                start,
+                end,
+                width.total_seconds(),
+                known,
             )
+        self._charge(len(rows), f"{field} buckets")
         partials = [Partial(**dict(r)) for r in rows]
         carried = None if before is None else before["v"]
         return numeric_buckets(partials, carried, start, end, width, data_end)
@@ -283,7 +378,8 @@ class Repository:
     ) -> list[StateBucket]:
         """Seconds in each OperationState per bucket (from the state's changes)."""
         series = await self.changes(charger, "OperationState", start, end)
-        return state_buckets(series, start, end, width, data_end)
+        # Up to API_MAX_ROWS changes walked in Python: in a worker thread, off the loop.
+        return await asyncio.to_thread(state_buckets, series, start, end, width, data_end)
 
     async def energy_deltas(
         self,
@@ -297,8 +393,16 @@ class Repository:
     ) -> list[EnergyDelta]:
         """Deltas of ``register`` from its value at ``start`` to ``end``, merged between cuts."""
         rows = await self.pool.fetch(
-            ENERGY_DELTAS, charger, register, start, end, sorted(cuts), next_one
+            ENERGY_DELTAS.format(num=plausible(register)),
+            charger,
+            register,
+            start,
+            end,
+            sorted(cuts),
+            next_one,
+            self._limit(),
         )
+        self._charge(len(rows), f"{register} deltas")
         return [EnergyDelta(r["t0"], r["t1"], float(r["wh"]), bool(r["reset"])) for r in rows]
 
     async def peak_power(
@@ -308,4 +412,5 @@ class Repository:
         rows = await self.pool.fetch(
             PEAK_POWER, charger, [a for a, _ in spans], [b for _, b in spans]
         )
+        self._charge(len(rows), "sessions")
         return [r["peak"] for r in rows]

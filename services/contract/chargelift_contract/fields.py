@@ -34,6 +34,15 @@ class FieldSpec:
     type: FieldType
     unit: str | None
     description: str
+    #: Plausible values of a number, inclusive, in ``unit``: what no charger can report
+    #: (a garbled register, a unit mix-up, a hostile publisher) lies outside. Ingest
+    #: refuses such values (dead letter ``out_of_range``) and the API treats stored ones
+    #: as no reading, so aggregates stay finite (docs/api.md, "Limits").
+    bounds: tuple[float, float] | None = None
+
+    def in_bounds(self, value: float) -> bool:
+        """True when a number lies within :attr:`bounds` (always, for a field without)."""
+        return self.bounds is None or self.bounds[0] <= value <= self.bounds[1]
 
     def check(self, value: Value) -> Value:
         """Return ``value`` if it fits this field, else raise :class:`FieldValueError`."""
@@ -68,7 +77,13 @@ _FIELDS = (
     ),
     FieldSpec("ConnectedVehicle", FieldType.BOOLEAN, None, "A vehicle is plugged in."),
     FieldSpec(
-        "PowerOutput", FieldType.NUMBER, "W", "Active power delivered to the vehicle (MHCP ActPwr)."
+        "PowerOutput",
+        FieldType.NUMBER,
+        "W",
+        "Active power delivered to the vehicle (MHCP ActPwr).",
+        # the Megawatt Charging System peaks at 3.75 MW; negative: a bidirectional
+        # charger feeding back
+        (-4e6, 4e6),
     ),
     FieldSpec(
         "OutputCurrent",
@@ -76,12 +91,14 @@ _FIELDS = (
         "A",
         "Charging current per phase (MHCP ActCurr; the vendor docs are ambiguous "
         "between actual and set current).",
+        (-3000.0, 3000.0),  # MCS: 3,000 A; negative: bidirectional
     ),
     FieldSpec(
         "MaximumOutputCurrent",
         FieldType.NUMBER,
         "A",
         "Current limit per phase in force now (remote limit or tariff limit).",
+        (0.0, 3000.0),
     ),
     FieldSpec(
         "SessionEnergy",
@@ -89,12 +106,14 @@ _FIELDS = (
         "Wh",
         "Energy of the current or, when idle, the last charging session (MHCP ChgNrg). "
         "Restarts from 0 at a new session.",
+        (0.0, 1e7),  # 10 MWh: ten times a truck's battery
     ),
     FieldSpec(
         "SessionDuration",
         FieldType.NUMBER,
         "s",
         "Duration of the current or last session (MHCP ChgDuration; unit inferred).",
+        (0.0, 366 * 86400.0),
     ),
     FieldSpec(
         "TotalEnergyConsumption",
@@ -102,12 +121,15 @@ _FIELDS = (
         "Wh",
         "Lifetime energy meter of the charger, never reset. Only drivers whose "
         "charger has such a meter publish it (MHCP has none).",
+        (0.0, 1e12),  # 1 TWh: 30 years at 3.75 MW
     ),
     FieldSpec(
         "EnergyPrice",
         FieldType.NUMBER,
         "ct/kWh",
         "Energy price of the tariff in force (MHCP Price, 0.1 ct/kWh, converted).",
+        # +-100 currency units per kWh; spot prices range from -50 to +400 ct/kWh
+        (-10_000.0, 10_000.0),
     ),
     FieldSpec(
         "Tariff", FieldType.STRING, None, "Tariff in force, e.g. T1 (main) or T2 (off-peak)."
@@ -123,6 +145,7 @@ _FIELDS = (
         FieldType.NUMBER,
         None,
         "The charger's error code, 0 = none (MHCP DevInfo Err).",
+        (-(2.0**31), 2.0**32 - 1),  # a 32-bit code, signed or not
     ),
     FieldSpec(
         "FirmwareVersion",

@@ -40,7 +40,7 @@ Limit = Literal["identity", "global"]
 
 def dead_letter_key(topic: str, payload: bytes) -> bytes:
     """The natural key of a dead letter: sha256 of the topic (length-prefixed) and the
-    payload as received. Equal to the SQL of migration 0006."""
+    payload as received. Equal to the SQL of migration 0006_dead_letter_key."""
     raw = topic.encode("utf-8", errors="surrogateescape")
     return hashlib.sha256(len(raw).to_bytes(4, "big") + raw + payload).digest()
 

@@ -39,6 +39,7 @@ Reason = Literal[
     "future_time",
     "implausible_time",
     "db_rejected",
+    "out_of_range",
 ]
 REASONS: tuple[Reason, ...] = (
     "bad_topic",
@@ -51,6 +52,7 @@ REASONS: tuple[Reason, ...] = (
     "future_time",
     "implausible_time",
     "db_rejected",
+    "out_of_range",
 )
 
 
@@ -315,6 +317,8 @@ def _validate(
     if value is not None:
         if spec.type is FieldType.NUMBER:
             num = float(value)
+            if not spec.in_bounds(num):
+                raise _Dead("out_of_range", f"{parsed.field}: {num!r} outside {spec.bounds}")
         elif spec.type is FieldType.BOOLEAN:
             flag = bool(value)
         else:

@@ -144,3 +144,58 @@ async def test_huge_distinct_topics_are_dead_letters_with_short_details(
     assert {r["reason"] for r in rows} == {"bad_topic"}
     assert max(len(r["detail"]) for r in rows) < 300
     assert all("30022 characters" in r["detail"] for r in rows)
+
+
+def _reading(field: str, second: int, value: str) -> tuple[str, str, bytes]:
+    time = f'"SamplingTime":"2026-11-24T10:00:{second:02d}Z"'.encode()
+    return (
+        "charger-a",
+        f"chargers/charger-a/{field}",
+        b"{" + time + b',"Value":' + value.encode() + b"}",
+    )
+
+
+async def test_a_number_outside_its_fields_bounds_is_an_out_of_range_dead_letter(
+    ingest: IngestProcess, publisher: Publisher, db: str
+) -> None:
+    # Issue 14, finding 12: a finite 1e308 was stored and overflowed the API's sums.
+    # Out of range (dead letters) between values at the very bounds (stored).
+    out = [
+        _reading("PowerOutput", 1, "1e308"),
+        _reading("PowerOutput", 2, "-1e308"),
+        _reading("TotalEnergyConsumption", 3, "1e13"),
+        _reading("SessionEnergy", 4, "-0.5"),
+        _reading("EnergyPrice", 5, "123456789"),
+    ]
+    at_bounds = [
+        _reading("PowerOutput", 6, "4000000"),
+        _reading("TotalEnergyConsumption", 7, "1e12"),
+        _reading("SessionEnergy", 8, "0"),
+        _reading("EnergyPrice", 9, "-10000"),
+    ]
+    await publisher.publish(
+        [m for pair in zip(at_bounds, out, strict=False) for m in pair] + out[4:]
+    )
+    assert await wait_rows(db, len(out), table="dead_letters") == len(out)
+    assert await wait_rows(db, len(at_bounds)) == len(at_bounds)
+    conn = await asyncpg.connect(db)
+    try:
+        dead = await conn.fetch("SELECT topic, payload, reason, detail FROM dead_letters")
+        stored = await conn.fetch("SELECT field, value_num FROM readings ORDER BY time")
+    finally:
+        await conn.close()
+    assert sorted((r["topic"], bytes(r["payload"])) for r in dead) == sorted(
+        (t, p) for _, t, p in out
+    )
+    assert {r["reason"] for r in dead} == {"out_of_range"}
+    assert all("outside" in r["detail"] for r in dead)
+    assert [(r["field"], r["value_num"]) for r in stored] == [
+        ("PowerOutput", 4e6),
+        ("TotalEnergyConsumption", 1e12),
+        ("SessionEnergy", 0.0),
+        ("EnergyPrice", -10000.0),
+    ]
+    await asyncio.sleep(0.2)
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(ingest.metrics_url)).text
+    assert f'ingest_dead_letters_total{{reason="out_of_range"}} {float(len(out))}' in text

@@ -41,6 +41,9 @@ class FakeRepo:
     async def latest(self, charger: str) -> list[Any]:
         return []
 
+    def for_request(self, max_rows: int) -> FakeRepo:
+        return self
+
 
 def settings(**extra: Any) -> Settings:
     return Settings(DATABASE_URL="postgresql://u:secret@127.0.0.1:1/db", tokens=TOKENS, **extra)

@@ -71,3 +71,19 @@ def test_values_of_the_wrong_type_fail(field: str, value: object) -> None:
 def test_unknown_field_lists_known_ones() -> None:
     with pytest.raises(FieldValueError, match="PowerOutput"):
         field_spec("Voltage")
+
+
+def test_every_number_has_finite_documented_bounds() -> None:
+    # Aggregates of values within the bounds stay far from a double's range (1.8e308):
+    # a window of 400 days times the largest bound is below 1e20.
+    for spec in CATALOGUE.values():
+        if spec.type is FieldType.NUMBER:
+            assert spec.bounds is not None, spec.name
+            lo, hi = spec.bounds
+            assert -1e13 < lo < hi < 1e13, spec.name
+            assert spec.in_bounds(lo)
+            assert spec.in_bounds(hi)
+            assert not spec.in_bounds(1e308)
+            assert not spec.in_bounds(-1e308)
+        else:
+            assert spec.bounds is None, spec.name

@@ -132,6 +132,21 @@ def test_any_rfc3339_time_is_accepted_and_stored_in_utc(stamp: str) -> None:
         ("chargers/a/availability", b"maybe", "bad_envelope"),
         (
             "chargers/a/PowerOutput",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1e308}',
+            "out_of_range",
+        ),
+        (
+            "chargers/a/TotalEnergyConsumption",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":-1}',
+            "out_of_range",
+        ),
+        (
+            "chargers/a/EnergyPrice",
+            b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":-1e308}',
+            "out_of_range",
+        ),
+        (
+            "chargers/a/PowerOutput",
             b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":NaN}',
             "non_finite",
         ),
@@ -247,6 +262,7 @@ def test_availability_is_never_a_dead_letter(payload: bytes, online: bool) -> No
 
 # -- properties ------------------------------------------------------------------------
 
+# Numbers are drawn within the field's bounds (outside: test_out_of_range_...).
 _value_for = {
     FieldType.NUMBER: st.one_of(
         st.integers(-(2**53), 2**53), st.floats(allow_nan=False, allow_infinity=False)
@@ -261,7 +277,14 @@ _value_for = {
 def valid_messages(draw: st.DrawFn) -> tuple[str, str, bytes, object, datetime]:
     charger = draw(st.from_regex(r"[a-z0-9_-]{1,64}", fullmatch=True))
     spec = draw(st.sampled_from(list(CATALOGUE.values())))
-    value = draw(st.one_of(st.none(), _value_for[spec.type]))
+    values = _value_for[spec.type]
+    if spec.bounds is not None:
+        lo, hi = spec.bounds
+        values = st.one_of(
+            st.integers(math.ceil(lo), math.floor(hi)),
+            st.floats(lo, hi, allow_nan=False, allow_infinity=False),
+        )
+    value = draw(st.one_of(st.none(), values))
     t = draw(
         st.datetimes(
             min_value=datetime(2000, 1, 1),
@@ -433,3 +456,24 @@ def test_a_zero_length_message_is_a_deleted_retained_value_not_a_dead_letter(top
 
 def test_a_zero_length_charger_list_empties_the_edge() -> None:
     assert check("edges/site-1/chargers", b"") == EdgeChargers("site-1", (), NOW)
+
+
+@given(
+    field=st.sampled_from([s.name for s in CATALOGUE.values() if s.bounds is not None]),
+    value=st.floats(allow_nan=False, allow_infinity=False),
+)
+@settings(max_examples=300)
+def test_a_number_outside_its_fields_bounds_is_out_of_range_inside_a_reading(
+    field: str, value: float
+) -> None:
+    # The hostile value this stops: a finite number such as 1e308 that overflows
+    # every sum, average and energy delta of the API (issue 14, finding 12).
+    payload = encode(Envelope(T, value))
+    item = check(f"chargers/a/{field}", payload)
+    if CATALOGUE[field].in_bounds(value):
+        assert isinstance(item, Reading)
+        assert item.value_num == value
+    else:
+        assert isinstance(item, DeadLetter)
+        assert item.reason == "out_of_range"
+        assert field in item.detail
