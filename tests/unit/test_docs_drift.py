@@ -83,6 +83,7 @@ ALLOWED: dict[str, tuple[str, str]] = {
             "POLLER_INFLIGHT",
             "POLLER_EDGE_INFLIGHT",
             "POLLER_MQTT_MAX_BACKOFF",
+            "POLLER_MQTT_MAX_PACKET_BYTES",
             "POLLER_MAX_BACKOFF",
             "POLLER_PERMANENT_RETRY",
             "POLLER_SHUTDOWN_GRACE",
