@@ -45,6 +45,9 @@ else
     for id in ingest monitor; do
         [ -f "$dir/clients/$id.crt" ] || certs client "$id" --role service
     done
+    # the broker's health check logs in with an identity of its own (role monitor): the
+    # broker binds a client id to its identity, so it must not share one with a dashboard
+    [ -f "$dir/clients/healthcheck.crt" ] || certs client healthcheck --role monitor
     # the second ingest of the scale-out profile (an identity of role ingest)
     [ -f "$dir/clients/ingest-2.crt" ] || certs client ingest-2 --role ingest
     i=1
@@ -62,7 +65,7 @@ for key in "$dir"/clients/*.key; do
     [ -f "$key" ] || continue
     case "$(basename "$key" .key)" in
         ingest|ingest-[0-9]*) chown 10001 "$key" ;;
-        monitor|api|poller) ;;
+        monitor|healthcheck|api|poller) ;;
         *) chown 10003 "$key" ;;
     esac
 done

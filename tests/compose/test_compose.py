@@ -547,6 +547,57 @@ def test_retiring_a_device_deletes_its_retained_values_and_keeps_its_history(
     assert _readings(stack, PROBE, "OutputCurrent", since) == [float(v) for v in range(5)]
 
 
+def test_a_revocation_takes_effect_on_its_own(stack: Stack) -> None:
+    """Issue 14, finding 8: `certs revoke` alone (no reload by hand) closes the identity's
+    open connection and refuses new ones within 5 s; a reading identity is covered too.
+    (docker/entrypoints/mosquitto-watch.sh restarts the broker on a new CRL.)"""
+    stack.compose("run", "--rm", "certs", "client", "dash-1", "--role", "monitor")
+    stack.copy_client_certs("dash-1")
+    tls = stack.tls("dash-1")
+
+    async def revoke_while_connected() -> tuple[float, float]:
+        got: asyncio.Queue[Message] = asyncio.Queue()
+
+        async def on_message(msg: Message) -> None:
+            got.put_nowait(msg)
+
+        async with MqttClient(
+            host="127.0.0.1",
+            port=stack.mqtt_port,
+            client_id="dash-1",
+            tls=tls,
+            subscriptions=["chargers/#"],
+            on_message=on_message,
+        ) as dash:
+            async with asyncio.timeout(60):  # the new ACL entry is picked up on its own
+                await got.get()
+            await asyncio.to_thread(stack.compose, "run", "--rm", "certs", "revoke", "dash-1")
+            revoked = time.monotonic()
+            async with asyncio.timeout(30):
+                await dash.wait_disconnected()
+            cut = time.monotonic() - revoked
+        while True:
+            async with MqttClient(
+                host="127.0.0.1", port=stack.mqtt_port, client_id="dash-1", tls=tls
+            ) as again:
+                await asyncio.sleep(1.0)
+                if not again.is_connected and again.last_error is not None:
+                    return cut, time.monotonic() - revoked
+            assert time.monotonic() - revoked < 30, "the revoked identity still connects"
+
+    cut, refused = asyncio.run(revoke_while_connected())
+    print(f"compose: revoke -> disconnected {cut:.2f} s, -> refused {refused:.2f} s")
+    assert cut < 5.0
+    assert refused < 5.0 + 1.0  # the probe itself waits 1 s
+    # The broker restart closed everybody's connection: the pipeline carries on.
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    asyncio.run(_publish_series(stack, "PowerOutput", range(42, 43), t0))
+    _wait(
+        "a reading stored after the restart",
+        lambda: _readings(stack, PROBE, "PowerOutput", t0 - timedelta(seconds=1)) == [42.0],
+    )
+
+
 # --- 6. a user's first hour: the first token, then an upgrade ---------------------------
 
 UNIT = "deploy/systemd/chargelift-stack.service"

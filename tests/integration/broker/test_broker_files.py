@@ -27,19 +27,19 @@ def test_the_broker_reads_copies_and_leaves_the_certificate_directory_alone(
     assert not (own_broker.tls_dir / "ca.key").exists(), "the CA key stays where it is"
     # The key in certs/ keeps the owner chargelift-certs gave it (it used to be chowned).
     assert (certs.dir / "broker.key").stat().st_uid == os.geteuid()
-    assert own_broker.refresh() is False, "nothing changed: no reload"
+    assert own_broker.refresh() is None, "nothing changed: no reload"
 
 
 async def test_make_dev_takes_a_revocation_without_a_reload_step(
     own_broker: MosquittoServer, certs: TestCerts
 ) -> None:
     tls = certs.issue_charger("refresh-me")
-    assert own_broker.refresh() is True  # the new ACL entry, copied and SIGHUPed
+    assert own_broker.refresh() == "reloaded"  # the new ACL entry, copied and SIGHUPed
     async with client(own_broker, tls, "refresh-me") as c:
         await c.publish("chargers/refresh-me/PowerOutput", b"{}")
     pki.revoke(certs.dir, "refresh-me")
     # What chargelift-devstack does every second while make dev runs.
-    assert own_broker.refresh() is True
+    assert own_broker.refresh() == "restarted"  # a new CRL
     crt = next((certs.dir / "clients" / "revoked").glob("refresh-me-*.crt"))
     revoked = TlsFiles(certs.ca_file, crt, crt.with_suffix(".key"))
     started = time.monotonic()

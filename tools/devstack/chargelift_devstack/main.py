@@ -318,9 +318,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             time.sleep(1)
             for svc in stack.services:
                 svc.check()
-            # A revocation (new CRL and ACL in certs/) reaches the broker's copies.
-            if stack.broker is not None and stack.broker.refresh():
-                print("certificate files changed: broker reloaded", flush=True)
+            # A new certificate (ACL) or a revocation (CRL) takes effect on its own.
+            if stack.broker is not None and (done := stack.broker.refresh()):
+                print(f"certificate files changed: broker {done}", flush=True)
     except _Stop:
         print("stopping...", flush=True)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:

@@ -6,8 +6,11 @@ this run; the policy (mutual TLS, ACL, queues, persistence) is not touched.
 Started as root, Mosquitto drops to the ``mosquitto`` account before it reads its key,
 ACL and CRL, so it reads copies in ``run_dir/tls`` (never the CA key) rather than the
 certificate directory, which that account may not reach (a clone under /root) and
-whose files stay as ``chargelift-certs`` wrote them. ``reload()`` (and ``refresh()``,
-which the dev stack calls every second) copies what changed and sends SIGHUP.
+whose files stay as ``chargelift-certs`` wrote them. ``reload()`` copies what changed
+and sends SIGHUP. ``refresh()``, which the dev stack calls every second, does the same
+for a new ACL and *restarts* the broker for a new CRL (a revocation): TLS is checked
+only at the handshake, so a restart is what closes the revoked identity's open
+connections (everybody else reconnects; persistence keeps sessions and retained values).
 """
 
 from __future__ import annotations
@@ -100,11 +103,11 @@ class MosquittoServer:
         """The account Mosquitto drops to when started as root (None: it keeps ours)."""
         return account("mosquitto") if is_root() else None
 
-    def sync_files(self) -> bool:
-        """Copy the broker's files that changed in ``certs_dir``; True if any did."""
+    def sync_files(self) -> set[str]:
+        """Copy the broker's files that changed in ``certs_dir``; their names."""
         shared_dir(self.tls_dir)
         acct = self._account()
-        changed = False
+        changed: set[str] = set()
         for name in BROKER_FILES:
             src, dst = self.certs_dir / name, self.tls_dir / name
             if not src.exists() or (dst.exists() and filecmp.cmp(src, dst, shallow=False)):
@@ -116,7 +119,7 @@ class MosquittoServer:
             if acct is not None:
                 os.chown(tmp, acct.pw_uid, acct.pw_gid)
             tmp.replace(dst)
-            changed = True
+            changed.add(name)
         return changed
 
     def _prepare(self) -> Path:
@@ -165,12 +168,18 @@ class MosquittoServer:
         self.sync_files()
         self._signal(signal.SIGHUP)
 
-    def refresh(self) -> bool:
-        """``reload()`` if a file in ``certs_dir`` changed (e.g. a revocation); True if so."""
-        if not self.sync_files():
-            return False
+    def refresh(self) -> str | None:
+        """Apply what changed in ``certs_dir``: ``"restarted"`` for a new CRL (a
+        revocation: the restart closes the revoked identity's connections),
+        ``"reloaded"`` (SIGHUP) for other files, None when nothing changed."""
+        changed = self.sync_files()
+        if not changed:
+            return None
+        if "crl.pem" in changed and self.proc is not None:
+            self.restart()
+            return "restarted"
         self._signal(signal.SIGHUP)
-        return True
+        return "reloaded"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Clean shutdown (SIGTERM): Mosquitto writes its persistence file."""
