@@ -471,7 +471,7 @@ def test_backup_then_restore_into_empty_volumes(stack: Stack) -> None:
         [engine.REPO / "scripts" / "backup.sh", backup], env=env, check=True, timeout=300
     )
     assert {p.name for p in backup.iterdir()} == {
-        "chargelift.dump", "certs.tar", "env", "SHA256SUMS"
+        "chargelift.dump", "certs.tar", "ca.tar", "env", "SHA256SUMS"
     }  # fmt: skip
     # The secrets a restore needs, readable by their owner only.
     assert (backup / "env").read_text() == stack.env_file.read_text()
@@ -497,6 +497,8 @@ def test_backup_then_restore_into_empty_volumes(stack: Stack) -> None:
         "a reading published after the restore",
         lambda: len(_readings(stack, PROBE, "MaximumOutputCurrent", since)) == 31,
     )
+    # The CA's key came back into its own volume (ca.tar): certificates can be issued.
+    stack.compose("run", "--rm", "certs", "client", "after-restore-1")
 
 
 async def _retained_topics(stack: Stack, topic_filter: str, listen: float = 3.0) -> list[str]:
