@@ -526,10 +526,17 @@ class MqttClient:
 
         handler._handle_puback_packet = on_puback
 
-        def on_connack(client_: Any, session_present: int, result: int, props: Any) -> None:
+        def on_connack(client_: Any, session_present: int, result: int, _props: Any) -> None:
             self.session_present = bool(session_present)
-            quota = props.get("receive_maximum") if isinstance(props, dict) else None
-            self.send_quota = int(quota[0]) if quota else 65535
+            # gmqtt passes the CONNACK's properties merged with (and overridden by) our
+            # own CONNECT properties: our receive maximum would hide the broker's. Read
+            # the broker's own, which gmqtt keeps as lists (absent: 65,535, MQTT 5
+            # 3.2.2.3.3).
+            connack = getattr(client_._package_handler, "_connack_properties", None)
+            quota = connack.get("receive_maximum") if isinstance(connack, dict) else None
+            if isinstance(quota, list):
+                quota = quota[0] if quota else None
+            self.send_quota = int(quota) if isinstance(quota, int) and quota > 0 else 65535
 
         def on_disconnect(_client: Any, _packet: Any, exc: Any = None) -> None:
             conn.lost.set()
