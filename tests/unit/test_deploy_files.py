@@ -3,7 +3,8 @@
 - every metric an alert rule or a dashboard reads is one a service exports (a renamed
   metric would otherwise leave a rule that never fires);
 - Prometheus scrapes the compose services on the ports their settings default to;
-- mosquitto/compose.conf is what the template renders (`make mosquitto-compose-conf`);
+- mosquitto/compose.conf is what the template renders (`make mosquitto-compose-conf`),
+  with the clients' TLS 1.2 cipher list on its listener;
 - the container images and the Pi install pin the same versions as the development lock;
 - the systemd units, the install script and the Pi's example configuration agree;
 - the VM unit, docs/deploy.md, .env.example and docker-compose.yml agree on how to
@@ -30,6 +31,7 @@ import chargelift_ingest.metrics as ingest_metrics
 from chargelift_api import metrics as api_metrics
 from chargelift_api.config import Settings as ApiSettings
 from chargelift_contract.certmetrics import CertificateExpiryCollector
+from chargelift_contract.mqtt import TLS12_CIPHERS
 from chargelift_devstack.mosquitto import COMPOSE_CONFIG, render_compose_config
 from chargelift_ingest.config import Settings as IngestSettings
 from chargelift_poller.config import Settings as PollerSettings
@@ -139,6 +141,16 @@ def test_mosquitto_compose_conf_is_rendered_from_the_template() -> None:
     assert COMPOSE_CONFIG.read_text() == render_compose_config(), (
         "mosquitto/compose.conf is stale: run `make mosquitto-compose-conf`"
     )
+
+
+def test_the_broker_offers_our_clients_tls12_ciphers_on_its_listener() -> None:
+    # `ciphers` is a listener option: before the `listener` line Mosquitto would apply
+    # it to a default listener. Broker and clients agree on the AEAD-only list.
+    lines = [line.split() for line in COMPOSE_CONFIG.read_text().splitlines()]
+    keys = [words[0] for words in lines if words and not words[0].startswith("#")]
+    assert keys.index("listener") < keys.index("ciphers")
+    assert ["ciphers", TLS12_CIPHERS] in lines
+    assert "ciphers_tls1.3" not in keys  # TLS 1.3 keeps its defaults (all AEAD)
 
 
 def _pins(lock: Path) -> dict[str, str]:

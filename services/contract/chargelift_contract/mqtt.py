@@ -84,6 +84,11 @@ class PublishRefusedError(MqttError):
         self.reason_code = reason_code
 
 
+#: The TLS 1.2 cipher suites the broker (mosquitto.conf.template's ``ciphers``) and our
+#: clients accept: ECDHE with AES-GCM or ChaCha20-Poly1305, no CBC, no SHA-1 MAC.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
     """Paths of the CA bundle and of this client's certificate and key."""
@@ -102,6 +107,9 @@ class TlsFiles:
         """An SSL context for a client: TLS >= 1.2, server certificate and name verified."""
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca_file))
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        # TLS 1.2: forward-secret AEAD suites only, like the broker (TLS 1.3's suites,
+        # all AEAD, are not affected by set_ciphers).
+        ctx.set_ciphers(TLS12_CIPHERS)
         ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
         return ctx
 
