@@ -39,6 +39,7 @@ from chargelift_poller.config import load_chargers
 from chargelift_poller.metrics import PollerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
+MOSQUITTO_VERSION = "2.0.22"
 PROMETHEUS = REPO / "deploy" / "prometheus"
 OUR_PREFIXES = ("poller_", "ingest_", "api_", "chargelift_")
 SUFFIXES = {
@@ -164,6 +165,14 @@ def test_images_pin_the_versions_the_suite_tests() -> None:
     assert {"fastapi", "gmqtt", "asyncpg", "prometheus-client", "httpx"} <= runtime.keys()
     differ = {n: (v, dev[n]) for n, v in runtime.items() if n in dev and dev[n] != v}
     assert not differ, f"runtime lock differs from the tested lock: {differ}"
+
+    # The broker image: the latest 2.0 patch release (2.0.22: fixes since 2.0.20), the
+    # same default in docker-compose.yml and .env.example.
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    broker = f"eclipse-mosquitto:{MOSQUITTO_VERSION}"
+    assert compose["services"]["mosquitto"]["image"] == f"${{MOSQUITTO_IMAGE:-{broker}}}"
+    env_example = (REPO / ".env.example").read_text().splitlines()
+    assert f"#MOSQUITTO_IMAGE={broker}" in env_example
 
 
 def test_the_pi_lock_pins_the_versions_the_suite_tests() -> None:
