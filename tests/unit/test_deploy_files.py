@@ -286,9 +286,14 @@ def test_what_the_deploy_guide_says_waits_for_what() -> None:
     assert deps["ingest"]["mosquitto"]["condition"] == healthy
     assert deps["api"]["migrate"]["condition"] == done
     assert "certs" not in deps["api"]  # the guide says it needs none
+    assert deps["poller"]["sim-certs"]["condition"] == done  # the simulated chargers'
+    assert deps["mosquitto"]["sim-certs"] == {"condition": done, "required": False}
+    assert "SIM_COUNT" not in compose["services"]["certs"]["environment"]
     docs = " ".join(DEPLOY_MD.read_text().split())
     assert "`mosquitto` starts only after `certs` succeeded" in docs
     assert "`api` after `migrate` succeeded" in docs
+    assert "`certs` issues no charger identity" in docs
+    assert "only with `--profile sim`, by the one-shot `sim-certs`" in docs
 
 
 def test_the_guide_installs_compose_v2_on_debian_and_ubuntu() -> None:
