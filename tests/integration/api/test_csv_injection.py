@@ -100,7 +100,10 @@ def evil_api(postgres: PostgresServer, base_dir: Path) -> Iterator[LiveApi]:
     api.stop()
 
 
-WINDOW = {"from": (T1 - timedelta(hours=1)).isoformat(), "to": (T1 + timedelta(hours=2)).isoformat()}
+WINDOW = {
+    "from": (T1 - timedelta(hours=1)).isoformat(),
+    "to": (T1 + timedelta(hours=2)).isoformat(),
+}
 
 
 async def get_csv(api: LiveApi, path: str, **params: str | int) -> list[dict[str, str]]:

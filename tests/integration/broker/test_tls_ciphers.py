@@ -40,11 +40,13 @@ def tls12_context(tls: TlsFiles, ciphers: str) -> ssl.SSLContext:
 
 def handshake(broker: MosquittoServer, ctx: ssl.SSLContext) -> tuple[str, str]:
     """The negotiated (version, cipher) of a TLS handshake with the broker."""
-    with socket.create_connection((broker.host, broker.port), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname=broker.host) as tls:
-            cipher = tls.cipher()
-            assert cipher is not None
-            return str(tls.version()), cipher[0]
+    with (
+        socket.create_connection((broker.host, broker.port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname=broker.host) as tls,
+    ):
+        cipher = tls.cipher()
+        assert cipher is not None
+        return str(tls.version()), cipher[0]
 
 
 @pytest.mark.parametrize("suite", CBC_SUITES)
