@@ -1,10 +1,13 @@
 #!/bin/sh
-# The `certs` service of docker-compose.yml (image services/certs/Dockerfile).
+# The `certs` and `sim-certs` services of docker-compose.yml (image
+# services/certs/Dockerfile).
 #
 #   no arguments        first start: create what is missing (CA, broker certificate with
-#                       the compose names + $BROKER_SANS, ingest and monitor identities,
-#                       charger identities amtron-1..$SIM_COUNT for the simulator),
-#                       re-sign the CRL when it expires within 90 days, regenerate the ACL
+#                       the compose names + $BROKER_SANS, ingest and monitor identities;
+#                       charger identities amtron-1..$SIM_COUNT for the simulator only
+#                       when SIM_COUNT is set, which only the sim profile's sim-certs
+#                       does), re-sign the CRL when it expires within 90 days, regenerate
+#                       the ACL
 #   any arguments       run `chargelift-certs --dir $CERTS_DIR <arguments>`, e.g.
 #                       `docker compose run --rm certs client wb-garage --role charger`
 #

@@ -3,7 +3,8 @@
 - every metric an alert rule or a dashboard reads is one a service exports (a renamed
   metric would otherwise leave a rule that never fires);
 - Prometheus scrapes the compose services on the ports their settings default to;
-- mosquitto/compose.conf is what the template renders (`make mosquitto-compose-conf`);
+- mosquitto/compose.conf is what the template renders (`make mosquitto-compose-conf`),
+  with the clients' TLS 1.2 cipher list on its listener;
 - the container images and the Pi install pin the same versions as the development lock;
 - the systemd units, the install script and the Pi's example configuration agree;
 - the VM unit, docs/deploy.md, .env.example and docker-compose.yml agree on how to
@@ -30,6 +31,7 @@ import chargelift_ingest.metrics as ingest_metrics
 from chargelift_api import metrics as api_metrics
 from chargelift_api.config import Settings as ApiSettings
 from chargelift_contract.certmetrics import CertificateExpiryCollector
+from chargelift_contract.mqtt import TLS12_CIPHERS
 from chargelift_devstack.mosquitto import COMPOSE_CONFIG, render_compose_config
 from chargelift_ingest.config import Settings as IngestSettings
 from chargelift_poller.config import Settings as PollerSettings
@@ -37,6 +39,7 @@ from chargelift_poller.config import load_chargers
 from chargelift_poller.metrics import PollerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
+MOSQUITTO_VERSION = "2.0.22"
 PROMETHEUS = REPO / "deploy" / "prometheus"
 OUR_PREFIXES = ("poller_", "ingest_", "api_", "chargelift_")
 SUFFIXES = {
@@ -141,6 +144,16 @@ def test_mosquitto_compose_conf_is_rendered_from_the_template() -> None:
     )
 
 
+def test_the_broker_offers_our_clients_tls12_ciphers_on_its_listener() -> None:
+    # `ciphers` is a listener option: before the `listener` line Mosquitto would apply
+    # it to a default listener. Broker and clients agree on the AEAD-only list.
+    lines = [line.split() for line in COMPOSE_CONFIG.read_text().splitlines()]
+    keys = [words[0] for words in lines if words and not words[0].startswith("#")]
+    assert keys.index("listener") < keys.index("ciphers")
+    assert ["ciphers", TLS12_CIPHERS] in lines
+    assert "ciphers_tls1.3" not in keys  # TLS 1.3 keeps its defaults (all AEAD)
+
+
 def _pins(lock: Path) -> dict[str, str]:
     pins = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", lock.read_text(), flags=re.M)
     return {name.lower().replace("_", "-"): version for name, version in pins}
@@ -152,6 +165,14 @@ def test_images_pin_the_versions_the_suite_tests() -> None:
     assert {"fastapi", "gmqtt", "asyncpg", "prometheus-client", "httpx"} <= runtime.keys()
     differ = {n: (v, dev[n]) for n, v in runtime.items() if n in dev and dev[n] != v}
     assert not differ, f"runtime lock differs from the tested lock: {differ}"
+
+    # The broker image: the latest 2.0 patch release (2.0.22: fixes since 2.0.20), the
+    # same default in docker-compose.yml and .env.example.
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    broker = f"eclipse-mosquitto:{MOSQUITTO_VERSION}"
+    assert compose["services"]["mosquitto"]["image"] == f"${{MOSQUITTO_IMAGE:-{broker}}}"
+    env_example = (REPO / ".env.example").read_text().splitlines()
+    assert f"#MOSQUITTO_IMAGE={broker}" in env_example
 
 
 def test_the_pi_lock_pins_the_versions_the_suite_tests() -> None:
@@ -265,9 +286,14 @@ def test_what_the_deploy_guide_says_waits_for_what() -> None:
     assert deps["ingest"]["mosquitto"]["condition"] == healthy
     assert deps["api"]["migrate"]["condition"] == done
     assert "certs" not in deps["api"]  # the guide says it needs none
+    assert deps["poller"]["sim-certs"]["condition"] == done  # the simulated chargers'
+    assert deps["mosquitto"]["sim-certs"] == {"condition": done, "required": False}
+    assert "SIM_COUNT" not in compose["services"]["certs"]["environment"]
     docs = " ".join(DEPLOY_MD.read_text().split())
     assert "`mosquitto` starts only after `certs` succeeded" in docs
     assert "`api` after `migrate` succeeded" in docs
+    assert "`certs` issues no charger identity" in docs
+    assert "only with `--profile sim`, by the one-shot `sim-certs`" in docs
 
 
 def test_the_guide_installs_compose_v2_on_debian_and_ubuntu() -> None:

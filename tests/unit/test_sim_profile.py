@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ SIM_COUNT = "${SIM_COUNT:-3}"
 def test_simulator_certs_and_poller_read_the_same_count() -> None:
     command = SERVICES["simulator"]["command"]
     assert command[command.index("--count") + 1] == SIM_COUNT
-    assert SERVICES["certs"]["environment"]["SIM_COUNT"] == SIM_COUNT
+    assert SERVICES["sim-certs"]["environment"]["SIM_COUNT"] == SIM_COUNT
     poller = SERVICES["poller"]
     assert poller["environment"]["SIM_COUNT"] == SIM_COUNT
     [script] = [v.split(":")[1] for v in poller["volumes"] if v.startswith("./docker/sim/")]
@@ -48,29 +49,79 @@ def test_the_sim_poller_polls_every_simulated_charger(tmp_path: Path) -> None:
     assert b"SIM_COUNT" in bad.stderr
 
 
-def test_the_certs_bootstrap_issues_the_simulated_chargers(tmp_path: Path) -> None:
-    # As the certs container runs it, with chown stubbed (it runs as root there).
+def test_only_the_sim_profile_issues_simulated_chargers() -> None:
+    # Issue 14 (low): no charger identity nobody asked for on a production stack. The
+    # plain certs service issues none; sim-certs (profile sim) issues amtron-1..SIM_COUNT
+    # with the CA key, before the broker reads its ACL and before the poller starts.
+    certs, sim = SERVICES["certs"], SERVICES["sim-certs"]
+    assert "SIM_COUNT" not in certs["environment"]
+    assert "profiles" not in certs
+    assert sim["profiles"] == ["sim"]
+    assert (sim["image"], sim["build"]) == (certs["image"], certs["build"])
+    assert sim["user"] == certs["user"] == "0:0"  # to hand each key to its service
+    assert sim["volumes"] == certs["volumes"] == ["certs:/certs", "ca:/ca"]
+    assert sim["environment"]["CHARGELIFT_CA_KEY"] == certs["environment"]["CHARGELIFT_CA_KEY"]
+    assert sim["environment"]["CHARGELIFT_CA_KEY"] == "/ca/ca.key"
+    assert sim["network_mode"] == "none"
+    assert sim["restart"] == "no"
+    done = {"condition": "service_completed_successfully"}
+    assert sim["depends_on"] == {"certs": done}
+    for service in ("poller", "simulator"):
+        assert SERVICES[service]["profiles"] == ["sim"]
+        assert SERVICES[service]["depends_on"]["sim-certs"] == done, service
+    # the broker waits for it when the sim profile is on, and only then
+    assert SERVICES["mosquitto"]["depends_on"]["sim-certs"] == {**done, "required": False}
+    assert "profiles" not in SERVICES["mosquitto"]
+    # the stand-in override builds it like certs
+    standins = yaml.safe_load((REPO / "tests" / "compose" / "compose.standins.yml").read_text())
+    assert standins["services"]["sim-certs"] == standins["services"]["certs"]
+
+
+def _run_certs(tmp_path: Path, **env: str) -> list[str]:
+    """certs.sh as the certs containers run it, with chown stubbed (root there): the
+    client identities in the certificate directory afterwards."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     (bin_dir / "chown").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "chown").chmod(0o755)
     certs_bin = Path(sys.executable).parent
-    env = {
-        **os.environ,
+    environ = {
+        **{k: v for k, v in os.environ.items() if k != "SIM_COUNT"},
         "PATH": f"{bin_dir}:{certs_bin}:{os.environ['PATH']}",
         "CERTS_DIR": str(tmp_path / "certs"),
-        "SIM_COUNT": "4",
+        "CHARGELIFT_CA_KEY": str(tmp_path / "ca" / "ca.key"),
         "CHARGELIFT_SERVICES_ACL": str(REPO / "mosquitto" / "acl.services"),
+        **env,
     }
     script = REPO / "docker" / "entrypoints" / "certs.sh"
-    subprocess.run(["sh", str(script)], env=env, check=True, capture_output=True, timeout=60)
-    issued = sorted(p.stem for p in (tmp_path / "certs" / "clients").glob("*.crt"))
-    assert issued == [
-        "amtron-1",
-        "amtron-2",
-        "amtron-3",
-        "amtron-4",
-        "ingest",
-        "ingest-2",
-        "monitor",
-    ]
+    subprocess.run(["sh", str(script)], env=environ, check=True, capture_output=True, timeout=60)
+    return sorted(p.stem for p in (tmp_path / "certs" / "clients").glob("*.crt"))
+
+
+def _env(service: str) -> dict[str, str]:
+    """The service's environment as compose gives it with SIM_COUNT=4 in .env, less the
+    CA key's path (the tests keep it in their own directory)."""
+    resolved = {}
+    for name, value in SERVICES[service]["environment"].items():
+        m = re.fullmatch(r"\$\{(\w+):-(.*)\}", value)
+        resolved[name] = ("4" if m[1] == "SIM_COUNT" else m[2]) if m else value
+    del resolved["CHARGELIFT_CA_KEY"]
+    return resolved
+
+
+def test_the_certs_bootstrap_issues_no_charger_the_sim_certs_the_simulated_ones(
+    tmp_path: Path,
+) -> None:
+    services = ["ingest", "ingest-2", "monitor"]
+    assert _run_certs(tmp_path, **_env("certs")) == services
+    acl = (tmp_path / "certs" / "mosquitto.acl").read_text()
+    assert "amtron" not in acl
+    # the sim profile: sim-certs after certs, with the CA key (in its own directory)
+    assert (tmp_path / "ca" / "ca.key").is_file()
+    sim_env = _env("sim-certs")
+    assert sim_env["SIM_COUNT"] == "4"
+    chargers = [f"amtron-{i}" for i in range(1, 5)]
+    assert _run_certs(tmp_path, **sim_env) == sorted(chargers + services)
+    acl = (tmp_path / "certs" / "mosquitto.acl").read_text()
+    for charger in chargers:
+        assert f"user {charger}" in acl

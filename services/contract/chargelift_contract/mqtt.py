@@ -84,6 +84,11 @@ class PublishRefusedError(MqttError):
         self.reason_code = reason_code
 
 
+#: The TLS 1.2 cipher suites the broker (mosquitto.conf.template's ``ciphers``) and our
+#: clients accept: ECDHE with AES-GCM or ChaCha20-Poly1305, no CBC, no SHA-1 MAC.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
     """Paths of the CA bundle and of this client's certificate and key."""
@@ -102,6 +107,9 @@ class TlsFiles:
         """An SSL context for a client: TLS >= 1.2, server certificate and name verified."""
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca_file))
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        # TLS 1.2: forward-secret AEAD suites only, like the broker (TLS 1.3's suites,
+        # all AEAD, are not affected by set_ciphers).
+        ctx.set_ciphers(TLS12_CIPHERS)
         ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
         return ctx
 
@@ -526,10 +534,17 @@ class MqttClient:
 
         handler._handle_puback_packet = on_puback
 
-        def on_connack(client_: Any, session_present: int, result: int, props: Any) -> None:
+        def on_connack(client_: Any, session_present: int, result: int, _props: Any) -> None:
             self.session_present = bool(session_present)
-            quota = props.get("receive_maximum") if isinstance(props, dict) else None
-            self.send_quota = int(quota[0]) if quota else 65535
+            # gmqtt passes the CONNACK's properties merged with (and overridden by) our
+            # own CONNECT properties: our receive maximum would hide the broker's. Read
+            # the broker's own, which gmqtt keeps as lists (absent: 65,535, MQTT 5
+            # 3.2.2.3.3).
+            connack = getattr(client_._package_handler, "_connack_properties", None)
+            quota = connack.get("receive_maximum") if isinstance(connack, dict) else None
+            if isinstance(quota, list):
+                quota = quota[0] if quota else None
+            self.send_quota = int(quota) if isinstance(quota, int) and quota > 0 else 65535
 
         def on_disconnect(_client: Any, _packet: Any, exc: Any = None) -> None:
             conn.lost.set()

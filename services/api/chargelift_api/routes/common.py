@@ -82,18 +82,28 @@ def wants_csv(request: Request, fmt: str | None) -> bool:
     return "text/csv" in request.headers.get("accept", "")
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection);
+# chargers choose text such as their Tariff, so text cells starting with them are
+# prefixed with a single quote (OWASP). Numbers are never text cells here: they stay
+# numbers, negative ones included.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(v: object) -> object:
     if v is None:
         return ""
     if isinstance(v, datetime):
         return v.isoformat()
+    if isinstance(v, str) and v.startswith(FORMULA_TRIGGERS):
+        return "'" + v
     return v
 
 
 def csv_response(
     header: Sequence[str], rows: Iterable[Sequence[object]], filename: str
 ) -> Response:
-    """A ``text/csv`` attachment (RFC 4180, header row first)."""
+    """A ``text/csv`` attachment (RFC 4180, header row first); text cells that a
+    spreadsheet would run as a formula are escaped with a leading ``'``."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(header)
