@@ -112,7 +112,7 @@ def _env(service: str) -> dict[str, str]:
 def test_the_certs_bootstrap_issues_no_charger_the_sim_certs_the_simulated_ones(
     tmp_path: Path,
 ) -> None:
-    services = ["ingest", "ingest-2", "monitor"]
+    services = ["healthcheck", "ingest", "ingest-2", "monitor"]
     assert _run_certs(tmp_path, **_env("certs")) == services
     acl = (tmp_path / "certs" / "mosquitto.acl").read_text()
     assert "amtron" not in acl

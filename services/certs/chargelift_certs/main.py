@@ -11,8 +11,8 @@ from pathlib import Path
 from chargelift_certs import pki
 
 RELOAD_HINT = (
-    "reload the broker so it re-reads the CRL and the ACL: "
-    'kill -HUP "$(pgrep -x mosquitto)" (compose: docker compose kill -s HUP mosquitto)'
+    "the broker of make dev and of compose picks this up on its own within a second "
+    '(another broker: kill -HUP "$(pgrep -x mosquitto)")'
 )
 
 
