@@ -1,6 +1,6 @@
 """One simulated box on its own TCP port: the MHCP API, its faults and its ground truth.
 
-Endpoints (``shared/reference/charger-protocols.md`` §1; PIN1, the "APP-Pin", as the
+Endpoints (``docs/reference/charger-protocols.md`` §1; PIN1, the "APP-Pin", as the
 query parameter ``DevKey`` on every request)::
 
     GET  /MHCP/1.0/ChargeData?DevKey=   live data          wrong/missing key → 403

@@ -13,7 +13,7 @@ Lifecycle of a session (``ChgState`` values exactly as MHCP spells them)::
                    StandbyAuthorize ──POST Start───────────►┘  └─full / Terminate─► Terminated
     any plugged state ──unplug (car leaves)──► Idle
 
-Protocol facts this model keeps (shared/reference/charger-protocols.md §1):
+Protocol facts this model keeps (docs/reference/charger-protocols.md §1):
 
 * ``ChgNrg`` (Wh) and ``ChgDuration`` (s) are the *current or last* session: they restart
   at 0 when a new session begins and hold their value after it, also while Idle (a real

@@ -8,7 +8,7 @@ device wants ``Accept: application/json``; a wrong PIN gives 403 on GET)::
                                             and every poll while an error is reported
 
 ``ChargeData`` sample (a real Xtra, values of a charging session; annotations ours,
-see docs/reference charger-protocols.md §1.3)::
+see docs/reference/charger-protocols.md §1.3)::
 
     {
       "ChgState": "Charging",  # Idle | StandbyConnect | StandbyAuthorize | Charging
