@@ -21,7 +21,6 @@ import importlib
 import inspect
 import re
 import shlex
-import subprocess
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -456,21 +455,3 @@ def test_every_alert_is_in_the_deploy_guide() -> None:
     )
     missing = [a for a in alerts if f"`{a}`" not in table]
     report([f"alert {a}: not in the alert table of docs/deploy.md" for a in missing])
-
-
-# --- the repository stands alone --------------------------------------------------
-
-
-def test_nothing_refers_to_a_path_outside_the_repository() -> None:
-    outside = "../" + "shared"
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True, text=True
-    ).stdout.split("\0")
-    report(
-        [
-            f"{name} refers to {outside}"
-            for name in tracked
-            if name and (REPO / name).is_file()
-            if outside in (REPO / name).read_text(errors="ignore")
-        ]
-    )
