@@ -9,7 +9,10 @@
 - every `make <target>` in README.md, docs/ and certs/README.md is a Makefile target;
 - every option and subcommand the docs give a console script (also through
   `docker compose run <service>`) is one its parser knows;
-- every alert of deploy/prometheus/alerts.yml is in the alert table of docs/deploy.md.
+- every alert of deploy/prometheus/alerts.yml is in the alert table of docs/deploy.md;
+- every `services/<name>/` has a README.md naming its console script(s), and each sample
+  configuration there (`*.env.example`, the poller's `chargers.toml.example`) names only
+  real settings of that service, and all of them.
 
 Each test collects every problem and prints them all.
 """
@@ -33,7 +36,13 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md", REPO / "certs" / "README.md"]
+SERVICE_READMES = sorted(REPO.glob("services/*/README.md"))
+DOCS = [
+    *sorted((REPO / "docs").glob("*.md")),
+    REPO / "README.md",
+    REPO / "certs" / "README.md",
+    *SERVICE_READMES,
+]
 ENV_EXAMPLE = REPO / ".env.example"
 PI_ENV = REPO / "deploy" / "raspberry-pi" / "poller.env.example"
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -345,7 +354,7 @@ def invocations() -> Iterator[Invocation]:
             line = " ".join(tokens)
             for match in script_re.finditer(line):
                 rest = line[match.end() :].split()
-                yield Invocation(doc.name, match.group(1), _args(rest))
+                yield Invocation(str(doc.relative_to(REPO)), match.group(1), _args(rest))
             for i in range(len(tokens) - 2):
                 if tokens[i : i + 3] != ["docker", "compose", "run"]:
                     continue
@@ -356,7 +365,9 @@ def invocations() -> Iterator[Invocation]:
                         break
                     rest = rest[1:]
                 if rest and rest[0] in COMPOSE_RUN:
-                    yield Invocation(doc.name, COMPOSE_RUN[rest[0]], _args(rest[1:]))
+                    yield Invocation(
+                        str(doc.relative_to(REPO)), COMPOSE_RUN[rest[0]], _args(rest[1:])
+                    )
 
 
 def check_args(parser: argparse.ArgumentParser, args: list[str]) -> str | None:
@@ -455,3 +466,70 @@ def test_every_alert_is_in_the_deploy_guide() -> None:
     )
     missing = [a for a in alerts if f"`{a}`" not in table]
     report([f"alert {a}: not in the alert table of docs/deploy.md" for a in missing])
+
+
+# --- each service folder stands alone ----------------------------------------------
+
+SERVICES = sorted(p.parent for p in REPO.glob("services/*/pyproject.toml"))
+#: Variables of services without a pydantic-settings class (read from os.environ).
+OTHER_SETTINGS = {"simulator": {"SIMULATOR_PIN"}}
+
+
+def test_every_service_has_a_readme_naming_its_console_script() -> None:
+    assert {s.name for s in SERVICES} >= {"contract", "certs", "simulator", "poller", "ingest"}
+    problems: list[str] = []
+    for service in SERVICES:
+        readme = service / "README.md"
+        if not readme.is_file():
+            problems.append(f"services/{service.name}: no README.md")
+            continue
+        text = readme.read_text()
+        project = tomllib.loads((service / "pyproject.toml").read_text())["project"]
+        names = list(project.get("scripts", {})) or [f"chargelift_{service.name}"]
+        problems += [
+            f"services/{service.name}/README.md does not name `{name}`"
+            for name in names
+            if f"`{name}`" not in text
+        ]
+        problems += [
+            f"services/{service.name}/README.md: no link to docs/{service.name}.md"
+            for page in [REPO / "docs" / f"{service.name}.md"]
+            if page.is_file() and f"docs/{service.name}.md" not in text
+        ]
+    report(problems)
+
+
+def _pin_envs(chargers_toml: Path) -> set[str]:
+    doc = tomllib.loads(chargers_toml.read_text())
+    return {str(c["pin_env"]) for c in doc.get("chargers", []) if "pin_env" in c}
+
+
+def test_sample_configurations_name_every_setting_and_only_settings() -> None:
+    settings = service_settings()
+    problems: list[str] = []
+    samples = sorted(REPO.glob("services/*/*.env.example"))
+    assert {p.parent.name for p in samples} >= {"api", "ingest", "poller", "simulator"}
+    for sample in samples:
+        service = sample.parent.name
+        known = settings.get(service, set()) | OTHER_SETTINGS.get(service, set())
+        extra: set[str] = set()
+        for toml in sample.parent.glob("*.toml.example"):
+            extra |= _pin_envs(toml)
+        named = env_file_names(sample)
+        where = sample.relative_to(REPO)
+        problems += [f"{where}: {n} is not a setting of {service}" for n in named - known - extra]
+        problems += [f"{where}: setting {n} is missing" for n in known - named]
+    report(sorted(problems))
+
+
+def test_the_poller_samples_are_a_valid_configuration() -> None:
+    from chargelift_poller.config import Settings as PollerSettings
+    from chargelift_poller.config import load_chargers
+
+    folder = REPO / "services" / "poller"
+    env = dict(
+        re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", (folder / "poller.env.example").read_text(), re.M)
+    )
+    PollerSettings.model_validate({k.lower(): v for k, v in env.items()})
+    chargers = load_chargers(folder / "chargers.toml.example", env)
+    assert [c.id for c in chargers] == ["amtron-1", "amtron-2"]
