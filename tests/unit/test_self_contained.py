@@ -17,7 +17,7 @@ is read line by line. A line fails when it contains:
    sets up, not into somebody's files, and are never flagged; nor is ``~/`` (a
    user's home on the machine being set up, as in docs/raspberry-pi.md).
 3. A relative Markdown link (``[text](target)``) whose target, resolved from the file's
-   folder, lies outside the repository.
+   folder, lies outside the repository, or names nothing in it.
 4. A path of this repository's documents, ``docs/<page>.md`` or
    ``docs/reference/<page>.md``, that names no file of it (a document that was never
    brought in). Deeper ``docs/`` paths are other projects' files, cited with their
@@ -77,6 +77,8 @@ def problems_of(name: str, text: str) -> list[str]:
                 resolved = (folder / target.split("#")[0]).resolve()
                 if not resolved.is_relative_to(REPO):
                     problems.append(f"{where}: link {target!r} leaves the repository")
+                elif not resolved.exists():
+                    problems.append(f"{where}: link {target!r} names no file of the repository")
         for path in DOCS_PATH.findall(line):
             if not (REPO / path).is_file():
                 problems.append(f"{where}: {path} is not a file of the repository")
@@ -106,7 +108,8 @@ def test_the_rule_finds_what_it_should_and_nothing_else() -> None:
     for line in good:
         assert not problems_of("x.txt", line), line
     assert problems_of("docs/x.md", "[up](../../outside.md)")
-    assert not problems_of("docs/x.md", "[readme](../README.md) [web](https://x.org/a)")
+    assert problems_of("docs/x.md", "[gone](no-such-page.md)")
+    assert not problems_of("docs/x.md", "[readme](../README.md#x) [web](https://x.org/a)")
 
 
 def test_no_file_refers_to_a_path_outside_the_repository() -> None:
