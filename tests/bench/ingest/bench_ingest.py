@@ -19,8 +19,9 @@ charger identity, QoS 1, a window of unacknowledged messages per connection).
    Lag = ``received_at`` (start of the writing transaction) − SamplingTime, where
    SamplingTime is the moment the load generator built the message; p50/p99 over rows.
 2. **naive**: ``tests/bench/ingest/naive.py`` — per message, acquire a connection, one
-   ``INSERT``, autocommit, release (the seed article's design; PUBACK after the insert
-   so it loses nothing either). ``--naive-messages`` (default 20,000) readings, burst.
+   ``INSERT``, autocommit, release (the naive design, docs/reference/measured-limits.md;
+   PUBACK after the insert so it loses nothing either). ``--naive-messages`` (default
+   20,000) readings, burst.
 
 Rows are then checked against what was published: ``lost`` = published keys not
 stored, ``duplicated`` = stored rows beyond one per published key (every message has a

@@ -1,5 +1,5 @@
-"""The naive design the benchmark compares against (the seed article's): per message,
-acquire a database connection, run one ``INSERT``, commit, release.
+"""The naive design the benchmark compares against (docs/reference/measured-limits.md):
+per message, acquire a database connection, run one ``INSERT``, commit, release.
 
 It validates exactly as ingest does and acknowledges a message only after its insert
 (so it loses nothing either); messages are handled one at a time, like a paho
