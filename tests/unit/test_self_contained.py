@@ -23,6 +23,11 @@ is read line by line. A line fails when it contains:
    brought in). Deeper ``docs/`` paths are other projects' files, cited with their
    repository (``lephisto/amtron docs/api/ChargeData/post.md``).
 
+5. A document of that sibling folder named without a path of this repository:
+   ``DESIGN.md``, ``STYLE.md``, or ``charger-protocols``, ``measured-limits``,
+   ``lessons-from-peers`` not preceded by ``reference/`` (the first two are in
+   ``docs/reference/`` now), or "the seed article".
+
 This file itself is exempt (it has to spell the patterns out). The test names every
 offending file and line.
 """
@@ -40,6 +45,11 @@ _START = r"(?<![\w.~/-])"
 SIBLING = re.compile(r"\.\./shared\b|\bshared/(?:reference|DESIGN|STYLE|hooks)\b")
 OUTSIDE = re.compile(
     _START + r"(?:/work/|/Users/|/root/(?!project\b)|/home/(?![\w{}.-]+/project\b))"
+)
+SIBLING_DOCS = re.compile(
+    r"\b(?:DESIGN|STYLE)\.md\b|(?<!reference/)\b(?:charger-protocols|measured-limits"
+    r"|lessons-from-peers)\b|\bseed article",
+    re.IGNORECASE,
 )
 MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
 DOCS_PATH = re.compile(r"(?<![\w./-])docs/(?:reference/)?[\w.-]+\.md\b")
@@ -68,6 +78,8 @@ def problems_of(name: str, text: str) -> list[str]:
         where = f"{name}:{number}"
         for match in SIBLING.finditer(line):
             problems.append(f"{where}: {match.group(0)!r} (outside the repository): {line.strip()}")
+        for match in SIBLING_DOCS.finditer(line):
+            problems.append(f"{where}: {match.group(0)!r} (a document outside it): {line.strip()}")
         for match in OUTSIDE.finditer(line):
             problems.append(f"{where}: {match.group(0)!r} (a path outside it): {line.strip()}")
         if name.endswith(".md"):
@@ -94,6 +106,9 @@ def test_the_rule_finds_what_it_should_and_nothing_else() -> None:
         "in /root/chargelift",
         "/Users/bob/src",
         "see docs/no-such-page.md and docs/reference/nothing.md",
+        "the seed article's design",
+        "as measured-limits says",
+        "see DESIGN.md",
     ]
     good = [
         "clone in /root/project (/root is 0700)",
@@ -102,6 +117,7 @@ def test_the_rule_finds_what_it_should_and_nothing_else() -> None:
         "rm ~/garage-certs.tar",
         "a shared subscription ($share/ingest/chargers/#)",
         "see docs/testing.md; lephisto/amtron docs/api/ChargeData/post.md",
+        "docs/reference/charger-protocols.md §1 and [x](reference/measured-limits.md)",
     ]
     for line in bad:
         assert problems_of("x.txt", line), line
