@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     poller_permanent_retry: PositiveFloat = 300.0
     #: On SIGTERM: how long (s) to keep publishing the outbox before closing.
     poller_shutdown_grace: float = Field(default=5.0, ge=0)
+    # Publishes in flight and no PUBACK for this long (or the event loop stalled, or
+    # the process frozen this long): /healthz answers 503; this much longer again
+    # (0: at once) the process exits so that its supervisor restarts it.
+    poller_liveness: PositiveFloat = 120.0
+    poller_watchdog_exit: float = Field(default=30.0, ge=0)
     poller_log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
 

@@ -141,6 +141,8 @@ class Outbox:
         self._clock = clock
         self._listeners: dict[str, OutboxListener] = {}
         self._acks: dict[int, float] = {}
+        #: PUBACKs noted since start (progress, for the liveness watchdog).
+        self.acks_noted = 0
         count = "SELECT COUNT(*) FROM outbox WHERE acked_at IS {} NULL"
         self._unacked: int = db.execute(count.format("")).fetchone()[0]
         self._acked: int = db.execute(count.format("NOT")).fetchone()[0]
@@ -262,6 +264,7 @@ class Outbox:
     def ack(self, seq: int, at: float | None = None) -> None:
         """Note the broker's PUBACK of row ``seq``; written by the next :meth:`flush_acks`."""
         self._acks.setdefault(seq, self._clock() if at is None else at)
+        self.acks_noted += 1
 
     @property
     def pending_acks(self) -> int:
