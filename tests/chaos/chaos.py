@@ -632,7 +632,12 @@ async def run(args: argparse.Namespace) -> int:
         env={
             "poller": {
                 "POLLER_OUTBOX": str(outbox),
-                "POLLER_REPLAY_WINDOW": str(args.duration * 3 + 600),
+                # The ledger: every acknowledged row is kept for the whole run, but only
+                # the last two minutes are re-published after a reconnect (Mosquitto
+                # forgets at most its last autosave_interval, 10 s): replaying the whole
+                # run after every broker kill made recovery a minute late.
+                "POLLER_REPLAY_WINDOW": "120",
+                "POLLER_OUTBOX_KEEP_ACKED": str(args.duration * 3 + 600),
                 "POLLER_OUTBOX_MAX_ROWS": str(args.outbox_max_rows),
             }
         },
@@ -646,6 +651,9 @@ async def run(args: argparse.Namespace) -> int:
     run_start = datetime.now(UTC)
     try:
         await asyncio.to_thread(stack.up)
+        # Junk is not retained: sent before ingest's first subscription it would reach
+        # nobody (and count as missing), so wait for it (connected = subscribed).
+        await ingest_subscribed(stack)
         chaos = Chaos(stack, rng, tally, outbox=outbox)
         supervising = asyncio.Event()  # set: stop supervising (the drain stops the poller)
         supervisor = asyncio.create_task(chaos.supervise(supervising))
@@ -712,6 +720,20 @@ def print_log_tails(stack: Stack, work: Path, lines: int = 25) -> None:
         print(f"--- tail of {path} ---")
         print(tail(path, lines))
     print(f"the run failed: its work directory is kept: {work}")
+
+
+async def ingest_subscribed(stack: Stack, timeout: float = 120.0) -> None:
+    url = stack.env_values["INGEST_METRICS_URL"].replace("/metrics", "/healthz")
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(url)).json().get("mqtt_connected"):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"ingest not subscribed after {timeout:.0f} s")
 
 
 def unacked(outbox: Path) -> int:

@@ -211,6 +211,7 @@ class Poller:
             max_rows=s.poller_outbox_max_rows,
             max_age=s.poller_outbox_max_age,
             replay_window=s.poller_replay_window,
+            keep_acked=s.poller_outbox_keep_acked,
             synchronous=s.poller_outbox_synchronous,
         ) as outbox:
             self.outbox = outbox

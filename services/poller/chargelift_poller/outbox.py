@@ -132,9 +132,13 @@ class Outbox:
         max_rows: int,
         max_age: float,
         replay_window: float,
+        keep_acked: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = db
+        #: Acknowledged rows are kept at least this long (s), also past the replay
+        #: window, without being re-published (an audit trail: the chaos soak's ledger).
+        self.keep_acked = keep_acked
         self.max_rows = max_rows
         self.max_age = max_age
         self.replay_window = replay_window
@@ -159,6 +163,7 @@ class Outbox:
         max_rows: int = 1_000_000,
         max_age: float = 7 * 24 * 3600.0,
         replay_window: float = 60.0,
+        keep_acked: float = 0.0,
         synchronous: str = "NORMAL",
         clock: Callable[[], float] = time.time,
     ) -> Outbox:
@@ -174,6 +179,7 @@ class Outbox:
                 max_rows=max_rows,
                 max_age=max_age,
                 replay_window=replay_window,
+                keep_acked=keep_acked,
                 clock=clock,
             )
         except BaseException:
@@ -317,8 +323,8 @@ class Outbox:
     # -- maintenance -------------------------------------------------------------
 
     def prune(self) -> int:
-        """Delete acknowledged rows older than the replay window; return how many."""
-        cutoff = self._clock() - self.replay_window
+        """Delete acknowledged rows older than the replay window (and ``keep_acked``)."""
+        cutoff = self._clock() - max(self.replay_window, self.keep_acked)
         with self._transaction() as cur:
             cur.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?", (cutoff,))
             removed = max(0, cur.rowcount)
