@@ -36,6 +36,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -118,15 +119,42 @@ class Chaos:
         self.watch_s = watch_s
         self.watchers: set[asyncio.Task[None]] = set()
         self.busy: set[str] = set()  # targets a fault is working on (down on purpose)
+        # Every fault's [start, end] (wall clock; end None while it lasts): a recovery is
+        # judged without the time other faults kept the pipeline down meanwhile.
+        self.faults: list[list[float | None]] = []
 
-    def watch_recovery(self, what: str) -> None:
+    def _fault_begins(self) -> int:
+        self.faults.append([time.time(), None])
+        return len(self.faults) - 1
+
+    def _fault_ends(self, index: int) -> None:
+        self.faults[index][1] = time.time()
+
+    def _other_faults_within(self, index: int, begin: float, end: float) -> float:
+        """Seconds of [begin, end] during which another fault was in progress."""
+        spans = []
+        for j, (s, e) in enumerate(self.faults):
+            if j == index or s is None:
+                continue
+            lo, hi = max(begin, s), min(end, end if e is None else e)
+            if hi > lo:
+                spans.append((lo, hi))
+        total, reach = 0.0, begin
+        for lo, hi in sorted(spans):
+            lo = max(lo, reach)
+            if hi > lo:
+                total += hi - lo
+                reach = hi
+        return total
+
+    def watch_recovery(self, what: str, fault: int = -1) -> None:
         """Measure, in the background, how long until a sample taken after the fault
         ended is stored: the end-to-end recovery time."""
-        task = asyncio.create_task(self._recovery(what, datetime.now(UTC)))
+        task = asyncio.create_task(self._recovery(what, datetime.now(UTC), fault))
         self.watchers.add(task)
         task.add_done_callback(self.watchers.discard)
 
-    async def _recovery(self, what: str, since: datetime) -> None:
+    async def _recovery(self, what: str, since: datetime, fault: int = -1) -> None:
         assert self.stack.postgres is not None
         started = time.monotonic()
         while time.monotonic() - started < self.watch_s:
@@ -149,7 +177,8 @@ class Chaos:
                 # calm run no value changes for a minute: that is no data, not slowness.
                 first = first_sample_since(self.outbox, since) if self.outbox else None
                 begin = max(since.timestamp(), first if first is not None else 0.0)
-                waited = max(0.0, time.time() - begin)
+                now = time.time()
+                waited = max(0.0, now - begin - self._other_faults_within(fault, begin, now))
                 self.tally.waits.append((what, time.monotonic() - started, waited))
                 return
             await asyncio.sleep(0.2)
@@ -175,13 +204,15 @@ class Chaos:
         started = time.monotonic()
         log.info("SIGKILL %s, restart in %.1fs", target, down)
         self.busy.add(target)
+        fault = self._fault_begins()
         try:
             await self._kill_restart(target, down)
         finally:
             self.busy.discard(target)
+            self._fault_ends(fault)
         self.tally.kills[target] += 1
         self.tally.outages.append((f"kill {target}", time.monotonic() - started))
-        self.watch_recovery(f"kill {target}")
+        self.watch_recovery(f"kill {target}", fault)
 
     async def _kill_restart(self, target: str, down: float) -> None:
         stack = self.stack
@@ -205,35 +236,41 @@ class Chaos:
         stack = self.stack
         seconds = self.rng.uniform(1.0, 6.0)
         log.info("SIGSTOP %s for %.1fs", target, seconds)
+        fault = self._fault_begins()
         if target in ("mosquitto", "postgres"):
             server = stack.broker if target == "mosquitto" else stack.postgres
             assert server is not None
             assert server.proc is not None
-            pgid = server.proc.pid  # started in a session of its own: the whole group
-            os.killpg(pgid, signal.SIGSTOP)
+            # The server and its children: PostgreSQL's backends each call setsid(), so
+            # they are not in the postmaster's process group; all of them freeze.
+            pids = [server.proc.pid, *children(server.proc.pid)]
+            signal_all(pids, signal.SIGSTOP)
             await asyncio.sleep(seconds)
-            os.killpg(pgid, signal.SIGCONT)
+            signal_all(pids, signal.SIGCONT)
         else:
             svc = stack.service(target)
             svc.signal(signal.SIGSTOP)
             await asyncio.sleep(seconds)
             svc.signal(signal.SIGCONT)
+        self._fault_ends(fault)
         self.tally.freezes[target] += 1
-        self.watch_recovery(f"freeze {target}")
+        self.watch_recovery(f"freeze {target}", fault)
 
     async def hold_broker_down(self, seconds: float) -> None:
         """Keep the broker down long enough for the outbox to reach its bound."""
         assert self.stack.broker is not None
         log.info("broker down for %.0fs (outbox bound)", seconds)
         self.busy.add("mosquitto")
+        fault = self._fault_begins()
         try:
             self.stack.broker.stop()
             await asyncio.sleep(seconds)
             await asyncio.to_thread(self.stack.broker.start)
         finally:
             self.busy.discard("mosquitto")
+            self._fault_ends(fault)
         self.tally.outages.append(("broker held down", seconds))
-        self.watch_recovery("broker held down")
+        self.watch_recovery("broker held down", fault)
 
     async def supervise(self, stop: asyncio.Event) -> None:
         """Like a restart policy: a process that exited when no fault was working on it
@@ -278,6 +315,17 @@ class Chaos:
         if stack.postgres is not None:
             out.append(("postgres", stack.postgres.proc, stack.postgres.log_path))
         return out
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+def signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def samples_since(outbox: Path, since: datetime) -> int:
