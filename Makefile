@@ -120,10 +120,13 @@ bench-api: venv server-deps ## API: 20 chargers x 30 days of 1 Hz data, wrk agai
 DURATION ?= 600
 CHARGERS ?= 50
 SEED ?= 1
+KILLS ?= 5
+OUTBOX_MAX_ROWS ?= 200000
 
 .PHONY: chaos
-chaos: venv server-deps ## Whole-system chaos soak (DURATION=600 CHARGERS=50 SEED=1)
-	$(PY) -m tests.chaos.chaos --duration $(DURATION) --chargers $(CHARGERS) --seed $(SEED)
+chaos: venv server-deps ## Whole-system chaos soak, 5 SIGKILLs of each component (DURATION=600 CHARGERS=50 SEED=1 KILLS=5)
+	$(PY) -m tests.chaos.chaos --duration $(DURATION) --chargers $(CHARGERS) --seed $(SEED) \
+	    --kills $(KILLS) --outbox-max-rows $(OUTBOX_MAX_ROWS)
 
 .PHONY: bench-ingest
 bench-ingest: venv server-deps ## Ingest: 300,000 readings through mTLS Mosquitto into PostgreSQL, vs the naive design

@@ -36,6 +36,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,7 +55,7 @@ from chargelift_contract import decode
 from chargelift_contract.mqtt import Backoff, MqttClient, MqttError, TlsFiles
 from chargelift_contract.topics import FieldTopic, parse_topic
 from chargelift_devstack.main import Ports, Stack
-from chargelift_devstack.procs import free_port, shared_dir
+from chargelift_devstack.procs import free_port, shared_dir, tail
 from chargelift_ingest.deadletters import dead_letter_key
 
 log = logging.getLogger("chaos")
@@ -87,7 +88,14 @@ class Tally:
     kills: Counter[str] = field(default_factory=Counter)
     freezes: Counter[str] = field(default_factory=Counter)
     outages: list[tuple[str, float]] = field(default_factory=list)  # (what, seconds down)
+    # (what, seconds to recover, or None: no sample stored within the watch) and,
+    # when not recovered, whether data was flowing (samples taken after the fault).
     recoveries: list[tuple[str, float | None]] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)  # no recovery although data flowed
+    idle: list[str] = field(default_factory=list)  # no recovery: no sample was taken
+    crashes: list[str] = field(default_factory=list)  # exits nobody asked for
+    # (what, seconds to recover, seconds of it while data waited): the latter is judged
+    waits: list[tuple[str, float, float]] = field(default_factory=list)
     junk_sent: set[tuple[str, bytes]] = field(default_factory=set)
 
 
@@ -97,23 +105,60 @@ class Tally:
 class Chaos:
     """Applies faults to the running stack (blocking calls run in a thread)."""
 
-    def __init__(self, stack: Stack, rng: random.Random, tally: Tally) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        rng: random.Random,
+        tally: Tally,
+        outbox: Path | None = None,
+        watch_s: float = 120.0,
+    ) -> None:
         self.stack = stack
         self.rng = rng
         self.tally = tally
+        self.outbox = outbox
+        self.watch_s = watch_s
         self.watchers: set[asyncio.Task[None]] = set()
+        self.busy: set[str] = set()  # targets a fault is working on (down on purpose)
+        # Every fault's [start, end] (wall clock; end None while it lasts): a recovery is
+        # judged without the time other faults kept the pipeline down meanwhile.
+        self.faults: list[list[float | None]] = []
 
-    def watch_recovery(self, what: str) -> None:
+    def _fault_begins(self) -> int:
+        self.faults.append([time.time(), None])
+        return len(self.faults) - 1
+
+    def _fault_ends(self, index: int) -> None:
+        self.faults[index][1] = time.time()
+
+    def _other_faults_within(self, index: int, begin: float, end: float) -> float:
+        """Seconds of [begin, end] during which another fault was in progress."""
+        spans = []
+        for j, (s, e) in enumerate(self.faults):
+            if j == index or s is None:
+                continue
+            lo, hi = max(begin, s), min(end, end if e is None else e)
+            if hi > lo:
+                spans.append((lo, hi))
+        total, reach = 0.0, begin
+        for lo, hi in sorted(spans):
+            lo = max(lo, reach)
+            if hi > lo:
+                total += hi - lo
+                reach = hi
+        return total
+
+    def watch_recovery(self, what: str, fault: int = -1) -> None:
         """Measure, in the background, how long until a sample taken after the fault
         ended is stored: the end-to-end recovery time."""
-        task = asyncio.create_task(self._recovery(what, datetime.now(UTC)))
+        task = asyncio.create_task(self._recovery(what, datetime.now(UTC), fault))
         self.watchers.add(task)
         task.add_done_callback(self.watchers.discard)
 
-    async def _recovery(self, what: str, since: datetime) -> None:
+    async def _recovery(self, what: str, since: datetime, fault: int = -1) -> None:
         assert self.stack.postgres is not None
         started = time.monotonic()
-        while time.monotonic() - started < 120:
+        while time.monotonic() - started < self.watch_s:
             try:
                 conn = await asyncpg.connect(self.stack.postgres.dsn, timeout=2)
                 try:
@@ -128,15 +173,50 @@ class Chaos:
                 found = None
             if found:
                 self.tally.recoveries.append((what, time.monotonic() - started))
+                # The pipeline's part: from the first sample taken after the fault (or
+                # the fault's end, if one was waiting already) to its storage. Late in a
+                # calm run no value changes for a minute: that is no data, not slowness.
+                first = first_sample_since(self.outbox, since) if self.outbox else None
+                begin = max(since.timestamp(), first if first is not None else 0.0)
+                now = time.time()
+                waited = max(0.0, now - begin - self._other_faults_within(fault, begin, now))
+                self.tally.waits.append((what, time.monotonic() - started, waited))
                 return
             await asyncio.sleep(0.2)
         self.tally.recoveries.append((what, None))
+        # Not recovered: was there anything to store? Samples taken after the fault
+        # (the outbox has them) that never reached the database mean a stuck pipeline;
+        # none taken means no data was flowing (nothing to judge by).
+        taken = samples_since(self.outbox, since) if self.outbox is not None else -1
+        if taken == 0:
+            self.tally.idle.append(what)
+            log.warning("%s: no sample stored within %.0f s, none was taken", what, self.watch_s)
+        else:
+            self.tally.stuck.append(what)
+            log.error(
+                "%s: STUCK: %d samples taken since the fault ended, none stored in %.0f s",
+                what,
+                taken,
+                self.watch_s,
+            )
 
     async def kill_restart(self, target: str) -> None:
-        stack = self.stack
         down = self.rng.uniform(1.0, 5.0)
         started = time.monotonic()
         log.info("SIGKILL %s, restart in %.1fs", target, down)
+        self.busy.add(target)
+        fault = self._fault_begins()
+        try:
+            await self._kill_restart(target, down)
+        finally:
+            self.busy.discard(target)
+            self._fault_ends(fault)
+        self.tally.kills[target] += 1
+        self.tally.outages.append((f"kill {target}", time.monotonic() - started))
+        self.watch_recovery(f"kill {target}", fault)
+
+    async def _kill_restart(self, target: str, down: float) -> None:
+        stack = self.stack
         if target == "mosquitto":
             assert stack.broker is not None
             stack.broker.kill()
@@ -152,39 +232,135 @@ class Chaos:
             svc.kill()
             await asyncio.sleep(down)
             svc.start()
-        self.tally.kills[target] += 1
-        self.tally.outages.append((f"kill {target}", time.monotonic() - started))
-        self.watch_recovery(f"kill {target}")
 
     async def freeze(self, target: str) -> None:
         stack = self.stack
         seconds = self.rng.uniform(1.0, 6.0)
         log.info("SIGSTOP %s for %.1fs", target, seconds)
+        fault = self._fault_begins()
         if target in ("mosquitto", "postgres"):
             server = stack.broker if target == "mosquitto" else stack.postgres
             assert server is not None
             assert server.proc is not None
-            pgid = server.proc.pid  # started in a session of its own: the whole group
-            os.killpg(pgid, signal.SIGSTOP)
+            # The server and its children: PostgreSQL's backends each call setsid(), so
+            # they are not in the postmaster's process group; all of them freeze.
+            pids = [server.proc.pid, *children(server.proc.pid)]
+            signal_all(pids, signal.SIGSTOP)
             await asyncio.sleep(seconds)
-            os.killpg(pgid, signal.SIGCONT)
+            signal_all(pids, signal.SIGCONT)
         else:
             svc = stack.service(target)
             svc.signal(signal.SIGSTOP)
             await asyncio.sleep(seconds)
             svc.signal(signal.SIGCONT)
+        self._fault_ends(fault)
         self.tally.freezes[target] += 1
-        self.watch_recovery(f"freeze {target}")
+        self.watch_recovery(f"freeze {target}", fault)
 
     async def hold_broker_down(self, seconds: float) -> None:
         """Keep the broker down long enough for the outbox to reach its bound."""
         assert self.stack.broker is not None
         log.info("broker down for %.0fs (outbox bound)", seconds)
-        self.stack.broker.stop()
-        await asyncio.sleep(seconds)
-        await asyncio.to_thread(self.stack.broker.start)
+        self.busy.add("mosquitto")
+        fault = self._fault_begins()
+        try:
+            self.stack.broker.stop()
+            await asyncio.sleep(seconds)
+            await asyncio.to_thread(self.stack.broker.start)
+        finally:
+            self.busy.discard("mosquitto")
+            self._fault_ends(fault)
         self.tally.outages.append(("broker held down", seconds))
-        self.watch_recovery("broker held down")
+        self.watch_recovery("broker held down", fault)
+
+    async def supervise(self, stop: asyncio.Event) -> None:
+        """Like a restart policy: a process that exited when no fault was working on it
+        crashed (or its watchdog ended it): report it with its log's tail, count it
+        (the run fails) and start it again, so that one crash does not hide the rest."""
+        stack = self.stack
+        while not stop.is_set():
+            await asyncio.sleep(0.5)
+            for name, proc, log_path in self._processes():
+                if name in self.busy or proc is None or proc.poll() is None:
+                    continue
+                if name in self.busy or stop.is_set():
+                    continue
+                code = proc.returncode
+                self.tally.crashes.append(f"{name} exited with {code}")
+                log.error(
+                    "%s exited on its own (code %s); restarting it. Log tail:\n%s",
+                    name,
+                    code,
+                    tail(log_path, 40),
+                )
+                self.busy.add(name)
+                try:
+                    if name == "mosquitto":
+                        assert stack.broker is not None
+                        stack.broker.proc = None
+                        await asyncio.to_thread(stack.broker.start)
+                    elif name == "postgres":
+                        assert stack.postgres is not None
+                        stack.postgres.proc = None
+                        await asyncio.to_thread(stack.postgres.start)
+                    else:
+                        stack.service(name).start()
+                finally:
+                    self.busy.discard(name)
+
+    def _processes(self) -> list[tuple[str, Any, Path]]:
+        stack = self.stack
+        out: list[tuple[str, Any, Path]] = [(s.name, s.proc, s.log) for s in stack.services]
+        if stack.broker is not None:
+            out.append(("mosquitto", stack.broker.proc, stack.broker.log_path))
+        if stack.postgres is not None:
+            out.append(("postgres", stack.postgres.proc, stack.postgres.log_path))
+        return out
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+def signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def samples_since(outbox: Path, since: datetime) -> int:
+    """Samples (not availability) the poller took after ``since`` (-1: unknown)."""
+    try:
+        db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=5)
+        try:
+            row = db.execute(
+                "SELECT count(*) FROM outbox WHERE sampled_at > ? "
+                "AND topic NOT LIKE '%/availability'",
+                (since.timestamp(),),
+            ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return -1
+    return int(row[0])
+
+
+def first_sample_since(outbox: Path, since: datetime) -> float | None:
+    """When the poller took its first sample after ``since`` (unix s), if it did."""
+    try:
+        db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=5)
+        try:
+            row = db.execute(
+                "SELECT min(sampled_at) FROM outbox WHERE sampled_at > ? "
+                "AND topic NOT LIKE '%/availability'",
+                (since.timestamp(),),
+            ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return None if row is None or row[0] is None else float(row[0])
 
 
 def schedule(rng: random.Random, duration: float, kills_each: int) -> list[tuple[float, str, str]]:
@@ -316,11 +492,17 @@ class Result:
     junk_missing: int = 0
     energy_wrong: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    crashes: list[str] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)
+    slow: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (
-            self.lost > self.dropped
+            self.crashes
+            or self.stuck
+            or self.slow
+            or self.lost > self.dropped
             or self.duplicated
             or self.mismatched
             or self.phantom
@@ -535,7 +717,12 @@ async def run(args: argparse.Namespace) -> int:
             },
             "poller": {
                 "POLLER_OUTBOX": str(outbox),
-                "POLLER_REPLAY_WINDOW": str(args.duration * 3 + 600),
+                # The ledger: every acknowledged row is kept for the whole run, but only
+                # the last two minutes are re-published after a reconnect (Mosquitto
+                # forgets at most its last autosave_interval, 10 s): replaying the whole
+                # run after every broker kill made recovery a minute late.
+                "POLLER_REPLAY_WINDOW": "120",
+                "POLLER_OUTBOX_KEEP_ACKED": str(args.duration * 3 + 600),
                 "POLLER_OUTBOX_MAX_ROWS": str(args.outbox_max_rows),
             },
         },
@@ -549,9 +736,12 @@ async def run(args: argparse.Namespace) -> int:
     run_start = datetime.now(UTC)
     try:
         await asyncio.to_thread(stack.up)
-        # Junk published before ingest's session exists reaches no one: wait for it.
-        await ingest_subscribed(stack, timeout=60)
-        chaos = Chaos(stack, rng, tally)
+        # Junk is not retained: sent before ingest's first subscription it would reach
+        # nobody (and count as missing), so wait for it (connected = subscribed).
+        await ingest_subscribed(stack)
+        chaos = Chaos(stack, rng, tally, outbox=outbox)
+        supervising = asyncio.Event()  # set: stop supervising (the drain stops the poller)
+        supervisor = asyncio.create_task(chaos.supervise(supervising))
         junk = asyncio.create_task(junk_publisher(stack, certs, tally, stop, random.Random(7)))
         cars = asyncio.create_task(traffic(stack, rng, args.duration, stop))
         for at, action, target in schedule(rng, args.duration, args.kills):
@@ -567,6 +757,8 @@ async def run(args: argparse.Namespace) -> int:
         await junk
         await cars
         await asyncio.gather(*chaos.watchers)
+        supervising.set()
+        await supervisor
         log.info("faults done; letting the pipeline drain")
         # Stop sampling so the ledger is final: the poller flushes on SIGTERM; anything
         # still unsent is sent by a restarted poller (bounded attempts).
@@ -579,13 +771,54 @@ async def run(args: argparse.Namespace) -> int:
             poller.start()
         await settle(stack, timeout=args.drain_timeout)
         res = await reconcile(stack, tally, outbox, work / "truth.jsonl", run_start)
+    except BaseException:
+        stop.set()
+        stack.down()
+        print_log_tails(stack, work)  # the harness itself failed: keep the evidence
+        raise
     finally:
         stop.set()
         stack.down()
+    res.crashes = list(tally.crashes)
+    res.stuck = list(tally.stuck)
+    res.slow = [
+        f"{what}: {waited:.1f}s while data waited"
+        for what, _, waited in tally.waits
+        if waited > args.recovery_limit
+    ]
     report(res, tally, work)
-    if not args.keep:
+    if not res.ok:
+        # A failing run keeps its evidence, --keep or not: each log's tail, here.
+        print_log_tails(stack, work)
+    elif not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if res.ok else 1
+
+
+def print_log_tails(stack: Stack, work: Path, lines: int = 25) -> None:
+    logs = [svc.log for svc in stack.services]
+    if stack.broker is not None:
+        logs.append(stack.broker.log_path)
+    if stack.postgres is not None:
+        logs.append(stack.postgres.log_path)
+    for path in logs:
+        print(f"--- tail of {path} ---")
+        print(tail(path, lines))
+    print(f"the run failed: its work directory is kept: {work}")
+
+
+async def ingest_subscribed(stack: Stack, timeout: float = 120.0) -> None:
+    url = stack.env_values["INGEST_METRICS_URL"].replace("/metrics", "/healthz")
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(url)).json().get("mqtt_connected"):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"ingest not subscribed after {timeout:.0f} s")
 
 
 def unacked(outbox: Path) -> int:
@@ -603,19 +836,6 @@ async def drain(outbox: Path, timeout: float) -> None:
             return
         await asyncio.sleep(1)
     log.warning("outbox not drained after %.0fs", timeout)
-
-
-async def ingest_subscribed(stack: Stack, timeout: float) -> None:
-    """Wait until ingest is connected and subscribed (its /healthz says so)."""
-    url = stack.env_values["INGEST_METRICS_URL"].replace("/metrics", "/healthz")
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2) as http:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                if (await http.get(url)).json().get("mqtt_connected"):
-                    return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"ingest not subscribed after {timeout:.0f}s")
 
 
 async def settle(stack: Stack, timeout: float) -> None:
@@ -648,8 +868,17 @@ def report(res: Result, tally: Tally, work: Path) -> None:
     for what, seconds in tally.outages:
         print(f"  {what}: {seconds:.1f}s")
     print("recovery (fault over -> a new sample stored):")
-    for what, rec in tally.recoveries:
-        print(f"  {what}: " + ("not within 120 s" if rec is None else f"{rec:.1f}s"))
+    for what, rec, waited in tally.waits:
+        note = "" if waited >= rec - 0.5 else f" (data waiting only {waited:.1f}s of it)"
+        print(f"  {what}: {rec:.1f}s{note}")
+    for what in tally.idle:
+        print(f"  {what}: none stored, but no data was flowing (no sample taken)")
+    for what in tally.stuck:
+        print(f"  {what}: STUCK: samples taken, none stored within the watch")
+    for line in res.slow:
+        print(f"recovered too slowly: {line}")
+    for line in res.crashes:
+        print(f"unexpected exit: {line}")
     print(
         f"outbox drops (recorded, the only allowed gaps): {res.dropped}, "
         f"of which missing downstream: {res.lost_dropped}"
@@ -679,7 +908,13 @@ def main() -> int:
     parser.add_argument("--chargers", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--speed", type=float, default=30.0)
-    parser.add_argument("--kills", type=int, default=3, help="SIGKILLs per component")
+    parser.add_argument("--kills", type=int, default=5, help="SIGKILLs per component")
+    parser.add_argument(
+        "--recovery-limit",
+        type=float,
+        default=30.0,
+        help="seconds a fault may take to recover (while data flows) before the run fails",
+    )
     parser.add_argument("--outbox-max-rows", type=int, default=2_000)
     parser.add_argument("--bound-seconds", type=float, default=40)
     parser.add_argument("--drain-timeout", type=float, default=180)

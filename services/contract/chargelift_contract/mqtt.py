@@ -394,10 +394,12 @@ class MqttClient:
         conn = self._conn
         if conn is None or not self._connected.is_set():
             raise ConnectionLostError("not connected")
-        return await self._subscribe(conn, topic, qos, retain_handling)
+        return await self._subscribe(conn, topic, qos, retain_handling, self._connect_timeout)
 
     @staticmethod
-    async def _subscribe(conn: _Connection, topic: str, qos: int, retain_handling: int) -> int:
+    async def _subscribe(
+        conn: _Connection, topic: str, qos: int, retain_handling: int, wait_s: float = 10.0
+    ) -> int:
         mid = conn.client.subscribe(
             gmqtt.Subscription(topic, qos=qos, retain_handling_options=retain_handling)
         )
@@ -406,10 +408,16 @@ class MqttClient:
         lost: asyncio.Future[Any] = asyncio.ensure_future(conn.lost.wait())
         waiters: list[asyncio.Future[Any]] = [fut, lost]
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            # Bounded: a broker that keeps the connection but never answers (frozen,
+            # overloaded) must not hold the subscription, and so the client, forever.
+            await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             lost.cancel()
         if not fut.done():
+            conn.sub_waiters.pop(mid, None)
+            if not conn.lost.is_set():
+                conn.lost.set()  # the supervisor closes this connection and reconnects
+                raise ConnectionLostError(f"no SUBACK within {wait_s:.0f} s")
             raise ConnectionLostError("connection lost before SUBACK")
         return fut.result()[0]
 
@@ -440,7 +448,9 @@ class MqttClient:
                 # Subscribed before "connected": whoever waits for the connection may rely
                 # on the subscriptions being in place.
                 for topic in self._subscriptions:
-                    granted = await self._subscribe(conn, topic, 1, self._retain_handling)
+                    granted = await self._subscribe(
+                        conn, topic, 1, self._retain_handling, self._connect_timeout
+                    )
                     if granted >= 0x80:
                         log.error(
                             "mqtt %s: subscription to %s refused (%#04x)",

@@ -231,12 +231,18 @@ class Batcher:
         while True:
             try:
                 value = await attempt()
-            except WRITE_ERRORS as exc:
+            except Exception as exc:
                 if blames_the_data(exc):
                     raise
-                connection = not isinstance(exc, asyncpg.PostgresError) or str(
-                    getattr(exc, "sqlstate", "")
-                ).startswith(("08", "57", "53"))
+                # Anything else is retried: a timeout (the writer bounds every call), a
+                # lost connection, or an error nobody foresaw (asyncpg's internal ones):
+                # a batcher that died would leave every message unacknowledged and the
+                # process up, silently stuck.
+                expected = isinstance(exc, WRITE_ERRORS)
+                connection = expected and (
+                    not isinstance(exc, asyncpg.PostgresError)
+                    or str(getattr(exc, "sqlstate", "")).startswith(("08", "57", "53"))
+                )
                 metrics.DB_ERRORS.labels("unavailable" if connection else "error").inc()
                 if down_since is None:
                     down_since = time.monotonic()
@@ -250,7 +256,10 @@ class Batcher:
                         type(exc).__name__,
                         exc,
                         self.pending,
+                        exc_info=None if expected else exc,
                     )
+                else:
+                    log.debug("database write failed again (%s: %s)", type(exc).__name__, exc)
                 await asyncio.sleep(next(delays))
                 continue
             if down_since is not None:

@@ -81,6 +81,14 @@ class Settings(DatabaseSettings):
         MIN_SAMPLING_TIME, validation_alias="INGEST_MIN_SAMPLING_TIME"
     )
     shutdown_timeout_s: float = Field(15.0, gt=0, validation_alias="INGEST_SHUTDOWN_TIMEOUT_S")
+    # Every database call is bounded: a connection attempt, and one batch's whole
+    # transaction (docs/reliability.md, "No silent stall").
+    db_connect_timeout_s: float = Field(10.0, gt=0, validation_alias="INGEST_DB_CONNECT_TIMEOUT_S")
+    db_write_timeout_s: float = Field(30.0, gt=0, validation_alias="INGEST_DB_WRITE_TIMEOUT_S")
+    # Messages held and no batch committed for this long: /healthz says 503; this
+    # much longer again (0: at once): the process exits and its supervisor restarts it.
+    liveness_s: float = Field(120.0, gt=0, validation_alias="INGEST_LIVENESS_S")
+    watchdog_exit_s: float = Field(30.0, ge=0, validation_alias="INGEST_WATCHDOG_EXIT_S")
 
     @property
     def subscription(self) -> str:

@@ -176,18 +176,25 @@ async def prune(pool: asyncpg.Pool, days: int, *, batch: int = PRUNE_BATCH) -> i
         await asyncio.sleep(0.1)  # leave the database to the batches in between
 
 
-async def prune_forever(pool: asyncpg.Pool, days: int, interval_s: float) -> None:
-    """The retention job: at start, then every ``interval_s``. A failure is logged and
-    tried again at the next interval (the batcher reports the database's health)."""
+async def prune_forever(
+    pool: asyncpg.Pool, days: int, interval_s: float, timeout_s: float = 300.0
+) -> None:
+    """The retention job: at start, then every ``interval_s``, each run bounded by
+    ``timeout_s``. Any failure is logged and tried again at the next interval (the
+    batcher reports the database's health): this task must never end ingest's task
+    group (a dying backend raises asyncpg errors outside ``PostgresError`` too, the
+    cause of issue 13)."""
     while True:
         try:
-            deleted = await prune(pool, days)
-        except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
+            async with asyncio.timeout(timeout_s):
+                deleted = await prune(pool, days)
+        except Exception as exc:  # logged, retried: never fatal
             log.warning(
                 "dead-letter retention failed (%s: %s); next try in %.0f s",
                 type(exc).__name__,
                 exc,
                 interval_s,
+                exc_info=not isinstance(exc, OSError | TimeoutError | asyncpg.PostgresError),
             )
         else:
             metrics.DEAD_PRUNED.inc(deleted)

@@ -16,6 +16,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from chargelift_contract.mqtt import Message, MqttClient, TlsFiles
+from chargelift_contract.watchdog import Liveness
 from chargelift_ingest import __version__, http, metrics
 from chargelift_ingest.batcher import Batcher, NotStored
 from chargelift_ingest.config import MigrateSettings, Settings
@@ -60,19 +61,25 @@ async def run(settings: Settings) -> None:
     handling = 0  # handlers running: each holds one unacknowledged message
     idle = asyncio.Event()  # set while no handler runs
     idle.set()
-    # min_size 0: start even while the database is down; the batcher retries.
+    committed = 0  # handlers that returned (their PUBACK goes out): the progress count
+    # min_size 0: start even while the database is down; the batcher retries. Every
+    # call is bounded: connecting (timeout), each statement (command_timeout, which
+    # also bounds asyncpg's own cancel and reset), and each batch's transaction.
     async with asyncpg.create_pool(
-        settings.database_url.get_secret_value(), min_size=0, max_size=2, command_timeout=60
+        settings.database_url.get_secret_value(),
+        min_size=0,
+        max_size=2,
+        timeout=settings.db_connect_timeout_s,
+        command_timeout=settings.db_write_timeout_s,
     ) as pool:
-        batcher = Batcher(
-            Writer(
-                pool,
-                EdgeCertificates(settings.mqtt_certs_dir / "clients").chargers,
-                dead_letter_max_bytes=settings.dead_letter_max_bytes,
-            ),
-            size=settings.batch_size,
-            age_s=settings.batch_age_ms / 1000,
+        writer = Writer(
+            pool,
+            EdgeCertificates(settings.mqtt_certs_dir / "clients").chargers,
+            dead_letter_max_bytes=settings.dead_letter_max_bytes,
+            timeout=settings.db_write_timeout_s,
+            acquire_timeout=settings.db_connect_timeout_s,
         )
+        batcher = Batcher(writer, size=settings.batch_size, age_s=settings.batch_age_ms / 1000)
         budget = DeadLetterBudget(
             rate=settings.dead_letter_rate,
             burst=settings.dead_letter_burst,
@@ -83,7 +90,7 @@ async def run(settings: Settings) -> None:
         async def on_message(msg: Message) -> None:
             # Only classify and enqueue; returning lets gmqtt send the PUBACK, which must
             # wait for the commit (submit raises NotStored if there will be none).
-            nonlocal handling
+            nonlocal handling, committed
             handling += 1
             idle.clear()
             try:
@@ -102,10 +109,13 @@ async def run(settings: Settings) -> None:
                     # a device), so each one is logged.
                     metrics.CLEARED.inc()
                     log.info("retained value of %s deleted (zero-length message)", topic)
+                    committed += 1
                     return
                 if isinstance(item, DeadLetter) and budget.allow(topic) is not None:
+                    committed += 1  # acknowledged on return: progress
                     return  # over budget: counted, acknowledged, not stored
                 await batcher.submit(item, topic, msg.payload)
+                committed += 1
             finally:
                 handling -= 1
                 if not handling:
@@ -128,25 +138,40 @@ async def run(settings: Settings) -> None:
             retain_handling=1,
         )
 
+        # Stuck = messages held (handlers waiting for their commit) and none committed
+        # for the liveness window: /healthz turns 503, then the process exits.
+        liveness = Liveness(
+            "ingest",
+            window=settings.liveness_s,
+            exit_after=settings.watchdog_exit_s,
+            waiting=lambda: handling > 0,
+            progress=lambda: committed,
+        )
+
         # Read at every scrape, not only when someone asks /healthz.
         metrics.MQTT_CONNECTED.set_function(lambda: 1 if client.is_connected else 0)
         metrics.DATABASE_OK.set_function(lambda: 1 if batcher.database_ok else 0)
         metrics.PENDING.set_function(lambda: batcher.pending)
+        metrics.STALLED.set_function(liveness.stalled_for)
         metrics.watch_certificates(settings.mqtt_certs_dir, settings.mqtt_ca_file)
 
         def health() -> dict[str, object]:
-            # Liveness: the process works as designed also while the broker or the
-            # database is away (it waits for them), so "ok" stays true.
+            # Liveness, not readiness: while the broker or the database is away the
+            # process waits for them as designed, and "ok" stays true unless messages
+            # have waited without any commit for the whole liveness window.
+            problem = liveness.problem()
             return {
-                "ok": True,
+                "ok": problem is None,
                 "version": __version__,
+                "problem": problem,
+                "stalled_seconds": round(liveness.stalled_for(), 1),
                 "mqtt_connected": client.is_connected,
                 "database_ok": batcher.database_ok,
                 "pending": batcher.pending,
             }
 
         server = await http.serve(settings.metrics_host, settings.metrics_port, health)
-        async with server, asyncio.TaskGroup() as tg:
+        async with server, liveness, asyncio.TaskGroup() as tg:
             writing = tg.create_task(batcher.run(), name="batcher")
             pruning = None
             if settings.dead_letter_retention_days:

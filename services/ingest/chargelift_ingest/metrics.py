@@ -50,6 +50,10 @@ EDGE_CHARGERS_REFUSED = Counter(
 DB_ERRORS = Counter("ingest_db_errors_total", "failed batch writes", ["kind"])
 PENDING = Gauge("ingest_pending_messages", "messages received and not yet committed")
 MQTT_CONNECTED = Gauge("ingest_mqtt_connected", "1 while connected to the broker")
+STALLED = Gauge(
+    "ingest_stalled_seconds",
+    "seconds that messages have been held without any batch committed (0 while none wait)",
+)
 DATABASE_OK = Gauge("ingest_database_ok", "0 while batch writes fail and are being retried, else 1")
 
 

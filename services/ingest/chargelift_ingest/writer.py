@@ -21,9 +21,11 @@ Only after the commit does the caller acknowledge the batch's MQTT messages.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -214,6 +216,13 @@ class Writer:
 
     ``edge_chargers`` says which chargers an edge may affect: what an edge's list names
     beyond them is refused (counted, logged), and its will takes only them offline.
+
+    Every call is bounded in time: taking a connection (connecting included) by
+    ``acquire_timeout``, the whole transaction by ``timeout``. A connection that failed
+    or timed out in the middle of a transaction is in an unknown state (its server may
+    be frozen, or dead behind a socket that never closes): it is terminated, never
+    rolled back over the network nor returned to the pool; the server rolls back when
+    it sees the socket close, and the retry takes a fresh connection.
     """
 
     def __init__(
@@ -222,10 +231,14 @@ class Writer:
         edge_chargers: EdgeAuthority = no_edge_chargers,
         *,
         dead_letter_max_bytes: int = 1024,
+        timeout: float = 30.0,
+        acquire_timeout: float = 10.0,
     ) -> None:
         self.pool = pool
         self._edge_chargers = edge_chargers
         self.dead_letter_max_bytes = dead_letter_max_bytes
+        self.timeout = timeout
+        self.acquire_timeout = acquire_timeout
 
     async def write(
         self,
@@ -234,26 +247,47 @@ class Writer:
         availability: Sequence[StateChange] = (),
     ) -> WriteResult:
         unique = {r.key: r for r in readings}  # the same sample twice in one batch
-        async with self.pool.acquire() as conn, conn.transaction():
-            inserted = 0
-            if unique:
-                await conn.execute(_STAGING)
-                await conn.copy_records_to_table(
-                    "staging_readings",
-                    records=[
-                        (r.time, r.charger, r.field, r.value_num, r.value_text, r.value_bool)
-                        for r in unique.values()
-                    ],
-                    columns=_COLUMNS,
-                )
-                inserted = int(await conn.fetchval(_MOVE))
-            for a in availability:
-                await self._state_change(conn, a)
-            if dead_letters:
-                await conn.execute(
-                    _DEAD_LETTERS, *dead_letter_rows(dead_letters, self.dead_letter_max_bytes)
-                )
+        conn = await self.pool.acquire(timeout=self.acquire_timeout)
+        try:
+            async with asyncio.timeout(self.timeout):
+                inserted = await self._transaction(conn, unique, dead_letters, availability)
+        except BaseException:
+            conn.terminate()  # unknown state: never reused (see the class docstring)
+            raise
+        finally:
+            await self.pool.release(conn, timeout=self.acquire_timeout)
         return WriteResult(inserted, len(readings) - inserted, len(dead_letters))
+
+    async def _transaction(
+        self,
+        conn: asyncpg.Connection,
+        unique: dict[Any, Reading],
+        dead_letters: Sequence[DeadLetter],
+        availability: Sequence[StateChange],
+    ) -> int:
+        # BEGIN/COMMIT by hand: on an error the connection is terminated (the server
+        # rolls back), so no ROLLBACK is ever awaited on a connection that may hang.
+        await conn.execute("BEGIN")
+        inserted = 0
+        if unique:
+            await conn.execute(_STAGING)
+            await conn.copy_records_to_table(
+                "staging_readings",
+                records=[
+                    (r.time, r.charger, r.field, r.value_num, r.value_text, r.value_bool)
+                    for r in unique.values()
+                ],
+                columns=_COLUMNS,
+            )
+            inserted = int(await conn.fetchval(_MOVE))
+        for a in availability:
+            await self._state_change(conn, a)
+        if dead_letters:
+            await conn.execute(
+                _DEAD_LETTERS, *dead_letter_rows(dead_letters, self.dead_letter_max_bytes)
+            )
+        await conn.execute("COMMIT")
+        return inserted
 
     async def _state_change(self, conn: asyncpg.Connection, change: StateChange) -> None:
         if isinstance(change, Availability):

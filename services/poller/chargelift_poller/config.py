@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     #: Mosquitto saves its state only every autosave_interval (10 s), so a killed broker
     #: forgets messages it has already acknowledged.
     poller_replay_window: float = Field(default=60.0, ge=0)
+    #: Keep acknowledged rows at least this long (s) without re-publishing them past the
+    #: replay window: an audit trail of what was sent (the chaos soak's ledger).
+    poller_outbox_keep_acked: float = Field(default=0.0, ge=0)
     #: Bound on unacknowledged rows; beyond it the oldest are dropped (docs/poller.md).
     poller_outbox_max_rows: PositiveInt = 1_000_000
     #: Bound on the age (s) of unacknowledged rows (default 7 days).
@@ -111,6 +114,11 @@ class Settings(BaseSettings):
     poller_permanent_retry: PositiveFloat = 300.0
     #: On SIGTERM: how long (s) to keep publishing the outbox before closing.
     poller_shutdown_grace: float = Field(default=5.0, ge=0)
+    # Publishes in flight and no PUBACK for this long (or the event loop stalled, or
+    # the process frozen this long): /healthz answers 503; this much longer again
+    # (0: at once) the process exits so that its supervisor restarts it.
+    poller_liveness: PositiveFloat = 120.0
+    poller_watchdog_exit: float = Field(default=30.0, ge=0)
     poller_log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
 

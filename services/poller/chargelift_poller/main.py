@@ -44,6 +44,7 @@ from chargelift_contract import availability_topic, edge_availability_topic
 from chargelift_contract.certmetrics import CertificateExpiryCollector
 from chargelift_contract.mqtt import Backoff, MqttClient, TlsFiles, Will
 from chargelift_contract.topics import OFFLINE
+from chargelift_contract.watchdog import Liveness
 from chargelift_poller.clock import Clock, SystemClock
 from chargelift_poller.config import (
     ChargerConfig,
@@ -144,7 +145,18 @@ class Poller:
         self.announcer: EdgeAnnouncer | None = None
         self.outbox: Outbox | None = None
         self.endpoint: HttpEndpoint | None = None
+        self.windows: list[Window] = []  # one per MQTT connection
         self._stopping = False
+        # Stuck = publishes in flight on the connections and no PUBACK for the window
+        # (a connection that drops gives its slots back, so an outage is not "stuck").
+        self.liveness = Liveness(
+            "poller",
+            window=settings.poller_liveness,
+            exit_after=settings.poller_watchdog_exit,
+            waiting=lambda: any(w.used for w in self.windows),
+            progress=lambda: 0 if self.outbox is None else self.outbox.acks_noted,
+        )
+        self.metrics.stalled.set_function(self.liveness.stalled_for)
 
     # -- HTTP routes -------------------------------------------------------------
 
@@ -153,8 +165,10 @@ class Poller:
 
     def _health_route(self) -> Response:
         outbox = self.outbox
+        problem = self.liveness.problem()
         doc = {
-            "status": "ok",
+            "status": "ok" if problem is None else "stuck",
+            "problem": problem,
             "chargers": {
                 c.charger_id: {
                     "up": s.up,
@@ -180,7 +194,7 @@ class Poller:
                 "oldest_unsent_age_seconds": round(outbox.oldest_unsent_age(), 3),
             },
         }
-        return 200, "application/json", orjson.dumps(doc)
+        return 200 if problem is None else 503, "application/json", orjson.dumps(doc)
 
     def _ready_route(self) -> Response:
         down = [c.client_id for c in self.clients if not c.is_connected]
@@ -198,6 +212,7 @@ class Poller:
             max_rows=s.poller_outbox_max_rows,
             max_age=s.poller_outbox_max_age,
             replay_window=s.poller_replay_window,
+            keep_acked=s.poller_outbox_keep_acked,
             synchronous=s.poller_outbox_synchronous,
             max_packet_bytes=s.poller_mqtt_max_packet_bytes,
             on_drop=self._dropped,
@@ -226,6 +241,7 @@ class Poller:
                         )
                     )
                     shared = edge_client, Window(s.poller_edge_inflight)
+                    self.windows.append(shared[1])
                     self.clients.append(edge_client)
                     self.announcer = EdgeAnnouncer(
                         self.mqtt.edge_id, [c.id for c in self.chargers], edge_client
@@ -249,6 +265,7 @@ class Poller:
                             )
                         )
                         window = Window(s.poller_inflight)
+                        self.windows.append(window)
                         self.clients.append(client)
                     else:
                         client, window = shared
@@ -279,7 +296,8 @@ class Poller:
                     # a gen-2 pass every ~2.5 s stalled the loop 160 ms; 65 ms frozen).
                     gc.collect()
                     gc.freeze()
-                    await self._tasks(stop, outbox, publishers)
+                    async with self.liveness:
+                        await self._tasks(stop, outbox, publishers)
         log.info("poller stopped")
 
     def _coordinator(

@@ -84,6 +84,11 @@ class PollerMetrics:
             "Age of the oldest unacknowledged row's SamplingTime (0 when empty)",
             registry=r,
         )
+        self.stalled = Gauge(
+            "poller_stalled_seconds",
+            "Seconds that publishes have been in flight without any PUBACK (0 while none are)",
+            registry=r,
+        )
         self.outbox_dropped = Counter(
             "poller_outbox_dropped",
             "Outbox rows dropped unsent, by reason (max_rows, max_age, refused)",

@@ -141,6 +141,7 @@ class Outbox:
         max_rows: int,
         max_age: float,
         replay_window: float,
+        keep_acked: float = 0.0,
         clock: Callable[[], float] = time.time,
         max_packet_bytes: int | None = None,
         on_drop: Callable[[str, int], None] | None = None,
@@ -149,12 +150,17 @@ class Outbox:
         self.max_packet_bytes = max_packet_bytes
         self._on_drop = on_drop
         self._too_large_logged: set[str] = set()
+        #: Acknowledged rows are kept at least this long (s), also past the replay
+        #: window, without being re-published (an audit trail: the chaos soak's ledger).
+        self.keep_acked = keep_acked
         self.max_rows = max_rows
         self.max_age = max_age
         self.replay_window = replay_window
         self._clock = clock
         self._listeners: dict[str, OutboxListener] = {}
         self._acks: dict[int, float] = {}
+        #: PUBACKs noted since start (progress, for the liveness watchdog).
+        self.acks_noted = 0
         count = "SELECT COUNT(*) FROM outbox WHERE acked_at IS {} NULL"
         self._unacked: int = db.execute(count.format("")).fetchone()[0]
         self._acked: int = db.execute(count.format("NOT")).fetchone()[0]
@@ -171,6 +177,7 @@ class Outbox:
         max_rows: int = 1_000_000,
         max_age: float = 7 * 24 * 3600.0,
         replay_window: float = 60.0,
+        keep_acked: float = 0.0,
         synchronous: str = "NORMAL",
         clock: Callable[[], float] = time.time,
         max_packet_bytes: int | None = None,
@@ -188,6 +195,7 @@ class Outbox:
                 max_rows=max_rows,
                 max_age=max_age,
                 replay_window=replay_window,
+                keep_acked=keep_acked,
                 clock=clock,
                 max_packet_bytes=max_packet_bytes,
                 on_drop=on_drop,
@@ -324,6 +332,7 @@ class Outbox:
     def ack(self, seq: int, at: float | None = None) -> None:
         """Note the broker's PUBACK of row ``seq``; written by the next :meth:`flush_acks`."""
         self._acks.setdefault(seq, self._clock() if at is None else at)
+        self.acks_noted += 1
 
     @property
     def pending_acks(self) -> int:
@@ -376,8 +385,8 @@ class Outbox:
     # -- maintenance -------------------------------------------------------------
 
     def prune(self) -> int:
-        """Delete acknowledged rows older than the replay window; return how many."""
-        cutoff = self._clock() - self.replay_window
+        """Delete acknowledged rows older than the replay window (and ``keep_acked``)."""
+        cutoff = self._clock() - max(self.replay_window, self.keep_acked)
         with self._transaction() as cur:
             cur.execute("DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?", (cutoff,))
             removed = max(0, cur.rowcount)

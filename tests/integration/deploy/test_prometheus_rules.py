@@ -235,6 +235,41 @@ CASES: list[dict[str, Any]] = [
             {"eval_time": "1m", "alertname": "RevocationListExpiresSoon", "exp_alerts": []},
         ],
     },
+    {  # ingest holds messages and commits nothing: quiet under a minute, then firing
+        "input_series": [_series("ingest_stalled_seconds", INGEST, "0 0 70 130 0")],
+        "alert_rule_test": [
+            {"eval_time": "1m", "alertname": "IngestStalled", "exp_alerts": []},
+            {
+                "eval_time": "3m",
+                "alertname": "IngestStalled",
+                "exp_alerts": [
+                    _alert(
+                        "IngestStalled",
+                        INGEST,
+                        "ingest:9102 has held messages 2m 10s without committing any",
+                    )
+                ],
+            },
+            {"eval_time": "4m", "alertname": "IngestStalled", "exp_alerts": []},  # restarted
+        ],
+    },
+    {  # the broker stops acknowledging a poller's publishes
+        "input_series": [_series("poller_stalled_seconds", PI, "0 30 90")],
+        "alert_rule_test": [
+            {"eval_time": "1m", "alertname": "PollerStalled", "exp_alerts": []},
+            {
+                "eval_time": "2m",
+                "alertname": "PollerStalled",
+                "exp_alerts": [
+                    _alert(
+                        "PollerStalled",
+                        PI,
+                        "pi:9101 has had publishes in flight 1m 30s without a PUBACK",
+                    )
+                ],
+            },
+        ],
+    },
     {  # a broker certificate valid for 20 more days (promtool's clock starts at 0)
         "input_series": [
             _series(

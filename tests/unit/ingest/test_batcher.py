@@ -210,3 +210,22 @@ async def test_state_changes_reach_the_writer_in_arrival_order() -> None:
     assert changes == [items[0], items[1], items[3], items[4]]
     batcher.close()
     await runner
+
+
+async def test_an_unforeseen_client_error_is_retried_and_does_not_kill_the_batcher() -> None:
+    # Issue 13, seen in the 20-kill soak: PostgreSQL killed mid-transaction, and asyncpg
+    # raised InternalClientError (not an InterfaceError) from the connection's reset.
+    # It killed the batcher task, hence ingest, and nothing restarted it.
+    error = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 15; another operation (2) is in progress"
+    )
+    writer = FakeWriter(failures=[error, AttributeError("'NoneType' object has no attribute")])
+    batcher = Batcher(writer, size=10, age_s=0.01, backoff=FAST)
+    async with asyncio.TaskGroup() as tg:
+        running = tg.create_task(batcher.run())
+        async with asyncio.timeout(5):
+            await batcher.submit(reading(1), "t", b"p")
+        assert not running.done()
+        assert batcher.database_ok
+        batcher.close()
+    assert writer.stored == {reading(1).key}
