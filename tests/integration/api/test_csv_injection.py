@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
@@ -23,7 +22,7 @@ from chargelift_api.routes.common import csv_response
 from chargelift_devstack.postgres import PostgresServer
 from tests.conftest import scratch
 from tests.integration.api.conftest import READ_TOKEN, LiveApi, start_api
-from tests.support.db import fresh_database
+from tests.support.db import Row, fresh_database, plant_readings, reading_row
 
 pytestmark = pytest.mark.integration
 
@@ -55,40 +54,15 @@ HISTORY: list[tuple[int, str, float | str | bool]] = [
     (2520, "Tariff", "-T4"),
     (2580, "Tariff", "\rT5"),
 ]
-Row = tuple[datetime, str, str, float | None, str | None, bool | None]
 
 
 def rows() -> Iterator[Row]:
     for s, field, value in HISTORY:
-        t = T1 + timedelta(seconds=s)
-        if isinstance(value, bool):
-            yield (t, CHARGER, field, None, None, value)
-        elif isinstance(value, str):
-            yield (t, CHARGER, field, None, value, None)
-        else:
-            yield (t, CHARGER, field, float(value), None, None)
+        yield reading_row(T1 + timedelta(seconds=s), CHARGER, field, value)
 
 
 async def plant(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.copy_records_to_table(
-            "readings",
-            records=rows(),
-            columns=["time", "charger", "field", "value_num", "value_text", "value_bool"],
-        )
-        await conn.execute(
-            """INSERT INTO chargers (charger, first_seen, last_seen, availability)
-               SELECT charger, min(time), max(time), 'online' FROM readings GROUP BY charger"""
-        )
-        await conn.execute(
-            """INSERT INTO latest (charger, field, time, value_num, value_text, value_bool)
-               SELECT DISTINCT ON (charger, field)
-                      charger, field, time, value_num, value_text, value_bool
-                 FROM readings ORDER BY charger, field, time DESC"""
-        )
-    finally:
-        await conn.close()
+    await plant_readings(dsn, rows())
 
 
 @pytest.fixture(scope="module")

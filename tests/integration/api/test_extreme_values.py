@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -24,7 +23,7 @@ from chargelift_contract import CATALOGUE, FieldType
 from chargelift_devstack.postgres import PostgresServer
 from tests.conftest import scratch
 from tests.integration.api.conftest import READ_TOKEN, LiveApi, start_api
-from tests.support.db import fresh_database
+from tests.support.db import Row, fresh_database, plant_readings, reading_row
 
 pytestmark = pytest.mark.integration
 
@@ -87,43 +86,17 @@ WILD: dict[str, list[tuple[int, str, float | str | bool]]] = {
         (540, "TotalEnergyConsumption", NAN),
     ],
 }
-Row = tuple[datetime, str, str, float | None, str | None, bool | None]
 
 
 def rows() -> Iterator[Row]:
     for charger, history in WILD.items():
         for s, field, value in history:
-            t = T1 + timedelta(seconds=s)
-            if isinstance(value, bool):
-                yield (t, charger, field, None, None, value)
-            elif isinstance(value, str):
-                yield (t, charger, field, None, value, None)
-            else:
-                yield (t, charger, field, float(value), None, None)
+            yield reading_row(T1 + timedelta(seconds=s), charger, field, value)
 
 
 async def plant(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.copy_records_to_table(
-            "readings",
-            records=rows(),
-            columns=["time", "charger", "field", "value_num", "value_text", "value_bool"],
-        )
-        await conn.execute(
-            """INSERT INTO chargers (charger, first_seen, last_seen, availability)
-               SELECT charger, min(time), max(time), 'online' FROM readings GROUP BY charger"""
-        )
-        # The shadow holds the most hostile value of each field.
-        await conn.execute(
-            """INSERT INTO latest (charger, field, time, value_num, value_text, value_bool)
-               SELECT DISTINCT ON (charger, field)
-                      charger, field, time, value_num, value_text, value_bool
-                 FROM readings
-                ORDER BY charger, field, abs(value_num) DESC NULLS LAST, time DESC"""
-        )
-    finally:
-        await conn.close()
+    # The shadow holds the most hostile value of each field.
+    await plant_readings(dsn, rows(), "abs(value_num) DESC NULLS LAST, time DESC")
 
 
 @pytest.fixture(scope="module")
