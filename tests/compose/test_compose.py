@@ -653,7 +653,9 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         workdir=workdir,
         checkout=checkout,
         profiles=(),
-        tag=f"{os.environ.get('CHARGELIFT_TAG', 'local')}-fresh",
+        # A tag of this run's own: images left by an earlier run (the upgrade test rebuilds
+        # them from changed code) must never stand in for a fresh machine's first build.
+        tag=f"{os.environ.get('CHARGELIFT_TAG', 'local')}-fresh-{os.getpid()}",
         token="",
     )
     shutil.copy(checkout / ".env.example", s.env_file)
@@ -691,6 +693,9 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         (workdir / "compose.log").write_text(logs.stdout + logs.stderr)
         s.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", timeout=300,
                   check=False)  # fmt: skip
+        for service in ("certs", "ingest", "api", "simulator", "poller"):
+            engine.run("docker", "image", "rm", "-f", f"chargelift/{service}:{s.tag}",
+                       timeout=120, check=False)  # fmt: skip
 
 
 def test_the_first_token_made_as_documented_is_accepted(fresh: Stack) -> None:

@@ -47,6 +47,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivenessStack]:
     s.write_env()
     try:
         s.compose("build")
+        s.compose("run", "--rm", "certs")  # the first start's certificates, then the probe's
+        s.compose("run", "--rm", "certs", "client", PROBE)
         s.compose("up", "--detach", "--wait", "--wait-timeout", "300")
         s.copy_client_certs("monitor", PROBE)
         yield s
