@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
+import tempfile
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -318,12 +320,20 @@ def test_backup_as_a_user_who_cannot_read_env_says_sudo_and_writes_nothing(
     env.chmod(0o600)
     target = tmp_path / "out"
     tmp_path.chmod(0o777)
+    # The script from a folder the other user can enter (the checkout may be under a
+    # 0700 /root, as in make test-fresh).
+    copy = Path(tempfile.mkdtemp(prefix="backup-"))
+    (copy / "scripts").mkdir()
+    script = copy / "scripts" / "backup.sh"
+    shutil.copy(REPO / "scripts" / "backup.sh", script)
+    for path in (copy, copy / "scripts", script):
+        path.chmod(0o755)
     proc = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-         REPO / "scripts" / "backup.sh", target],
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", script, target],
         env={"PATH": os.environ["PATH"], "ENV_FILE": str(env), "COMPOSE": "false"},
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
-    assert proc.returncode == 1
+    shutil.rmtree(copy)
+    assert proc.returncode == 1, proc.stderr
     assert "sudo" in proc.stderr
     assert not target.exists()
