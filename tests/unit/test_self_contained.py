@@ -3,7 +3,7 @@
 Every text file ``git ls-files`` lists (binary files, those with a NUL byte, are skipped)
 is read line by line. A line fails when it contains:
 
-1. ``../shared`` or ``shared/`` followed by ``reference``, ``DESIGN``, ``STYLE`` or
+1. a parent folder's ``shared`` (two dots, a slash, ``shared``) or ``shared/`` followed by ``reference``, ``DESIGN``, ``STYLE`` or
    ``hooks``: the sibling folder the project was once built next to. What chargelift
    relies on from there lives in ``docs/reference/`` now.
 2. An absolute path that starts a path (it is not preceded by a letter, digit, ``.``,
@@ -119,8 +119,8 @@ def problems_of(name: str, text: str) -> list[str]:
 
 def test_the_rule_finds_what_it_should_and_nothing_else() -> None:
     bad = [
-        "see ../shared/DESIGN.md",
-        "facts: shared/reference/charger-protocols.md §1",
+        "see " + "../" + "shared/DESIGN.md",  # split: this file names no outside path itself
+        "facts: " + "shared/" + "reference/charger-protocols.md §1",
         "cd /work/main && make",
         "open /home/alice/chargelift/README.md",
         "in /root/chargelift",
