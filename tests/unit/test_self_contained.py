@@ -4,8 +4,9 @@ Every text file ``git ls-files`` lists (binary files, those with a NUL byte, are
 is read line by line. A line fails when it contains:
 
 1. a parent folder's ``shared`` (two dots, a slash, ``shared``) or ``shared/``
-   followed by ``reference``, ``DESIGN``, ``STYLE`` or ``hooks``: the sibling folder the project was once built next to. What chargelift
-   relies on from there lives in ``docs/reference/`` now.
+   followed by ``reference``, ``DESIGN``, ``STYLE`` or ``hooks``: the sibling folder
+   the project was once built next to. What chargelift relies on from there lives in
+   ``docs/reference/`` now.
 2. An absolute path that starts a path (it is not preceded by a letter, digit, ``.``,
    ``-``, ``_``, ``~`` or ``/``, so a URL's ``https://host/work/...`` is not one) into a
    workstation's or a build machine's own directories: ``/work/``, ``/Users/``,
