@@ -30,13 +30,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +53,13 @@ from chargelift_contract import decode
 from chargelift_contract.mqtt import Backoff, MqttClient, MqttError, TlsFiles
 from chargelift_contract.topics import FieldTopic, parse_topic
 from chargelift_devstack.main import Ports, Stack
-from chargelift_devstack.procs import free_port, shared_dir, tail
+from chargelift_devstack.procs import (
+    free_port,
+    process_and_children,
+    shared_dir,
+    signal_all,
+    tail,
+)
 from chargelift_ingest.deadletters import dead_letter_key
 
 log = logging.getLogger("chaos")
@@ -244,7 +248,7 @@ class Chaos:
             assert server.proc is not None
             # The server and its children: PostgreSQL's backends each call setsid(), so
             # they are not in the postmaster's process group; all of them freeze.
-            pids = [server.proc.pid, *children(server.proc.pid)]
+            pids = process_and_children(server.proc.pid)
             signal_all(pids, signal.SIGSTOP)
             await asyncio.sleep(seconds)
             signal_all(pids, signal.SIGCONT)
@@ -318,41 +322,14 @@ class Chaos:
         return out
 
 
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
-    return [int(p) for p in out.stdout.split()]
-
-
-def signal_all(pids: list[int], sig: signal.Signals) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-def samples_since(outbox: Path, since: datetime) -> int:
-    """Samples (not availability) the poller took after ``since`` (-1: unknown)."""
+def _samples_after(outbox: Path, since: datetime, what: str) -> object | None:
+    """``what`` (an aggregate) over the samples (not availability) the poller took after
+    ``since``, read from its outbox; None when the outbox cannot be read."""
     try:
         db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=5)
         try:
             row = db.execute(
-                "SELECT count(*) FROM outbox WHERE sampled_at > ? "
-                "AND topic NOT LIKE '%/availability'",
-                (since.timestamp(),),
-            ).fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return -1
-    return int(row[0])
-
-
-def first_sample_since(outbox: Path, since: datetime) -> float | None:
-    """When the poller took its first sample after ``since`` (unix s), if it did."""
-    try:
-        db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=5)
-        try:
-            row = db.execute(
-                "SELECT min(sampled_at) FROM outbox WHERE sampled_at > ? "
+                f"SELECT {what} FROM outbox WHERE sampled_at > ? "
                 "AND topic NOT LIKE '%/availability'",
                 (since.timestamp(),),
             ).fetchone()
@@ -360,7 +337,19 @@ def first_sample_since(outbox: Path, since: datetime) -> float | None:
             db.close()
     except sqlite3.Error:
         return None
-    return None if row is None or row[0] is None else float(row[0])
+    return None if row is None else row[0]
+
+
+def samples_since(outbox: Path, since: datetime) -> int:
+    """Samples (not availability) the poller took after ``since`` (-1: unknown)."""
+    n = _samples_after(outbox, since, "count(*)")
+    return -1 if n is None else int(str(n))
+
+
+def first_sample_since(outbox: Path, since: datetime) -> float | None:
+    """When the poller took its first sample after ``since`` (unix s), if it did."""
+    at = _samples_after(outbox, since, "min(sampled_at)")
+    return None if at is None else float(str(at))
 
 
 def schedule(rng: random.Random, duration: float, kills_each: int) -> list[tuple[float, str, str]]:

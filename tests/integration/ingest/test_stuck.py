@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import struct
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import pytest
 
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.postgres import PostgresServer
+from chargelift_devstack.procs import process_and_children, signal_all
 from tests.integration.ingest.conftest import (
     IngestProcess,
     Publisher,
@@ -164,15 +163,7 @@ async def test_a_backend_that_dies_mid_session_does_not_stop_ingest(
 def _cluster_pids(server: PostgresServer) -> list[int]:
     """The postmaster and all its children (backends call setsid: not one group)."""
     assert server.proc is not None
-    pid = server.proc.pid
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
-    return [pid, *(int(p) for p in out.stdout.split())]
-
-
-def _signal_all(pids: list[int], sig: signal.Signals) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
+    return process_and_children(server.proc.pid)
 
 
 @pytest.mark.slow
@@ -201,12 +192,12 @@ async def test_a_frozen_database_mid_stream_is_survived_and_everything_stored(
         while await count_rows(db) < 1000:
             await asyncio.sleep(0.05)
         pids = _cluster_pids(own_postgres)
-        _signal_all(pids, signal.SIGSTOP)  # frozen mid-write: nothing answers
+        signal_all(pids, signal.SIGSTOP)  # frozen mid-write: nothing answers
         try:
             await asyncio.sleep(10)  # > the write timeout: ingest gives up and retries
             assert (await _health(proc))[0] == 200  # waiting, within the window: alive
         finally:
-            _signal_all(pids, signal.SIGCONT)
+            signal_all(pids, signal.SIGCONT)
         await sending
         assert await wait_rows(db, len(msgs), timeout=60) == len(msgs)
         assert proc.proc is not None
@@ -244,7 +235,7 @@ async def test_a_hung_database_call_turns_healthz_bad_and_the_watchdog_exits(
         await publisher.publish(first)
         await wait_rows(db, len(first))
         pids = _cluster_pids(own_postgres)
-        _signal_all(pids, signal.SIGSTOP)
+        signal_all(pids, signal.SIGSTOP)
         await publisher.publish(rest)  # held by ingest, its write hangs
         loop = asyncio.get_running_loop()
         frozen_at = loop.time()
@@ -263,7 +254,7 @@ async def test_a_hung_database_call_turns_healthz_bad_and_the_watchdog_exits(
         assert code == EXIT_STUCK
         assert "is stuck" in (tmp_path / "ingest.log").read_text()
     finally:
-        _signal_all(pids, signal.SIGCONT)
+        signal_all(pids, signal.SIGCONT)
     # The supervisor's restart: everything held unacknowledged is redelivered and stored.
     proc.start()
     try:

@@ -128,3 +128,17 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def process_and_children(pid: int) -> list[int]:
+    """``pid`` and its direct children: a server's whole set of processes where the
+    children leave its process group (PostgreSQL's backends call setsid())."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [pid, *(int(p) for p in out.stdout.split())]
+
+
+def signal_all(pids: list[int], sig: signal.Signals) -> None:
+    """Send ``sig`` to each of ``pids`` that still exists (freeze: SIGSTOP / SIGCONT)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
