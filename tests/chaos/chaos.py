@@ -50,7 +50,6 @@ import orjson
 
 from chargelift_certs import pki
 from chargelift_contract import decode
-from chargelift_contract.mqtt import Backoff, MqttClient, MqttError, TlsFiles
 from chargelift_contract.topics import FieldTopic, parse_topic
 from chargelift_devstack.main import Ports, Stack
 from chargelift_devstack.procs import (
@@ -61,6 +60,7 @@ from chargelift_devstack.procs import (
     tail,
 )
 from chargelift_ingest.deadletters import dead_letter_key
+from chargelift_runtime.mqtt import Backoff, MqttClient, MqttError, TlsFiles
 
 log = logging.getLogger("chaos")
 

@@ -45,7 +45,7 @@ import httpx
 import pytest
 
 from chargelift_contract import Envelope, decode, encode
-from chargelift_contract.mqtt import Message, MqttClient, TlsFiles
+from chargelift_runtime.mqtt import Message, MqttClient, TlsFiles
 from tests.compose import engine
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1800)]

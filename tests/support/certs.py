@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from chargelift_contract.mqtt import TlsFiles
+from chargelift_runtime.mqtt import TlsFiles
 
 SERVICES = ("ingest", "api", "monitor")
 CHARGERS = ("amtron-1", "amtron-2", "amtron-3", "charger-a", "charger-b")

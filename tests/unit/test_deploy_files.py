@@ -32,13 +32,13 @@ from prometheus_client.registry import Collector
 import chargelift_ingest.metrics as ingest_metrics
 from chargelift_api import metrics as api_metrics
 from chargelift_api.config import Settings as ApiSettings
-from chargelift_contract.certmetrics import CertificateExpiryCollector
-from chargelift_contract.mqtt import TLS12_CIPHERS
 from chargelift_devstack.mosquitto import COMPOSE_CONFIG, render_compose_config
 from chargelift_ingest.config import Settings as IngestSettings
 from chargelift_poller.config import Settings as PollerSettings
 from chargelift_poller.config import load_chargers
 from chargelift_poller.metrics import PollerMetrics
+from chargelift_runtime.certmetrics import CertificateExpiryCollector
+from chargelift_runtime.mqtt import TLS12_CIPHERS
 
 REPO = Path(__file__).resolve().parents[2]
 MOSQUITTO_VERSION = "2.0.22"

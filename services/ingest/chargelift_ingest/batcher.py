@@ -31,7 +31,6 @@ from typing import Protocol, TypeVar
 
 import asyncpg
 
-from chargelift_contract.mqtt import Backoff
 from chargelift_ingest import metrics
 from chargelift_ingest.validate import (
     Availability,
@@ -43,6 +42,7 @@ from chargelift_ingest.validate import (
     StateChange,
 )
 from chargelift_ingest.writer import WriteResult
+from chargelift_runtime.mqtt import Backoff
 
 log = logging.getLogger(__name__)
 

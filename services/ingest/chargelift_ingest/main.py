@@ -15,8 +15,6 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from pydantic import ValidationError
 
-from chargelift_contract.mqtt import Message, MqttClient, TlsFiles
-from chargelift_contract.watchdog import Liveness
 from chargelift_ingest import __version__, http, metrics
 from chargelift_ingest.batcher import Batcher, NotStored
 from chargelift_ingest.config import MigrateSettings, Settings
@@ -25,6 +23,8 @@ from chargelift_ingest.edges import EdgeCertificates
 from chargelift_ingest.migrate import migrate
 from chargelift_ingest.validate import Cleared, DeadLetter, validate
 from chargelift_ingest.writer import Writer
+from chargelift_runtime.mqtt import Message, MqttClient, TlsFiles
+from chargelift_runtime.watchdog import Liveness
 
 log = logging.getLogger("chargelift_ingest")
 

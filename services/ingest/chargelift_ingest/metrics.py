@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
-from chargelift_contract.certmetrics import CertificateExpiryCollector, certificate_files
+from chargelift_runtime.certmetrics import CertificateExpiryCollector, certificate_files
 
 RECEIVED = Counter("ingest_messages_received_total", "MQTT messages received")
 ROWS = Counter("ingest_rows_written_total", "readings inserted")

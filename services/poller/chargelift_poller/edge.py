@@ -30,9 +30,9 @@ from chargelift_contract import (
     encode_edge_chargers,
 )
 from chargelift_contract.identity import chargers_of_uris
-from chargelift_contract.mqtt import ConnectionLostError, PublishRefusedError
 from chargelift_contract.topics import ONLINE
 from chargelift_poller.publisher import PublishClient
+from chargelift_runtime.mqtt import ConnectionLostError, PublishRefusedError
 
 log = logging.getLogger(__name__)
 

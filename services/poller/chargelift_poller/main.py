@@ -41,10 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import ValidationError
 
 from chargelift_contract import availability_topic, edge_availability_topic
-from chargelift_contract.certmetrics import CertificateExpiryCollector
-from chargelift_contract.mqtt import Backoff, MqttClient, TlsFiles, Will
 from chargelift_contract.topics import OFFLINE
-from chargelift_contract.watchdog import Liveness
 from chargelift_poller.clock import Clock, SystemClock
 from chargelift_poller.config import (
     ChargerConfig,
@@ -57,14 +54,17 @@ from chargelift_poller.coordinator import Coordinator, Timing
 from chargelift_poller.drivers import REGISTRY, DriverRegistryError
 from chargelift_poller.edge import EdgeAnnouncer, EdgeCertificateError, listed_chargers
 from chargelift_poller.errors import ChargerError
-from chargelift_poller.health import HttpEndpoint, Response
 from chargelift_poller.housekeeping import Housekeeper
-from chargelift_poller.logs import configure_logging
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import DriverSpec
 from chargelift_poller.outbox import Entry, Outbox
 from chargelift_poller.publisher import Publisher, Window
 from chargelift_poller.transport import DeviceTransport
+from chargelift_runtime.certmetrics import CertificateExpiryCollector
+from chargelift_runtime.http import HttpEndpoint, Response
+from chargelift_runtime.logs import configure_logging
+from chargelift_runtime.mqtt import Backoff, MqttClient, TlsFiles, Will
+from chargelift_runtime.watchdog import Liveness
 
 log = logging.getLogger("chargelift_poller")
 

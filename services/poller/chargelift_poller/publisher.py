@@ -34,9 +34,9 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from chargelift_contract import availability_topic
-from chargelift_contract.mqtt import ConnectionLostError, PublishRefusedError
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.outbox import Entry, Outbox, Row
+from chargelift_runtime.mqtt import ConnectionLostError, PublishRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ NOT_AUTHORIZED = 0x87
 
 
 class PublishClient(Protocol):
-    """The part of :class:`chargelift_contract.mqtt.MqttClient` a publisher uses."""
+    """The part of :class:`chargelift_runtime.mqtt.MqttClient` a publisher uses."""
 
     @property
     def is_connected(self) -> bool: ...

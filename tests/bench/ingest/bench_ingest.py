@@ -54,11 +54,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from chargelift_contract import Envelope, encode, field_topic
-from chargelift_contract.mqtt import TlsFiles
 from chargelift_devstack.mosquitto import REPO, MosquittoServer
 from chargelift_devstack.postgres import PostgresServer
 from chargelift_devstack.procs import free_port, shared_dir
 from chargelift_ingest.migrate import migrate
+from chargelift_runtime.mqtt import TlsFiles
 
 if TYPE_CHECKING:  # the type checker sees the package; at run time it is a sibling script
     from tests.bench.ingest.loadgen import Connection

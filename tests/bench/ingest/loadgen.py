@@ -1,7 +1,7 @@
 """A lean MQTT 5 QoS 1 load generator for ``bench_ingest.py``: one mutual-TLS connection
 per charger identity, PUBLISH packets built by hand and written a window at a time.
 
-Why not ``chargelift_contract.mqtt.MqttClient``: it sends every PUBLISH as its own TLS
+Why not ``chargelift_runtime.mqtt.MqttClient``: it sends every PUBLISH as its own TLS
 record and ``send()`` (≈ 15 µs of CPU each). On a 2-core machine shared by broker,
 database, ingest and load generator, a heavy load generator takes CPU from the system
 under test and the benchmark measures the load generator. Here a window of messages is

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from chargelift_contract.mqtt import Message, MqttClient, TlsFiles
 from chargelift_ingest import http
 from chargelift_ingest.config import Settings
 from chargelift_ingest.validate import Reading, validate
+from chargelift_runtime.mqtt import Message, MqttClient, TlsFiles
 
 INSERT = (
     "INSERT INTO readings (time, charger, field, value_num, value_text, value_bool) "

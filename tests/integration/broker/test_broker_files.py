@@ -11,8 +11,8 @@ import time
 import pytest
 
 from chargelift_certs import pki
-from chargelift_contract.mqtt import TlsFiles
 from chargelift_devstack.mosquitto import BROKER_FILES, MosquittoServer
+from chargelift_runtime.mqtt import TlsFiles
 from tests.integration.broker.test_mtls import client, first_attempt
 from tests.support.certs import TestCerts
 

@@ -20,11 +20,11 @@ from prometheus_client import REGISTRY
 
 from chargelift_certs import pki
 from chargelift_certs.main import main as certs_main
-from chargelift_contract.certmetrics import CRL_METRIC
-from chargelift_contract.mqtt import TlsFiles
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.procs import shared_dir
 from chargelift_ingest.metrics import watch_certificates
+from chargelift_runtime.certmetrics import CRL_METRIC
+from chargelift_runtime.mqtt import TlsFiles
 from tests.conftest import scratch
 from tests.integration.broker.test_mtls import first_attempt, refused_within
 from tests.support.certs import TestCerts, make_certs

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from chargelift_contract.mqtt import MqttError, PublishRefusedError
 from chargelift_devstack.mosquitto import MosquittoServer
+from chargelift_runtime.mqtt import MqttError, PublishRefusedError
 from tests.integration.broker.test_mtls import Inbox, client
 from tests.support.certs import TestCerts
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from chargelift_certs import pki
-from chargelift_contract.mqtt import (
+from chargelift_devstack.mosquitto import MosquittoServer
+from chargelift_runtime.mqtt import (
     Message,
     MqttClient,
     MqttError,
     PublishRefusedError,
     TlsFiles,
 )
-from chargelift_devstack.mosquitto import MosquittoServer
 from tests.support.certs import TestCerts
 
 pytestmark = pytest.mark.integration

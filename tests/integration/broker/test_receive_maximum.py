@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from chargelift_contract.mqtt import MqttClient
 from chargelift_devstack.mosquitto import MosquittoServer
+from chargelift_runtime.mqtt import MqttClient
 from tests.support.certs import TestCerts
 
 pytestmark = pytest.mark.integration

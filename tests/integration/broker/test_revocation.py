@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from chargelift_certs import pki
-from chargelift_contract.mqtt import MqttClient, TlsFiles
 from chargelift_devstack.mosquitto import MosquittoServer
+from chargelift_runtime.mqtt import MqttClient, TlsFiles
 from tests.integration.broker.test_mtls import Inbox, client, first_attempt
 from tests.support.certs import TestCerts
 

@@ -11,8 +11,8 @@ import asyncio
 
 import pytest
 
-from chargelift_contract.mqtt import MqttClient
 from chargelift_devstack.mosquitto import MosquittoServer
+from chargelift_runtime.mqtt import MqttClient
 from tests.integration.broker.test_mtls import Inbox
 from tests.support.certs import TestCerts
 

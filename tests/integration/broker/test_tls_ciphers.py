@@ -8,8 +8,8 @@ import ssl
 
 import pytest
 
-from chargelift_contract.mqtt import TlsFiles
 from chargelift_devstack.mosquitto import MosquittoServer
+from chargelift_runtime.mqtt import TlsFiles
 from tests.support.certs import TestCerts
 
 pytestmark = pytest.mark.integration

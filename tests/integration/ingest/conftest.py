@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from chargelift_contract import Envelope, encode, field_topic
-from chargelift_contract.mqtt import MqttClient
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.postgres import PostgresServer
 from chargelift_devstack.procs import free_port
+from chargelift_runtime.mqtt import MqttClient
 from tests.support.certs import TestCerts
 from tests.support.db import as_role, fresh_database
 

@@ -16,12 +16,12 @@ import httpx
 from pydantic import SecretStr
 
 from chargelift_contract import Envelope, decode, parse_topic
-from chargelift_contract.mqtt import Backoff, Message, MqttClient
 from chargelift_contract.topics import AvailabilityTopic, FieldTopic
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.procs import free_port
 from chargelift_poller.config import ChargerConfig, MqttIdentity, Settings
 from chargelift_poller.main import Poller
+from chargelift_runtime.mqtt import Backoff, Message, MqttClient
 from tests.support.certs import TestCerts
 
 #: A PIN nobody would print by accident; the tests grep every log for it.

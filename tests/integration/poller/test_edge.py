@@ -23,10 +23,10 @@ from chargelift_contract import (
     edge_availability_topic,
     edge_chargers_topic,
 )
-from chargelift_contract.mqtt import Backoff, Message, MqttClient
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.postgres import PostgresServer
 from chargelift_poller.config import MqttIdentity
+from chargelift_runtime.mqtt import Backoff, Message, MqttClient
 from tests.integration.ingest.conftest import IngestProcess, ingest_env
 from tests.integration.poller.support import (
     PIN,

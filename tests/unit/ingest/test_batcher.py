@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from chargelift_contract.mqtt import Backoff
 from chargelift_ingest.batcher import Batcher, NotStored
 from chargelift_ingest.validate import (
     Availability,
@@ -24,6 +23,7 @@ from chargelift_ingest.validate import (
     StateChange,
 )
 from chargelift_ingest.writer import WriteResult
+from chargelift_runtime.mqtt import Backoff
 
 T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)
 FAST = Backoff(initial=0.01, maximum=0.02)

@@ -65,7 +65,7 @@ class Recorder:
 @pytest.fixture
 def quiet_libraries() -> Iterator[None]:
     """The poller's logging policy for libraries (restored afterwards)."""
-    from chargelift_poller.logs import QUIET_LOGGERS, quiet_libraries
+    from chargelift_runtime.logs import QUIET_LOGGERS, quiet_libraries
 
     saved = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
     quiet_libraries()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from chargelift_contract import decode_edge_chargers
-from chargelift_contract.mqtt import PublishRefusedError
 from chargelift_poller.edge import EdgeAnnouncer
+from chargelift_runtime.mqtt import PublishRefusedError
 from tests.unit.poller.test_publisher import FakeClient, settle
 
 

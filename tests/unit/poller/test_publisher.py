@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from chargelift_contract.mqtt import ConnectionLostError, PublishRefusedError
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.outbox import Entry, Outbox
 from chargelift_poller.publisher import Publisher, Window
+from chargelift_runtime.mqtt import ConnectionLostError, PublishRefusedError
 from tests.unit.poller.conftest import sample
 
 CHARGER = "amtron-1"

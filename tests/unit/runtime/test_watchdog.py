@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from chargelift_contract import watchdog
-from chargelift_contract.watchdog import EXIT_STUCK, Liveness
+from chargelift_runtime import watchdog
+from chargelift_runtime.watchdog import EXIT_STUCK, Liveness
 
 
 class Clock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from chargelift_poller.health import HttpEndpoint
+from chargelift_runtime.http import HttpEndpoint
 
 
 async def test_routes_404_and_405() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chargelift_poller.logs import RedactSecrets, configure_logging
+from chargelift_runtime.logs import RedactSecrets, configure_logging
 from tests.unit.poller.conftest import PIN
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from chargelift_certs import pki
-from chargelift_contract.certmetrics import (
+from chargelift_runtime.certmetrics import (
     CertificateExpiryCollector,
     certificate_files,
     read_crl_next_update,
