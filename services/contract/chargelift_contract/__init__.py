@@ -6,7 +6,11 @@ Everything a service needs to speak to another one lives here and nowhere else:
 * :mod:`.envelope` encodes and decodes the ``{"SamplingTime", "Value"}`` payload;
 * :mod:`.fields` is the field catalogue (name, type, unit, description);
 * :mod:`.states` is the generic :class:`OperationState`;
-* :mod:`.mqtt` is a thin async wrapper over gmqtt (the only module here with I/O).
+* :mod:`.identity` says what a certificate's identity may speak for;
+* :mod:`.errors` is the one base exception, :class:`ContractError`.
+
+Pure: no module here does I/O or imports another chargelift package (``make check``
+enforces it). How a service talks MQTT is :mod:`chargelift_runtime`.
 """
 
 from chargelift_contract.envelope import (
@@ -17,6 +21,7 @@ from chargelift_contract.envelope import (
     format_time,
     parse_time,
 )
+from chargelift_contract.errors import ContractError
 from chargelift_contract.fields import CATALOGUE, FieldSpec, FieldType, FieldValueError, field_spec
 from chargelift_contract.states import OperationState
 from chargelift_contract.topics import (
@@ -42,6 +47,7 @@ __all__ = [
     "AVAILABILITY",
     "CATALOGUE",
     "AvailabilityTopic",
+    "ContractError",
     "EdgeAvailabilityTopic",
     "EdgeChargersTopic",
     "Envelope",

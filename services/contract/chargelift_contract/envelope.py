@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from chargelift_contract.errors import ContractError
+
 Value = bool | int | float | str | None
 
 _RFC3339 = re.compile(
@@ -27,7 +29,7 @@ _RFC3339 = re.compile(
 )
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(ContractError):
     """A payload is not a valid envelope; the message says why."""
 
 

@@ -10,6 +10,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from chargelift_contract.envelope import Value
+from chargelift_contract.errors import ContractError
 from chargelift_contract.states import OperationState
 
 
@@ -22,7 +23,7 @@ class FieldType(StrEnum):
     STATE = "state"  # an OperationState label
 
 
-class FieldValueError(ValueError):
+class FieldValueError(ContractError):
     """A value does not have the type its field declares."""
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from chargelift_contract.errors import ContractError
+
 ROOT = "chargers"
 AVAILABILITY = "availability"
 ONLINE = b"online"
@@ -40,7 +42,7 @@ _CHARGER_RE = re.compile(r"[a-z0-9_-]{1,64}")
 _FIELD_RE = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")
 
 
-class TopicError(ValueError):
+class TopicError(ContractError):
     """A topic (or a part of one) does not follow the contract."""
 
 
