@@ -34,11 +34,13 @@ from chargelift_api import metrics as api_metrics
 from chargelift_api.config import Settings as ApiSettings
 from chargelift_devstack.mosquitto import COMPOSE_CONFIG, render_compose_config
 from chargelift_ingest.config import Settings as IngestSettings
+from chargelift_poller.config import MqttSettings as PollerMqttSettings
 from chargelift_poller.config import Settings as PollerSettings
-from chargelift_poller.config import load_chargers
+from chargelift_poller.config import load_config
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_runtime.certmetrics import CertificateExpiryCollector
 from chargelift_runtime.mqtt import TLS12_CIPHERS
+from tests.support.settings import from_env
 
 REPO = Path(__file__).resolve().parents[2]
 MOSQUITTO_VERSION = "2.0.22"
@@ -126,7 +128,7 @@ def test_prometheus_scrapes_the_compose_services_on_their_default_ports() -> Non
     defaults = {
         "chargelift-ingest": ("ingest", IngestSettings.model_fields["metrics_port"].default),
         "chargelift-api": ("api", ApiSettings.model_fields["port"].default),
-        "chargelift-poller": ("poller", PollerSettings.model_fields["poller_metrics_port"].default),
+        "chargelift-poller": ("poller", PollerSettings.model_fields["metrics_port"].default),
     }
     for job, (service, port) in defaults.items():
         assert f"{service}:{port}" in targets[job]
@@ -212,9 +214,10 @@ def _unit(path: Path) -> dict[str, list[str]]:
 def test_pi_examples_are_a_valid_poller_configuration() -> None:
     pi = REPO / "deploy" / "raspberry-pi"
     env = _env_file(pi / "poller.env.example")
-    settings = PollerSettings.model_validate({k.lower(): v for k, v in env.items()})
-    assert settings.poller_outbox_synchronous == "FULL"  # a Pi loses power unannounced
-    chargers = load_chargers(pi / "poller.toml.example", env)
+    settings = from_env(PollerSettings, env)
+    from_env(PollerMqttSettings, env)
+    assert settings.outbox_synchronous == "FULL"  # a Pi loses power unannounced
+    chargers = load_config(pi / "poller.toml.example", env).chargers
     assert [c.id for c in chargers] == ["garage"]
     assert chargers[0].pin is not None
     assert chargers[0].pin.get_secret_value() == env["GARAGE_PIN"]

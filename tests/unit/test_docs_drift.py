@@ -28,12 +28,15 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 import pytest
 import yaml
-from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
+
+import chargelift_runtime.settings as runtime_settings
+from tests.support.settings import env_names, from_env
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_READMES = sorted(REPO.glob("services/*/README.md"))
@@ -107,6 +110,12 @@ ALLOWED: dict[str, tuple[str, str]] = {
     },
 }
 
+#: Variables of a shared settings block that a service accepts but never reads.
+NOT_READ: dict[str, set[str]] = {
+    # The poller's MQTT identities come from the chargers file (docs/poller.md).
+    "poller": {"MQTT_IDENTITY"},
+}
+
 #: Variables docker compose itself reads from `.env` (not through `${…}`).
 COMPOSE_OWN = {"COMPOSE_PROFILES", "COMPOSE_PROJECT_NAME", "COMPOSE_FILE"}
 
@@ -118,19 +127,16 @@ def report(problems: list[str]) -> None:
 # --- settings -------------------------------------------------------------------
 
 
-def env_names(cls: type[BaseSettings]) -> list[str]:
-    """The environment variables of a settings class (prefix, aliases), upper case."""
-    prefix = str(cls.model_config.get("env_prefix") or "")
-    names: list[str] = []
-    for field_name, info in cls.model_fields.items():
-        alias = info.validation_alias
-        if isinstance(alias, str):
-            names.append(alias.upper())
-        elif isinstance(alias, AliasChoices):
-            names += [str(choice).upper() for choice in alias.choices if isinstance(choice, str)]
-        else:
-            names.append((prefix + (info.alias or field_name)).upper())
-    return names
+def settings_classes(module: ModuleType) -> list[type[BaseSettings]]:
+    """The settings a service reads: the classes its config.py declares, and the shared
+    blocks of chargelift_runtime.settings (``MqttSettings``) it imports."""
+    return [
+        obj
+        for _, obj in inspect.getmembers(module, inspect.isclass)
+        if issubclass(obj, BaseSettings)
+        and obj is not BaseSettings
+        and obj.__module__ in (module.__name__, runtime_settings.__name__)
+    ]
 
 
 def service_settings() -> dict[str, set[str]]:
@@ -138,15 +144,10 @@ def service_settings() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for config in sorted(REPO.glob("services/*/chargelift_*/config.py")):
         module = importlib.import_module(f"{config.parent.name}.config")
-        classes = [
-            obj
-            for _, obj in inspect.getmembers(module, inspect.isclass)
-            if issubclass(obj, BaseSettings)
-            and obj is not BaseSettings
-            and obj.__module__ == module.__name__
-        ]
-        for cls in classes:
-            found.setdefault(config.parents[1].name, set()).update(env_names(cls))
+        service = config.parents[1].name
+        for cls in settings_classes(module):
+            names = {n.upper() for n in env_names(cls).values()} - NOT_READ.get(service, set())
+            found.setdefault(service, set()).update(names)
     return found
 
 
@@ -180,6 +181,9 @@ def test_the_settings_classes_are_found() -> None:
     assert {"DATABASE_URL", "API_TOKENS", "API_MAX_POINTS"} <= settings["api"]
     assert {"INGEST_RETENTION_DAYS", "MQTT_HOST"} <= settings["ingest"]
     assert {"POLLER_CONFIG", "POLLER_LOG_LEVEL"} <= settings["poller"]
+    # the shared MQTT_* block counts for a service whose config.py imports it
+    assert {"MQTT_HOST", "MQTT_PORT", "MQTT_CA_FILE", "MQTT_CERTS_DIR"} <= settings["poller"]
+    assert "MQTT_IDENTITY" not in settings["poller"]  # NOT_READ
 
 
 def test_every_setting_is_documented_and_settable() -> None:
@@ -530,13 +534,13 @@ def test_sample_configurations_name_every_setting_and_only_settings() -> None:
 
 
 def test_the_poller_samples_are_a_valid_configuration() -> None:
-    from chargelift_poller.config import Settings as PollerSettings
-    from chargelift_poller.config import load_chargers
+    from chargelift_poller.config import MqttSettings, Settings, load_config
 
     folder = REPO / "services" / "poller"
     env = dict(
         re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", (folder / "poller.env.example").read_text(), re.M)
     )
-    PollerSettings.model_validate({k.lower(): v for k, v in env.items()})
-    chargers = load_chargers(folder / "chargers.toml.example", env)
+    from_env(Settings, env)
+    from_env(MqttSettings, env)
+    chargers = load_config(folder / "chargers.toml.example", env).chargers
     assert [c.id for c in chargers] == ["amtron-1", "amtron-2"]

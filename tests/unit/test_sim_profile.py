@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from chargelift_poller.config import load_chargers
+from chargelift_poller.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -38,7 +38,7 @@ def test_the_sim_poller_polls_every_simulated_charger(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TMPDIR": str(tmp_path)}
     script = REPO / "docker" / "sim" / "poller.sh"
     subprocess.run(["sh", str(script)], env={**env, "SIM_COUNT": "4"}, check=True, timeout=10)
-    chargers = load_chargers(tmp_path / "seen.toml", {"SIM_PIN": "1234"})
+    chargers = load_config(tmp_path / "seen.toml", {"SIM_PIN": "1234"}).chargers
     assert [(c.id, c.url) for c in chargers] == [
         (f"amtron-{i}", f"http://simulator:{25000 + i - 1}") for i in range(1, 5)
     ]

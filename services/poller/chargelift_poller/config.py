@@ -1,6 +1,9 @@
 """Configuration: environment variables (:class:`Settings`) and the chargers file.
 
-Settings are built in ``main()``, never at import time. The chargers file is TOML::
+Settings are built in ``main()``, never at import time: ``POLLER_*`` is :class:`Settings`
+(``POLLER_OUTBOX`` is ``Settings.outbox``), ``MQTT_*`` the block every service shares,
+:class:`~chargelift_runtime.settings.MqttSettings` (the poller takes its MQTT identities
+from the chargers file, never from ``MQTT_IDENTITY``). The chargers file is TOML::
 
     [mqtt]                      # optional; how the poller identifies itself to the broker
     identity = "charger"        # "charger" (default): one certificate and MQTT connection
@@ -53,6 +56,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chargelift_contract import TopicError, encode_edge_chargers, validate_charger_id
 from chargelift_poller.models import OptionValue
+from chargelift_runtime.settings import MqttSettings
+
+__all__ = [
+    "ChargerConfig",
+    "ConfigFileError",
+    "MqttIdentity",
+    "MqttSettings",
+    "PollerConfig",
+    "Settings",
+    "load_config",
+]
 
 #: Bound on the edge's retained charger list (bytes): Mosquitto's max_packet_size is
 #: 64 KiB (mosquitto/mosquitto.conf.template), topic and headers included.
@@ -64,62 +78,63 @@ class ConfigFileError(ValueError):
 
 
 class Settings(BaseSettings):
-    """Environment of the poller (12-factor). Required values have no default."""
+    """``POLLER_*``: the poller's own environment (12-factor). Required values have no default.
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    The broker and the certificates are the shared ``MQTT_*`` block, :class:`MqttSettings`.
+    """
 
-    poller_config: Path = Field(description="path of the chargers file (TOML)")
-    poller_outbox: Path = Field(description="path of the SQLite outbox file")
-    mqtt_host: str
-    mqtt_port: int = Field(default=8883, ge=1, le=65535)
-    mqtt_ca_file: Path
-    mqtt_certs_dir: Path = Field(description="directory with clients/<identity>.crt/.key")
-    poller_metrics_host: str = "127.0.0.1"
-    poller_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    model_config = SettingsConfigDict(
+        env_prefix="POLLER_", case_sensitive=False, extra="ignore", frozen=True
+    )
+
+    config: Path = Field(description="path of the chargers file (TOML)")
+    outbox: Path = Field(description="path of the SQLite outbox file")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
     #: Full snapshot of every field at least this often (s). Must be shorter than the
     #: smallest time bucket of the API so that no bucket misses a value.
-    poller_snapshot_interval: PositiveFloat = 300.0
+    snapshot_interval: PositiveFloat = 300.0
     #: Acknowledged rows are kept this long (s) and re-published after every reconnect:
     #: Mosquitto saves its state only every autosave_interval (10 s), so a killed broker
     #: forgets messages it has already acknowledged.
-    poller_replay_window: float = Field(default=60.0, ge=0)
+    replay_window: float = Field(default=60.0, ge=0)
     #: Keep acknowledged rows at least this long (s) without re-publishing them past the
     #: replay window: an audit trail of what was sent (the chaos soak's ledger).
-    poller_outbox_keep_acked: float = Field(default=0.0, ge=0)
+    outbox_keep_acked: float = Field(default=0.0, ge=0)
     #: Bound on unacknowledged rows; beyond it the oldest are dropped (docs/poller.md).
-    poller_outbox_max_rows: PositiveInt = 1_000_000
+    outbox_max_rows: PositiveInt = 1_000_000
     #: Bound on the age (s) of unacknowledged rows (default 7 days).
-    poller_outbox_max_age: PositiveFloat = 7 * 24 * 3600.0
+    outbox_max_age: PositiveFloat = 7 * 24 * 3600.0
     #: NORMAL survives a killed process (not a power cut); FULL also a power cut, slower.
-    poller_outbox_synchronous: str = Field(default="NORMAL", pattern="^(NORMAL|FULL)$")
+    outbox_synchronous: str = Field(default="NORMAL", pattern="^(NORMAL|FULL)$")
     #: The first polls are spread over this many seconds (default: one second per 100
     #: chargers, at least the poll interval), and so are the periodic full snapshots.
-    poller_start_spread: PositiveFloat | None = None
+    start_spread: PositiveFloat | None = None
     #: Publishes in flight per MQTT connection (QoS 1 on one connection keeps order).
-    poller_inflight: PositiveInt = 100
+    inflight: PositiveInt = 100
     #: Publishes in flight on the edge identity's one connection (all chargers share it),
     #: capped below the broker's receive maximum (Mosquitto: max_inflight_messages, 1000).
     #: It must cover the publish rate times the PUBACK round trip through a busy event
     #: loop: at 1,000 chargers 100 kept up but doubled the latency (docs/benchmarks.md).
-    poller_edge_inflight: int = Field(default=1000, ge=1, le=65535)
+    edge_inflight: int = Field(default=1000, ge=1, le=65535)
     #: The broker's packet limit (bytes; Mosquitto max_packet_size, mosquitto/: 65536). A
     #: sample whose PUBLISH would be larger is dropped when it is queued (reason
     #: too_large): over the limit the broker drops the connection, it does not refuse.
-    poller_mqtt_max_packet_bytes: int = Field(default=65536, ge=1024, le=268_435_455)
+    mqtt_max_packet_bytes: int = Field(default=65536, ge=1024, le=268_435_455)
     #: Upper bound of the MQTT reconnect backoff (s).
-    poller_mqtt_max_backoff: PositiveFloat = 10.0
+    mqtt_max_backoff: PositiveFloat = 10.0
     #: Upper bound of the retry backoff (s) of a charger with transient errors.
-    poller_max_backoff: PositiveFloat = 60.0
+    max_backoff: PositiveFloat = 60.0
     #: Retry period (s) of a charger with a permanent error (wrong PIN, bad address).
-    poller_permanent_retry: PositiveFloat = 300.0
+    permanent_retry: PositiveFloat = 300.0
     #: On SIGTERM: how long (s) to keep publishing the outbox before closing.
-    poller_shutdown_grace: float = Field(default=5.0, ge=0)
+    shutdown_grace: float = Field(default=5.0, ge=0)
     # Publishes in flight and no PUBACK for this long (or the event loop stalled, or
     # the process frozen this long): /healthz answers 503; this much longer again
     # (0: at once) the process exits so that its supervisor restarts it.
-    poller_liveness: PositiveFloat = 120.0
-    poller_watchdog_exit: float = Field(default=30.0, ge=0)
-    poller_log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    liveness: PositiveFloat = 120.0
+    watchdog_exit: float = Field(default=30.0, ge=0)
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,13 +218,6 @@ class _Entry(BaseModel):
 
 
 _DEFAULTABLE = frozenset({"driver", "interval", "timeout", "options"})
-
-
-def load_chargers(
-    path: Path, environ: Mapping[str, str] | None = None
-) -> tuple[ChargerConfig, ...]:
-    """The chargers of the chargers file (see :func:`load_config`)."""
-    return load_config(path, environ).chargers
 
 
 def _problems(exc: ValidationError) -> str:

@@ -6,8 +6,9 @@ PIN never appears in a log line or an error message. A PIN file holds either one
 (first non-empty line) for all chargers, or one ``<charger id>=<PIN>`` line per charger
 (``#`` starts a comment line).
 
-The simulator depends on orjson alone, so this is argparse and a frozen dataclass rather
-than the pydantic-settings class the services use.
+The simulator is a development tool configured on its command line: this is argparse
+and a frozen dataclass rather than the pydantic-settings class the services use (the
+simulator takes only the service lifecycle and logging from chargelift-runtime).
 """
 
 from __future__ import annotations

@@ -339,7 +339,8 @@ def table(results: list[Result]) -> str:
 
 
 POLLER_LOCK = REPO / "deploy" / "raspberry-pi" / "requirements-poller.lock"
-POLLER_PACKAGES = (REPO / "services" / "contract", REPO / "services" / "poller")
+#: What scripts/install-poller.sh installs (the poller imports chargelift_runtime).
+POLLER_PACKAGES = tuple(REPO / "services" / p for p in ("contract", "runtime", "poller"))
 
 
 def deployed_python() -> Path:

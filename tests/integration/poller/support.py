@@ -19,8 +19,14 @@ from chargelift_contract import Envelope, decode, parse_topic
 from chargelift_contract.topics import AvailabilityTopic, FieldTopic
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.procs import free_port
-from chargelift_poller.config import ChargerConfig, MqttIdentity, Settings
-from chargelift_poller.main import Poller
+from chargelift_poller.config import (
+    ChargerConfig,
+    MqttIdentity,
+    MqttSettings,
+    PollerConfig,
+    Settings,
+)
+from chargelift_poller.service import PollerService
 from chargelift_runtime.mqtt import Backoff, Message, MqttClient
 from tests.support.certs import TestCerts
 
@@ -141,31 +147,38 @@ def charger_config(
     )
 
 
-def settings(
-    broker: MosquittoServer, certs: TestCerts, outbox: Path, **overrides: object
-) -> Settings:
+@dataclass(frozen=True)
+class Setup:
+    """What the poller is built from besides its chargers: ``POLLER_*`` and ``MQTT_*``."""
+
+    settings: Settings
+    mqtt: MqttSettings
+
+
+def settings(broker: MosquittoServer, certs: TestCerts, outbox: Path, **overrides: object) -> Setup:
+    """Test settings (``overrides`` are :class:`Settings` fields: ``max_backoff=0.5``)."""
     values: dict[str, object] = {
-        "poller_config": outbox.parent / "unused.toml",
-        "poller_outbox": outbox,
-        "mqtt_host": broker.host,
-        "mqtt_port": broker.port,
-        "mqtt_ca_file": certs.ca_file,
-        "mqtt_certs_dir": certs.dir,
-        "poller_metrics_port": 0,
-        "poller_mqtt_max_backoff": 1.0,
-        "poller_max_backoff": 1.0,
-        "poller_shutdown_grace": 3.0,
+        "config": outbox.parent / "unused.toml",
+        "outbox": outbox,
+        "metrics_port": 0,
+        "mqtt_max_backoff": 1.0,
+        "max_backoff": 1.0,
+        "shutdown_grace": 3.0,
         **overrides,
     }
-    return Settings(**values)  # type: ignore[arg-type]
+    mqtt = MqttSettings(
+        host=broker.host, port=broker.port, ca_file=certs.ca_file, certs_dir=certs.dir
+    )
+    return Setup(Settings(**values), mqtt)  # type: ignore[arg-type]
 
 
 @asynccontextmanager
 async def running_poller(
-    s: Settings, chargers: Sequence[ChargerConfig], mqtt: MqttIdentity | None = None
-) -> AsyncIterator[Poller]:
+    s: Setup, chargers: Sequence[ChargerConfig], mqtt: MqttIdentity | None = None
+) -> AsyncIterator[PollerService]:
     """The poller, in this process and event loop, until the block ends (then SIGTERM-like)."""
-    poller = Poller(s, chargers, mqtt=mqtt)
+    config = PollerConfig(tuple(chargers), mqtt or MqttIdentity())
+    poller = PollerService(s.settings, s.mqtt, config)
     stop = asyncio.Event()
     task = asyncio.create_task(poller.run(stop), name="poller")
     try:
@@ -181,7 +194,7 @@ async def running_poller(
             await task
 
 
-def metric(poller: Poller, name: str, **labels: str) -> float:
+def metric(poller: PollerService, name: str, **labels: str) -> float:
     value = poller.registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
 

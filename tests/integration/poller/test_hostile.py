@@ -48,7 +48,7 @@ async def test_a_charger_answering_nan_or_1e400_is_down_naming_the_field_and_the
 
     ids = [c.id for c in fleet.chargers]
     victim, others = fleet.chargers[0], ids[1:]
-    s = settings(own_broker, certs, tmp_path / "outbox.sqlite", poller_max_backoff=0.5)
+    s = settings(own_broker, certs, tmp_path / "outbox.sqlite", max_backoff=0.5)
     chargers = [charger_config(c.id, c.url, interval=0.25, timeout=0.5) for c in fleet.chargers]
     async with (
         subscriber(own_broker, certs, client_id="hostile-sub") as inbox,

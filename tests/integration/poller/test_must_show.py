@@ -49,7 +49,7 @@ async def test_values_arrive_as_retained_envelopes_and_only_changes_between_snap
     own_broker: MosquittoServer, certs: TestCerts, fleet: Any, tmp_path: Path
 ) -> None:
     ids = [c.id for c in fleet.chargers]
-    s = settings(own_broker, certs, tmp_path / "outbox.sqlite", poller_snapshot_interval=3.0)
+    s = settings(own_broker, certs, tmp_path / "outbox.sqlite", snapshot_interval=3.0)
     chargers = [charger_config(c.id, c.url, interval=0.5) for c in fleet.chargers]
     async with (
         subscriber(own_broker, certs, client_id="t1-live") as live,
@@ -127,7 +127,7 @@ async def test_a_30_s_broker_outage_loses_nothing_and_duplicates_nothing(
     outbox = tmp_path / "outbox.sqlite"
     # The replay window is longer than the test so that the outbox still holds every
     # row at the end: the test reads from it what the poller sampled.
-    s = settings(own_broker, certs, outbox, poller_replay_window=600.0)
+    s = settings(own_broker, certs, outbox, replay_window=600.0)
     chargers = [charger_config(c.id, c.url, interval=1.0) for c in fleet.chargers]
     async with (
         subscriber(own_broker, certs, client_id="t2-ingest", persistent=True) as inbox,
@@ -268,7 +268,7 @@ async def test_each_fault_marks_only_that_charger_down_then_up(
     caplog.set_level(logging.INFO, logger="chargelift_poller")
     ids = [c.id for c in fleet.chargers]
     victim, others = fleet.chargers[0], [c.id for c in fleet.chargers[1:]]
-    s = settings(own_broker, certs, tmp_path / "outbox.sqlite", poller_max_backoff=0.5)
+    s = settings(own_broker, certs, tmp_path / "outbox.sqlite", max_backoff=0.5)
     chargers = [charger_config(c.id, c.url, interval=0.25, timeout=0.5) for c in fleet.chargers]
     async with running_poller(s, chargers) as poller:
         await eventually(lambda: all_online(poller, ids), 10, "chargers online")

@@ -30,7 +30,7 @@ async def test_retained_values_survive_a_sigkilled_broker(
     # Fields that do not change are published only in snapshots: after the first one
     # (at start) they would not be sent again for 300 s.
     steady = [field_topic(charger.id, f) for f in ("Tariff", "FirmwareVersion", "EnergyPrice")]
-    s = settings(own_broker, certs, tmp_path / "outbox.sqlite", poller_snapshot_interval=300.0)
+    s = settings(own_broker, certs, tmp_path / "outbox.sqlite", snapshot_interval=300.0)
     async with running_poller(s, [charger_config(charger.id, charger.url)]) as poller:
         async with subscriber(own_broker, certs, client_id="t-replay-1") as before:
             await before.wait_for(

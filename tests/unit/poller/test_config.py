@@ -10,10 +10,11 @@ from pydantic import ValidationError
 from chargelift_poller.config import (
     ConfigFileError,
     MqttIdentity,
+    MqttSettings,
     Settings,
-    load_chargers,
     load_config,
 )
+from chargelift_runtime.settings import SettingsError, load_settings
 from tests.unit.poller.conftest import PIN
 
 
@@ -50,7 +51,7 @@ interval = 0.5
 api_path = "/MHCP/1.0"
 """,
     )
-    one, two = load_chargers(path, {"AMTRON_1_PIN": PIN})
+    one, two = load_config(path, {"AMTRON_1_PIN": PIN}).chargers
     assert (one.id, one.driver, one.url, one.identity) == (
         "amtron-1", "mhcp", "http://127.0.0.1:25000", "amtron-1",
     )  # fmt: skip
@@ -94,7 +95,7 @@ CHARGER = '[[chargers]]\nid = "amtron-1"\ndriver = "mhcp"\nurl = "http://127.0.0
 )
 def test_invalid_files_say_where_and_why(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigFileError) as info:
-        load_chargers(write(tmp_path, text), {"A": PIN})
+        load_config(write(tmp_path, text), {"A": PIN})
     assert message in str(info.value)
     assert str(tmp_path) in str(info.value)
     assert PIN not in str(info.value)
@@ -103,12 +104,12 @@ def test_invalid_files_say_where_and_why(tmp_path: Path, text: str, message: str
 def test_empty_pin_file(tmp_path: Path) -> None:
     (tmp_path / "pin").write_text("\n")
     with pytest.raises(ConfigFileError, match="is empty"):
-        load_chargers(write(tmp_path, CHARGER + f'pin_file = "{tmp_path / "pin"}"\n'), {})
+        load_config(write(tmp_path, CHARGER + f'pin_file = "{tmp_path / "pin"}"\n'), {})
 
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigFileError, match="chargers file"):
-        load_chargers(tmp_path / "none.toml", {})
+        load_config(tmp_path / "none.toml", {})
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -125,13 +126,15 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    s = Settings()
-    assert s.mqtt_port == 8883
-    assert s.poller_snapshot_interval == 120
-    assert s.poller_replay_window == 30
-    assert s.poller_outbox_max_rows == 5000
-    assert s.poller_outbox_max_age == 3600
-    assert s.poller_metrics_port == 9101
+    s, mqtt = load_settings(Settings, MqttSettings)
+    assert (mqtt.host, mqtt.port, mqtt.ca_file) == ("127.0.0.1", 8883, Path("/certs/ca.crt"))
+    assert s.config == tmp_path / "c.toml"
+    assert s.outbox == tmp_path / "o.sqlite"
+    assert s.snapshot_interval == 120
+    assert s.replay_window == 30
+    assert s.outbox_max_rows == 5000
+    assert s.outbox_max_age == 3600
+    assert s.metrics_port == 9101
 
 
 def test_settings_refuse_to_start_without_required_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,7 +143,12 @@ def test_settings_refuse_to_start_without_required_values(monkeypatch: pytest.Mo
     with pytest.raises(ValidationError) as info:
         Settings()
     missing = {e["loc"][0] for e in info.value.errors()}
-    assert {"poller_config", "poller_outbox", "mqtt_host", "mqtt_ca_file"} <= missing
+    assert {"config", "outbox"} <= missing
+    # main() reports both blocks at once, by variable name
+    with pytest.raises(SettingsError) as both:
+        load_settings(Settings, MqttSettings)
+    for name in ("POLLER_CONFIG", "POLLER_OUTBOX", "MQTT_HOST", "MQTT_CA_FILE", "MQTT_CERTS_DIR"):
+        assert f"{name}: Field required" in str(both.value)
 
 
 # --- [mqtt]: per-charger or edge identity ---------------------------------------------
@@ -167,7 +175,6 @@ def test_edge_identity(tmp_path: Path) -> None:
         ("amtron-1", "site-1"),
         ("amtron-2", "site-1"),
     ]
-    assert load_chargers(write(tmp_path, EDGE + TWO), {}) == config.chargers
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from chargelift_poller import main as poller_main
+from chargelift_poller.service import first_poll_delay
 from tests.unit.poller.conftest import PIN
 
 REQUIRED = ("POLLER_CONFIG", "POLLER_OUTBOX", "MQTT_HOST", "MQTT_CA_FILE", "MQTT_CERTS_DIR")
@@ -50,8 +51,9 @@ def test_missing_environment_is_named(
         monkeypatch.delenv(name, raising=False)
     assert poller_main.main([]) == 2
     err = capsys.readouterr().err
+    assert err.startswith("chargelift-poller: invalid environment:\n")
     for name in REQUIRED:
-        assert name in err
+        assert f"  {name}: Field required" in err
 
 
 CHARGER = """
@@ -144,18 +146,16 @@ def test_the_poller_does_not_load_cryptography() -> None:
 
 
 def test_first_polls_are_spread_by_default_at_100_chargers_per_second() -> None:
-    delays = [poller_main.first_poll_delay(i, 1000, 1.0, None) for i in range(1000)]
+    delays = [first_poll_delay(i, 1000, 1.0, None) for i in range(1000)]
     assert delays[0] == 0.0
     assert delays[-1] == pytest.approx(9.99)
     steps = {round(b - a, 9) for a, b in itertools.pairwise(delays)}
     assert steps == {0.01}
     # Fewer chargers than one interval's worth: spread over the interval, as before.
-    assert [poller_main.first_poll_delay(i, 3, 1.0, None) for i in range(3)] == pytest.approx(
-        [0, 1 / 3, 2 / 3]
-    )
-    assert poller_main.first_poll_delay(2, 4, 5.0, None) == 2.5
+    assert [first_poll_delay(i, 3, 1.0, None) for i in range(3)] == pytest.approx([0, 1 / 3, 2 / 3])
+    assert first_poll_delay(2, 4, 5.0, None) == 2.5
 
 
 def test_an_explicit_spread_is_used_but_never_shorter_than_the_interval() -> None:
-    assert poller_main.first_poll_delay(500, 1000, 1.0, 60.0) == 30.0
-    assert poller_main.first_poll_delay(500, 1000, 2.0, 0.5) == 1.0
+    assert first_poll_delay(500, 1000, 1.0, 60.0) == 30.0
+    assert first_poll_delay(500, 1000, 2.0, 0.5) == 1.0

@@ -1,0 +1,49 @@
+"""The simulator service: :class:`SimulatorService` runs a :class:`~.fleet.Fleet` until stopped.
+
+It follows the lifecycle of every chargelift service (``chargelift_runtime.service``):
+built from its settings (nothing starts in ``__init__``), ``await run(stop)`` starts
+the fleet, logs one line per charger with its URL (never the PIN), serves until
+``stop`` is set and closes every port before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from chargelift_simulator.fleet import Fleet, FleetConfig
+
+log = logging.getLogger("chargelift_simulator")
+
+
+class SimulatorService:
+    """A fleet of simulated chargers as a service: ``run_until_signal(SimulatorService(c))``."""
+
+    def __init__(self, config: FleetConfig) -> None:
+        self.config = config
+        self.fleet: Fleet | None = None  # while running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set; an ``OSError`` (a port in use) ends the start."""
+        config = self.config
+        async with Fleet(config) as fleet:
+            self.fleet = fleet
+            for charger in fleet.chargers:
+                log.info("%s: MHCP at %s/MHCP/1.0 (%s)", charger.id, charger.url, charger.state)
+            if fleet.control_port is not None:
+                log.info(
+                    "control endpoint at http://%s:%d/chargers",
+                    config.control_host,
+                    fleet.control_port,
+                )
+            log.info(
+                "%d chargers, seed %d, speed %g, simulated start %s",
+                len(fleet.chargers),
+                config.seed,
+                config.speed,
+                fleet.sim_time.isoformat(timespec="seconds"),
+            )
+            await stop.wait()
+            log.info("stopping")
+        self.fleet = None
+        log.info("stopped")
