@@ -35,6 +35,8 @@ import yaml
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
+from chargelift_runtime.settings import MqttSettings
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_READMES = sorted(REPO.glob("services/*/README.md"))
 DOCS = [
@@ -143,7 +145,7 @@ def service_settings() -> dict[str, set[str]]:
             for _, obj in inspect.getmembers(module, inspect.isclass)
             if issubclass(obj, BaseSettings)
             and obj is not BaseSettings
-            and obj.__module__ == module.__name__
+            and (obj.__module__ == module.__name__ or obj is MqttSettings)
         ]
         for cls in classes:
             found.setdefault(config.parents[1].name, set()).update(env_names(cls))
