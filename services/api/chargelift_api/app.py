@@ -9,11 +9,12 @@ from datetime import timedelta
 import asyncpg
 from fastapi import FastAPI
 
-from chargelift_api import docs, metrics, problems
+from chargelift_api import docs, problems
 from chargelift_api.auth import TokenStore
 from chargelift_api.billing import Billing
 from chargelift_api.config import Settings
 from chargelift_api.deps import Context
+from chargelift_api.metrics import ApiMetrics, MetricsMiddleware
 from chargelift_api.repository import Repository
 from chargelift_api.routes import billing, chargers, health, readings
 
@@ -39,8 +40,10 @@ def server_settings(settings: Settings) -> dict[str, str]:
     return {**SERVER_SETTINGS, "statement_timeout": f"{settings.statement_timeout_ms}ms"}
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The application; the database pool lives as long as the app (lifespan)."""
+def create_app(settings: Settings, *, metrics: ApiMetrics | None = None) -> FastAPI:
+    """The application; the database pool lives as long as the app (lifespan). Its
+    metrics are ``metrics`` (default: new ones, on a registry of their own)."""
+    metrics = metrics if metrics is not None else ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
                 repo=repo,
                 billing=Billing(repo, timedelta(days=settings.max_session_days)),
                 tokens=TokenStore(settings.token_entries()),
+                metrics=metrics,
             )
             yield
 
@@ -69,9 +73,10 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.state.metrics = metrics  # also in the Context the lifespan makes
     docs.install(app)
     problems.install(app)
-    app.add_middleware(metrics.MetricsMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     for router in (chargers.router, readings.router, billing.router, health.router):
         app.include_router(router)
     return app

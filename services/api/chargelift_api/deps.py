@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from chargelift_api.auth import Scope, TokenEntry, TokenStore
 from chargelift_api.billing import Billing
 from chargelift_api.config import Settings
+from chargelift_api.metrics import ApiMetrics
 from chargelift_api.problems import ProblemError
 from chargelift_api.repository import Repository
 
@@ -24,6 +25,7 @@ class Context:
     repo: Repository
     billing: Billing
     tokens: TokenStore
+    metrics: ApiMetrics
 
 
 def context(request: Request) -> Context:

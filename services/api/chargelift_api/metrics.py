@@ -5,33 +5,47 @@ from __future__ import annotations
 import time
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REGISTRY = CollectorRegistry(auto_describe=True)
-REQUESTS = Counter(
-    "api_requests_total", "HTTP requests", ["route", "method", "status"], registry=REGISTRY
-)
-LATENCY = Histogram(
-    "api_request_duration_seconds",
-    "HTTP request latency",
-    ["route"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-    registry=REGISTRY,
-)
-POOL_SIZE = Gauge("api_db_pool_size", "connections open in the database pool", registry=REGISTRY)
-POOL_IDLE = Gauge("api_db_pool_idle", "idle connections in the pool", registry=REGISTRY)
-POOL_MAX = Gauge("api_db_pool_max", "most connections the pool may open", registry=REGISTRY)
-POOL_IN_USE = Gauge("api_db_pool_in_use", "connections lent to requests now", registry=REGISTRY)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
-def observe_pool(pool: asyncpg.Pool) -> None:
-    """Set the pool gauges (at scrape time)."""
-    size, idle = pool.get_size(), pool.get_idle_size()
-    POOL_SIZE.set(size)
-    POOL_IDLE.set(idle)
-    POOL_MAX.set(pool.get_max_size())
-    POOL_IN_USE.set(size - idle)
+class ApiMetrics:
+    """Every metric of the API, on ``registry`` (names are documented in docs/api.md);
+    :func:`chargelift_api.app.create_app` makes one unless it is given one."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        if registry is None:
+            registry = CollectorRegistry(auto_describe=True)
+        self.registry = r = registry
+        self.requests = Counter(
+            "api_requests_total", "HTTP requests", ["route", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "api_request_duration_seconds", "HTTP request latency", ["route"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.pool_size = Gauge(
+            "api_db_pool_size", "connections open in the database pool", registry=r
+        )
+        self.pool_idle = Gauge("api_db_pool_idle", "idle connections in the pool", registry=r)
+        self.pool_max = Gauge("api_db_pool_max", "most connections the pool may open", registry=r)
+        self.pool_in_use = Gauge(
+            "api_db_pool_in_use", "connections lent to requests now", registry=r
+        )
+
+    def observe_pool(self, pool: asyncpg.Pool) -> None:
+        """Set the pool gauges (at scrape time)."""
+        size, idle = pool.get_size(), pool.get_idle_size()
+        self.pool_size.set(size)
+        self.pool_idle.set(idle)
+        self.pool_max.set(pool.get_max_size())
+        self.pool_in_use.set(size - idle)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text of the registry."""
+        return generate_latest(self.registry)
 
 
 def _route_of(scope: Scope) -> str:
@@ -46,8 +60,9 @@ class MetricsMiddleware:
     """Pure ASGI middleware: counts every request by route template, method and status,
     and times it (cheaper than ``BaseHTTPMiddleware``, which wraps every response)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,5 +81,5 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_observe)
         finally:
             route = _route_of(scope)
-            LATENCY.labels(route).observe(time.perf_counter() - start)
-            REQUESTS.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()

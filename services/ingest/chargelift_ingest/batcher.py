@@ -30,8 +30,9 @@ from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 import asyncpg
+from prometheus_client import CollectorRegistry
 
-from chargelift_ingest import metrics
+from chargelift_ingest.metrics import IngestMetrics
 from chargelift_ingest.validate import (
     Availability,
     DeadLetter,
@@ -102,6 +103,7 @@ class Batcher:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self.writer = writer
         self.size = size
@@ -109,6 +111,7 @@ class Batcher:
         self.backoff = backoff or Backoff(initial=0.2, maximum=10.0)
         self.clock = clock
         self.now = now
+        self.metrics = metrics or IngestMetrics(CollectorRegistry())
         self._pending: list[_Pending] = []
         self._first_at = 0.0
         self._changed = asyncio.Event()
@@ -197,13 +200,13 @@ class Batcher:
         try:
             result = await self._retrying(lambda: self.writer.write(readings, dead, avail))
         except asyncpg.PostgresError as exc:  # only data errors get here
-            metrics.DB_ERRORS.labels("rejected").inc()
+            self.metrics.db_errors.labels("rejected").inc()
             log.error("database refused a batch (%s): writing it one message at a time", exc)
             await self._write_one_by_one(batch)
         else:
-            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
             self._record(result, dead, avail, readings)
-        metrics.BATCH_SIZE.observe(len(batch))
+        self.metrics.batch_size.observe(len(batch))
         for p in batch:
             if not p.future.done():
                 p.future.set_result(None)
@@ -243,7 +246,7 @@ class Batcher:
                     not isinstance(exc, asyncpg.PostgresError)
                     or str(getattr(exc, "sqlstate", "")).startswith(("08", "57", "53"))
                 )
-                metrics.DB_ERRORS.labels("unavailable" if connection else "error").inc()
+                self.metrics.db_errors.labels("unavailable" if connection else "error").inc()
                 if down_since is None:
                     down_since = time.monotonic()
                     self.database_ok = False
@@ -274,17 +277,17 @@ class Batcher:
         avail: Sequence[StateChange],
         readings: Sequence[Reading],
     ) -> None:
-        metrics.ROWS.inc(result.inserted)
-        metrics.DUPLICATES.inc(result.duplicates)
-        metrics.AVAILABILITY.inc(sum(1 for a in avail if not isinstance(a, EdgeChargers)))
+        self.metrics.rows.inc(result.inserted)
+        self.metrics.duplicates.inc(result.duplicates)
+        self.metrics.availability.inc(sum(1 for a in avail if not isinstance(a, EdgeChargers)))
         for d in dead:
-            metrics.DEAD.labels(d.reason).inc()
+            self.metrics.dead.labels(d.reason).inc()
             # The first of each reason is logged; the rest are counted (a flood of bad
             # messages must not flood the log) and kept in the table.
             level = logging.DEBUG if d.reason in self._reasons_logged else logging.WARNING
             self._reasons_logged.add(d.reason)
             log.log(level, "dead letter (%s) on %r: %s", d.reason, d.topic[:200], d.detail[:200])
         now = self.now()
-        observe = metrics.LAG.observe
+        observe = self.metrics.lag.observe
         for r in readings:
             observe(max(0.0, (now - r.time).total_seconds()))

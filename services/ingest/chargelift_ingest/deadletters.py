@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
+from prometheus_client import CollectorRegistry
 
-from chargelift_ingest import metrics
+from chargelift_ingest.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class DeadLetterBudget:
         global_burst: int,
         max_bytes: int = MAX_BUDGET_BYTES,
         clock: Callable[[], float] = time.monotonic,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self.rate = rate
         self.burst = float(burst)
@@ -89,6 +91,7 @@ class DeadLetterBudget:
         self.global_burst = float(global_burst)
         self.max_bytes = max_bytes
         self.clock = clock
+        self.metrics = metrics or IngestMetrics(CollectorRegistry())
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._bytes = 0
         self._global = _Bucket(self.global_burst, clock())
@@ -132,7 +135,7 @@ class DeadLetterBudget:
             bucket.tokens -= 1
             self._global.tokens -= 1
             return None
-        metrics.DEAD_RATE_LIMITED.labels(limit).inc()
+        self.metrics.dead_rate_limited.labels(limit).inc()
         self._dropped_since_log += 1
         if self._logged_at is None or now - self._logged_at >= 60:
             # The first drop, then at most one line a minute: a flood must not flood the log.
@@ -177,7 +180,12 @@ async def prune(pool: asyncpg.Pool, days: int, *, batch: int = PRUNE_BATCH) -> i
 
 
 async def prune_forever(
-    pool: asyncpg.Pool, days: int, interval_s: float, timeout_s: float = 300.0
+    pool: asyncpg.Pool,
+    days: int,
+    interval_s: float,
+    timeout_s: float = 300.0,
+    *,
+    metrics: IngestMetrics,
 ) -> None:
     """The retention job: at start, then every ``interval_s``, each run bounded by
     ``timeout_s``. Any failure is logged and tried again at the next interval (the
@@ -197,7 +205,7 @@ async def prune_forever(
                 exc_info=not isinstance(exc, OSError | TimeoutError | asyncpg.PostgresError),
             )
         else:
-            metrics.DEAD_PRUNED.inc(deleted)
+            metrics.dead_pruned.inc(deleted)
             if deleted:
                 log.info("dead-letter retention: %d older than %d days deleted", deleted, days)
         await asyncio.sleep(interval_s)

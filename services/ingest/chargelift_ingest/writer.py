@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from prometheus_client import CollectorRegistry
 
-from chargelift_ingest import metrics
 from chargelift_ingest.deadletters import bounded, dead_letter_key
+from chargelift_ingest.metrics import IngestMetrics
 from chargelift_ingest.validate import (
     Availability,
     DeadLetter,
@@ -233,12 +234,14 @@ class Writer:
         dead_letter_max_bytes: int = 1024,
         timeout: float = 30.0,
         acquire_timeout: float = 10.0,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self.pool = pool
         self._edge_chargers = edge_chargers
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.timeout = timeout
         self.acquire_timeout = acquire_timeout
+        self.metrics = metrics or IngestMetrics(CollectorRegistry())
 
     async def write(
         self,
@@ -298,7 +301,7 @@ class Writer:
             chargers = [c for c in change.chargers if c in allowed]
             refused = [c for c in change.chargers if c not in allowed]
             if refused:
-                metrics.EDGE_CHARGERS_REFUSED.inc(len(refused))
+                self.metrics.edge_chargers_refused.inc(len(refused))
                 log.warning(
                     "edge %s lists charger(s) its certificate does not: %s (ignored)",
                     change.edge,

@@ -49,8 +49,11 @@ class SettingsError(ValueError):
 
 
 def env_name(cls: type[BaseSettings], field: str) -> str:
-    """The environment variable that sets ``cls``'s ``field``."""
+    """The environment variable that sets ``cls``'s ``field`` (a field's name, or its
+    ``validation_alias``: pydantic names a field by its alias in errors)."""
     info = cls.model_fields.get(field)
+    if info is None and any(f.validation_alias == field for f in cls.model_fields.values()):
+        return field
     alias = info.validation_alias if info is not None else None
     if isinstance(alias, str):
         return alias

@@ -10,15 +10,18 @@ It validates exactly as ingest does and acknowledges a message only after its in
 from __future__ import annotations
 
 import asyncio
-import signal
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from chargelift_ingest import http
-from chargelift_ingest.config import Settings
+from chargelift_ingest import __version__
+from chargelift_ingest.config import DEFAULT_IDENTITY, MqttSettings, Settings
 from chargelift_ingest.validate import Reading, validate
-from chargelift_runtime.mqtt import Message, MqttClient, TlsFiles
+from chargelift_runtime.http import HttpEndpoint
+from chargelift_runtime.mqtt import Message, MqttClient
+from chargelift_runtime.service import health, run_until_signal
+from chargelift_runtime.settings import load_settings
 
 INSERT = (
     "INSERT INTO readings (time, charger, field, value_num, value_text, value_bool) "
@@ -26,53 +29,66 @@ INSERT = (
 )
 
 
-async def run(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    one_at_a_time = asyncio.Lock()
-    async with asyncpg.create_pool(
-        settings.database_url.get_secret_value(), min_size=1, max_size=1
-    ) as pool:
+class NaiveIngest:
+    """``run(stop)`` like :class:`chargelift_ingest.service.IngestService`, one insert
+    per message."""
 
-        async def on_message(msg: Message) -> None:
-            item = validate(
-                msg.topic,
-                msg.payload,
-                now=datetime.now(UTC),
-                max_bytes=settings.max_payload_bytes,
-                max_future=timedelta(seconds=settings.max_future_seconds),
-            )
-            if not isinstance(item, Reading):
-                return
-            async with one_at_a_time, pool.acquire() as conn:
-                await conn.execute(
-                    INSERT,
-                    item.time,
-                    item.charger,
-                    item.field,
-                    item.value_num,
-                    item.value_text,
-                    item.value_bool,
+    def __init__(self, settings: Settings, mqtt: MqttSettings) -> None:
+        self.settings = settings
+        self.mqtt = mqtt
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings, mqtt = self.settings, self.mqtt
+        identity = mqtt.identity or DEFAULT_IDENTITY
+        one_at_a_time = asyncio.Lock()
+        async with asyncpg.create_pool(
+            settings.database_url.get_secret_value(), min_size=1, max_size=1
+        ) as pool:
+
+            async def on_message(msg: Message) -> None:
+                item = validate(
+                    msg.topic,
+                    msg.payload,
+                    now=datetime.now(UTC),
+                    max_bytes=settings.max_payload_bytes,
+                    max_future=timedelta(seconds=settings.max_future_seconds),
                 )
+                if not isinstance(item, Reading):
+                    return
+                async with one_at_a_time, pool.acquire() as conn:
+                    await conn.execute(
+                        INSERT,
+                        item.time,
+                        item.charger,
+                        item.field,
+                        item.value_num,
+                        item.value_text,
+                        item.value_bool,
+                    )
 
-        client = MqttClient(
-            host=settings.mqtt_host,
-            port=settings.mqtt_port,
-            client_id=settings.mqtt_identity,
-            tls=TlsFiles.for_identity(
-                settings.mqtt_ca_file, settings.mqtt_certs_dir, settings.mqtt_identity
-            ),
-            persistent_session=True,
-            manual_ack=True,
-            on_message=on_message,
-            subscriptions=["chargers/#"],
-            receive_maximum=1000,
-        )
-        server = await http.serve("127.0.0.1", settings.metrics_port, lambda: {"ok": True})
-        async with server, client:
-            await stop.wait()
+            client = MqttClient(
+                host=mqtt.host,
+                port=mqtt.port,
+                client_id=identity,
+                tls=mqtt.tls(identity),
+                persistent_session=True,
+                manual_ack=True,
+                on_message=on_message,
+                subscriptions=["chargers/#"],
+                receive_maximum=1000,
+            )
+            registry = CollectorRegistry()  # no metrics of its own
+            endpoint = HttpEndpoint(
+                "127.0.0.1",
+                settings.metrics_port,
+                {
+                    "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
+                    "/healthz": lambda: health(None, __version__),
+                },
+            )
+            async with endpoint, client:
+                await stop.wait()
 
 
 if __name__ == "__main__":
-    asyncio.run(run(Settings()))
+    run_until_signal(NaiveIngest(*load_settings(Settings, MqttSettings)))

@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
 from chargelift_certs import pki
 from chargelift_certs.main import main as certs_main
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.procs import shared_dir
-from chargelift_ingest.metrics import watch_certificates
+from chargelift_ingest.metrics import IngestMetrics
 from chargelift_runtime.certmetrics import CRL_METRIC
 from chargelift_runtime.mqtt import TlsFiles
 from tests.conftest import scratch
@@ -47,8 +47,9 @@ def lone_broker(lone_certs: TestCerts, base_dir: Path) -> Iterator[MosquittoServ
 
 
 def _crl_metric(certs: TestCerts) -> float | None:
-    watch_certificates(certs.dir, certs.ca_file)
-    return REGISTRY.get_sample_value(CRL_METRIC, {"file": str(certs.dir / "crl.pem")})
+    metrics = IngestMetrics(CollectorRegistry())
+    metrics.watch_certificates(certs.dir, certs.ca_file)
+    return metrics.registry.get_sample_value(CRL_METRIC, {"file": str(certs.dir / "crl.pem")})
 
 
 async def test_an_expired_crl_is_a_metric_and_one_command_renews_it(

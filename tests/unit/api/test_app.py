@@ -18,6 +18,7 @@ from chargelift_api.billing import Billing
 from chargelift_api.config import Settings
 from chargelift_api.deps import Context
 from chargelift_api.main import main
+from chargelift_api.metrics import ApiMetrics
 from chargelift_api.repository import ChargerRow
 
 READ, ADMIN = "read-token-1234", "admin-token-5678"
@@ -55,7 +56,11 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(s)
     repo: Any = FakeRepo()
     app.state.ctx = Context(
-        s, repo, Billing(repo, timedelta(days=7)), TokenStore(s.token_entries())
+        s,
+        repo,
+        Billing(repo, timedelta(days=7)),
+        TokenStore(s.token_entries()),
+        app.state.metrics,
     )
     transport = httpx.ASGITransport(app=app)  # no lifespan: no pool, no database
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
@@ -270,3 +275,17 @@ async def test_the_docs_pages_load_their_files_from_the_api(
         r = await client.get(f"/docs-assets/{asset}")
         assert r.status_code == 200
         assert len(r.content) > 1000
+
+
+async def test_requests_are_counted_in_the_apps_own_metrics(client: httpx.AsyncClient) -> None:
+    await client.get("/api/v1/chargers", headers=auth())
+    await client.get("/nowhere")
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    metrics: ApiMetrics = transport.app.state.metrics  # type: ignore[attr-defined]
+    sample = metrics.registry.get_sample_value
+    labels = {"route": "/api/v1/chargers", "method": "GET", "status": "200"}
+    assert sample("api_requests_total", labels) == 1
+    assert sample("api_requests_total", {**labels, "route": "unmatched", "status": "404"}) == 1
+    # Another app (another test) counts on a registry of its own.
+    assert create_app(settings()).state.metrics.registry is not metrics.registry

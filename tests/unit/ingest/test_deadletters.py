@@ -4,7 +4,7 @@ natural key and the rows written (one per key, payload cut)."""
 from __future__ import annotations
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from chargelift_ingest.config import Settings
@@ -15,6 +15,7 @@ from chargelift_ingest.deadletters import (
     budget_key,
     dead_letter_key,
 )
+from chargelift_ingest.metrics import IngestMetrics
 from chargelift_ingest.validate import DeadLetter
 from chargelift_ingest.writer import MAX_TOPIC_CHARS, dead_letter_rows
 
@@ -27,8 +28,10 @@ class Clock:
         return self.t
 
 
-def _limited(limit: str) -> float:
-    value = REGISTRY.get_sample_value("ingest_dead_letters_rate_limited_total", {"limit": limit})
+def _limited(b: DeadLetterBudget, limit: str) -> float:
+    value = b.metrics.registry.get_sample_value(
+        "ingest_dead_letters_rate_limited_total", {"limit": limit}
+    )
     return value or 0.0
 
 
@@ -41,6 +44,7 @@ def budget(clock: Clock, **kw: float) -> DeadLetterBudget:
         global_rate=args["global_rate"],
         global_burst=int(args["global_burst"]),
         clock=clock,
+        metrics=IngestMetrics(CollectorRegistry()),
     )
 
 
@@ -55,9 +59,9 @@ def test_the_budget_key_is_the_first_two_topic_levels() -> None:
 def test_an_identity_gets_its_burst_then_its_rate() -> None:
     clock = Clock()
     b = budget(clock)
-    before = _limited("identity")
+    assert _limited(b, "identity") == 0
     assert [b.allow("chargers/a/X") for _ in range(5)] == [None, None, None, "identity", "identity"]
-    assert _limited("identity") == before + 2
+    assert _limited(b, "identity") == 2
     # Another identity has its own budget.
     assert b.allow("chargers/b/X") is None
     clock.t += 1.0  # one token back

@@ -74,13 +74,11 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
     s = Settings()
-    assert (s.mqtt_identity, s.batch_size, s.batch_age_ms) == ("ingest", 5000, 200)
-    assert s.subscription == "chargers/#"
+    assert (s.batch_size, s.batch_age_ms) == (5000, 200)
     assert s.subscriptions == ("chargers/#", "edges/#")
     assert s.receive_maximum == 10000
     assert "hunter2" not in repr(s)
     monkeypatch.setenv("INGEST_SHARE_GROUP", "ingest")
-    assert Settings().subscription == "$share/ingest/chargers/#"
     assert Settings().subscriptions == ("$share/ingest/chargers/#", "$share/ingest/edges/#")
 
 

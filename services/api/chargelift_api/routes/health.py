@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncpg
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from chargelift_api import __version__, metrics
+from chargelift_api import __version__
 from chargelift_api.deps import Ctx
 
 router = APIRouter(tags=["operations"])
@@ -50,5 +50,5 @@ async def readyz(ctx: Ctx) -> Response:
 )
 async def prometheus(ctx: Ctx) -> Response:
     """Prometheus exposition: requests by route and status, latency, pool statistics."""
-    metrics.observe_pool(ctx.repo.pool)
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    ctx.metrics.observe_pool(ctx.repo.pool)
+    return Response(ctx.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
