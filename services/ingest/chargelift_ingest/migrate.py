@@ -119,6 +119,9 @@ async def has_timescaledb(conn: asyncpg.Connection) -> bool:
     )
 
 
+#: The shortest retention of raw readings (days): the continuous aggregates refresh the
+#: last 3 days, and a refresh must never see a window whose raw rows were dropped
+#: (0004_buckets.sql). INGEST_RETENTION_DAYS is checked against it.
 MIN_RETENTION_DAYS = 4
 
 

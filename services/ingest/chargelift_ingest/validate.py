@@ -15,6 +15,7 @@ import orjson
 from chargelift_contract import CATALOGUE, FieldType
 from chargelift_contract.envelope import EnvelopeError, from_document
 from chargelift_contract.fields import FieldValueError
+from chargelift_contract.limits import MAX_PACKET_BYTES
 from chargelift_contract.topics import (
     EDGES_ROOT,
     AvailabilityTopic,
@@ -108,10 +109,6 @@ class Cleared:
 #: was never set (1970, 0001) or from a hostile client, and would rewrite
 #: chargers.first_seen and every time bucket (INGEST_MIN_SAMPLING_TIME overrides it).
 MIN_SAMPLING_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-
-#: An edge's charger list may exceed INGEST_MAX_PAYLOAD_BYTES (a site of 1,000 chargers:
-#: ~15 KB); it is bounded by the broker's packet limit (max_packet_size, 64 KiB).
-MAX_EDGE_CHARGERS_BYTES = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +261,9 @@ def _validate(
     if len(payload) > max_bytes:
         limit = max_bytes
         if isinstance(_parse_topic(topic), EdgeChargersTopic):
-            limit = max(max_bytes, MAX_EDGE_CHARGERS_BYTES)
+            # An edge's charger list may exceed INGEST_MAX_PAYLOAD_BYTES (a site of 1,000
+            # chargers: ~15 KB); the broker's packet limit bounds it.
+            limit = max(max_bytes, MAX_PACKET_BYTES)
         if len(payload) > limit:
             raise _Dead("too_large", f"payload of {len(payload)} bytes exceeds {limit}")
     parsed = _parse_topic(topic)
