@@ -73,9 +73,10 @@ CRL_DAYS = 365
 #: so a stack that is restarted now and then never reaches an expired CRL.
 CRL_RENEW_DAYS = 90
 
-#: The services' fixed ACL rules in a source checkout; an installed package (the container
-#: image) is told where they are by CHARGELIFT_SERVICES_ACL.
-_REPO_SERVICES_ACL = Path(__file__).resolve().parents[3] / "mosquitto" / "acl.services"
+#: The services' fixed ACL rules ship inside the package (package data: a checkout, a
+#: wheel and the container image all have them here); CHARGELIFT_SERVICES_ACL may point
+#: elsewhere.
+SERVICES_ACL = Path(__file__).resolve().parent / "acl.services"
 
 
 class CertError(Exception):
@@ -551,10 +552,10 @@ def list_certs(certs_dir: Path) -> list[CertInfo]:
 def render_acl(certs_dir: Path, services_acl: Path | None = None) -> str:
     """The broker's ACL: the services' fixed rules, then one entry per valid charger
     or edge certificate."""
-    services = services_acl or Path(os.environ.get("CHARGELIFT_SERVICES_ACL") or _REPO_SERVICES_ACL)
+    services = services_acl or Path(os.environ.get("CHARGELIFT_SERVICES_ACL") or SERVICES_ACL)
     if not services.is_file():
         # Refuse rather than write a broker policy that silently differs from
-        # mosquitto/acl.services.
+        # chargelift_certs/acl.services.
         raise CertError(
             f"the services' ACL rules {services} are missing: set CHARGELIFT_SERVICES_ACL"
         )
