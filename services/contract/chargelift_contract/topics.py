@@ -45,7 +45,12 @@ CHARGER_ID_PATTERN = rf"[a-z0-9_-]{{1,{MAX_ID_CHARS}}}"
 CHARGER_ID_RE = re.compile(CHARGER_ID_PATTERN)
 #: What the rule says, for error texts.
 CHARGER_ID_RULE = f"use 1-{MAX_ID_CHARS} of a-z, 0-9, '-', '_'"
-_FIELD_RE = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")
+#: The most characters of a field name (PascalCase letters and digits).
+MAX_FIELD_CHARS = 64
+_FIELD_RE = re.compile(rf"[A-Z][A-Za-z0-9]{{0,{MAX_FIELD_CHARS - 1}}}")
+#: The longest valid topic: ``chargers/``, the longest charger id, ``/``, the longest
+#: field name (``availability`` is shorter, and so is every ``edges/`` topic).
+MAX_TOPIC_CHARS = len(f"{ROOT}/") + MAX_ID_CHARS + 1 + MAX_FIELD_CHARS
 
 
 class TopicError(ValueError):

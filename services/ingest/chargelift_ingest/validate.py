@@ -18,6 +18,7 @@ from chargelift_contract.fields import FieldValueError
 from chargelift_contract.limits import MAX_PACKET_BYTES
 from chargelift_contract.topics import (
     EDGES_ROOT,
+    MAX_TOPIC_CHARS,
     AvailabilityTopic,
     EdgeAvailabilityTopic,
     EdgeChargersTopic,
@@ -184,9 +185,6 @@ Parsed = FieldTopic | AvailabilityTopic | EdgeAvailabilityTopic | EdgeChargersTo
 _TOPIC_CACHE: dict[str, Parsed] = {}
 #: What the cache may hold (topics, parsed values and error texts, with overheads).
 TOPIC_CACHE_MAX_BYTES = 16 * 1024 * 1024
-#: The longest valid topic: ``chargers/`` or ``edges/``, a 64-character id, ``/``, a
-#: 64-character field name (``availability`` and ``chargers`` are shorter).
-MAX_TOPIC_CHARS = len("chargers/") + 64 + 1 + 64
 # Per entry: a dict slot, the str header, a parsed dataclass or an exception object.
 _ENTRY_OVERHEAD = 400
 _topic_cache_bytes = 0
