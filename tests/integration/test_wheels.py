@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import pytest
 
 from chargelift_devstack.postgres import PostgresServer
 from chargelift_devstack.procs import free_port
+from tests.support.db import new_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -101,17 +101,8 @@ def clean_env(venv: Path, home: Path, **extra: str) -> dict[str, str]:
     }
 
 
-async def _create_database(server: PostgresServer) -> str:
-    name = f"wheels_{os.getpid()}_{time.monotonic_ns()}"
-    conn = await asyncpg.connect(server.dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return server.dsn.rsplit("/", 1)[0] + f"/{name}"
-
-
 async def _schema(dsn: str) -> tuple[str | None, int]:
+    """The readings table's name (None without it) and the migrations recorded."""
     conn = await asyncpg.connect(dsn)
     try:
         table = await conn.fetchval("SELECT to_regclass('public.readings')::text")
@@ -146,7 +137,7 @@ def test_installed_packages_live_outside_the_repository(installed: Path, tmp_pat
 def test_ingest_migrates_a_new_database(
     installed: Path, tmp_path: Path, postgres: PostgresServer
 ) -> None:
-    dsn = asyncio.run(_create_database(postgres))
+    dsn = asyncio.run(new_database(postgres, "wheels"))
     env = clean_env(installed, tmp_path, DATABASE_URL=dsn)
     out = _run(["chargelift-ingest", "migrate"], cwd=tmp_path, env=env)
     assert "migrations applied: 0001_core.sql" in out.stdout
@@ -159,7 +150,7 @@ def test_ingest_migrates_a_new_database(
 def test_api_starts_and_answers_healthz(
     installed: Path, tmp_path: Path, postgres: PostgresServer
 ) -> None:
-    dsn = asyncio.run(_create_database(postgres))
+    dsn = asyncio.run(new_database(postgres, "wheels"))
     env = clean_env(installed, tmp_path, DATABASE_URL=dsn)
     _run(["chargelift-ingest", "migrate"], cwd=tmp_path, env=env)
     token = _run(["chargelift-api", "hash-token", "x"], cwd=tmp_path, env=env).stdout
