@@ -58,7 +58,7 @@ fi
 echo "restore: database" >&2
 # --no-privileges: the grants name the services' roles, which belong to the server,
 # not to the dump; `chargelift-ingest migrate` (at the next `up`) makes the roles and
-# grants again (timescale/migrations/privileges.sql).
+# grants again (services/ingest/chargelift_ingest/migrations/privileges.sql).
 $COMPOSE exec -T timescale pg_restore -U chargelift -d chargelift --exit-on-error --no-privileges \
   $([ "$timescale" = 0 ] && echo --single-transaction) < "$dir/chargelift.dump"
 if [ "$timescale" != 0 ]; then

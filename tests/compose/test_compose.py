@@ -740,9 +740,8 @@ def test_upgrade_as_documented_runs_the_new_code_and_keeps_the_data(fresh: Stack
         text = pyproject.read_text()
         assert f'version = "{old[0]}"' in text
         pyproject.write_text(text.replace(f'version = "{old[0]}"', f'version = "{new}"', 1))
-    (fresh.checkout / "timescale" / "migrations" / "9999_upgrade_test.sql").write_text(
-        "CREATE TABLE upgrade_test (id integer);\n"
-    )
+    migrations = fresh.checkout / "services" / "ingest" / "chargelift_ingest" / "migrations"
+    (migrations / "9999_upgrade_test.sql").write_text("CREATE TABLE upgrade_test (id integer);\n")
 
     reload = _reload_command()
     started = time.monotonic()

@@ -13,15 +13,20 @@ from chargelift_devstack.postgres import PostgresServer
 from chargelift_ingest.migrate import migrate
 
 
-async def fresh_database(server: PostgresServer, prefix: str = "t") -> str:
-    """Create a uniquely named database on ``server``, apply the migrations; its DSN."""
+async def new_database(server: PostgresServer, prefix: str = "t") -> str:
+    """Create a uniquely named, empty database on ``server``; its DSN."""
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:10]}"
     conn = await asyncpg.connect(server.dsn)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    dsn = server.dsn.rsplit("/", 1)[0] + f"/{name}"
+    return server.dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def fresh_database(server: PostgresServer, prefix: str = "t") -> str:
+    """Create a uniquely named database on ``server``, apply the migrations; its DSN."""
+    dsn = await new_database(server, prefix)
     await migrate(dsn)
     return dsn
 

@@ -78,6 +78,7 @@ ALLOWED: dict[str, tuple[str, str]] = {
     "INGEST_MAX_FUTURE_SECONDS": (OVERRIDE, "tuning; the default fits"),
     "INGEST_SHUTDOWN_TIMEOUT_S": (FIXED, "must stay below ingest's stop_grace_period"),
     "INGEST_METRICS_PORT": (FIXED, "deploy/prometheus/prometheus.yml scrapes the default"),
+    "INGEST_MIGRATIONS_DIR": (FIXED, "the image uses the migrations shipped in the package"),
     **{
         name: (PI, "the poller runs on the edge device; compose polls only the simulator")
         for name in (

@@ -90,7 +90,6 @@ def _run_certs(tmp_path: Path, **env: str) -> list[str]:
         "PATH": f"{bin_dir}:{certs_bin}:{os.environ['PATH']}",
         "CERTS_DIR": str(tmp_path / "certs"),
         "CHARGELIFT_CA_KEY": str(tmp_path / "ca" / "ca.key"),
-        "CHARGELIFT_SERVICES_ACL": str(REPO / "mosquitto" / "acl.services"),
         **env,
     }
     script = REPO / "docker" / "entrypoints" / "certs.sh"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from chargelift_contract.identity import CHARGER_URN, charger_urn
-from chargelift_contract.topics import SUBSCRIBE_ALL, SUBSCRIBE_EDGES, charger_filter
+from chargelift_contract.identity import charger_urn, listed_chargers
+from chargelift_contract.topics import (
+    CHARGER_ID_RE,
+    CHARGER_ID_RULE,
+    MONITOR_FILTERS,
+    READER_FILTERS,
+    acl_filters_for_charger,
+    acl_filters_for_edge,
+)
 
 KeyType = Literal["ec", "rsa"]
 Role = Literal["charger", "service", "edge", "ingest", "monitor"]
@@ -53,13 +59,9 @@ SERVICE_IDENTITIES = frozenset({"ingest", "api", "poller", "monitor"})
 ROLE_RULES: dict[str, tuple[str, ...]] = {
     # stores every reading: reads all chargers' topics and the edges' (an edge's last
     # will marks its chargers offline); writes nothing
-    "ingest": (f"topic read {SUBSCRIBE_ALL}", f"topic read {SUBSCRIBE_EDGES}"),
+    "ingest": tuple(f"topic read {f}" for f in READER_FILTERS),
     # dashboards, people (mosquitto_sub) and the broker's health check: read-only
-    "monitor": (
-        f"topic read {SUBSCRIBE_ALL}",
-        f"topic read {SUBSCRIBE_EDGES}",
-        "topic read $SYS/#",
-    ),
+    "monitor": tuple(f"topic read {f}" for f in MONITOR_FILTERS),
 }
 #: The reading role of a service identity with role ``service``.
 _SERVICE_ROLES = {"ingest": "ingest", "monitor": "monitor"}
@@ -71,10 +73,10 @@ CRL_DAYS = 365
 #: so a stack that is restarted now and then never reaches an expired CRL.
 CRL_RENEW_DAYS = 90
 
-_IDENTITY_RE = re.compile(r"[a-z0-9_-]{1,64}")
-#: The services' fixed ACL rules in a source checkout; an installed package (the container
-#: image) is told where they are by CHARGELIFT_SERVICES_ACL.
-_REPO_SERVICES_ACL = Path(__file__).resolve().parents[3] / "mosquitto" / "acl.services"
+#: The services' fixed ACL rules ship inside the package (package data: a checkout, a
+#: wheel and the container image all have them here); CHARGELIFT_SERVICES_ACL may point
+#: elsewhere.
+SERVICES_ACL = Path(__file__).resolve().parent / "acl.services"
 
 
 class CertError(Exception):
@@ -165,8 +167,8 @@ def _load_ca(certs_dir: Path) -> tuple[x509.Certificate, PrivateKey]:
 
 
 def validate_identity(identity: str) -> str:
-    if not _IDENTITY_RE.fullmatch(identity):
-        raise CertError(f"invalid identity {identity!r}: use 1-64 of a-z, 0-9, '-', '_'")
+    if not CHARGER_ID_RE.fullmatch(identity):  # an identity may be a charger's: its rule
+        raise CertError(f"invalid identity {identity!r}: {CHARGER_ID_RULE}")
     return identity
 
 
@@ -180,8 +182,8 @@ def validate_chargers(role: str, chargers: Iterable[str]) -> tuple[str, ...]:
     if not listed:
         raise CertError("an edge certificate needs at least one --charger <id>")
     for charger in listed:
-        if not _IDENTITY_RE.fullmatch(charger):
-            raise CertError(f"invalid charger id {charger!r}: use 1-64 of a-z, 0-9, '-', '_'")
+        if not CHARGER_ID_RE.fullmatch(charger):
+            raise CertError(f"invalid charger id {charger!r}: {CHARGER_ID_RULE}")
         if charger in SERVICE_IDENTITIES:
             raise CertError(f"{charger!r} is reserved for a service, not a charger id")
     return listed
@@ -507,7 +509,7 @@ def _chargers(cert: x509.Certificate) -> tuple[str, ...]:
     except x509.ExtensionNotFound:
         return ()
     uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
-    return tuple(u.removeprefix(CHARGER_URN) for u in uris if u.startswith(CHARGER_URN))
+    return listed_chargers(uris)
 
 
 def _cn(cert: x509.Certificate) -> str:
@@ -550,10 +552,10 @@ def list_certs(certs_dir: Path) -> list[CertInfo]:
 def render_acl(certs_dir: Path, services_acl: Path | None = None) -> str:
     """The broker's ACL: the services' fixed rules, then one entry per valid charger
     or edge certificate."""
-    services = services_acl or Path(os.environ.get("CHARGELIFT_SERVICES_ACL") or _REPO_SERVICES_ACL)
+    services = services_acl or Path(os.environ.get("CHARGELIFT_SERVICES_ACL") or SERVICES_ACL)
     if not services.is_file():
         # Refuse rather than write a broker policy that silently differs from
-        # mosquitto/acl.services.
+        # chargelift_certs/acl.services.
         raise CertError(
             f"the services' ACL rules {services} are missing: set CHARGELIFT_SERVICES_ACL"
         )
@@ -571,15 +573,15 @@ def render_acl(certs_dir: Path, services_acl: Path | None = None) -> str:
         role = _SERVICE_ROLES.get(info.identity, "") if info.role == "service" else info.role
         if role in ROLE_RULES:
             lines += [f"user {info.identity}", *ROLE_RULES[role], ""]
-        elif role == "charger":
-            own = charger_filter(info.identity)
-            lines += [f"user {info.identity}", f"topic readwrite {own}", ""]
-        elif role == "edge":
-            # The same rights as each listed charger's own identity, plus the edge's
-            # availability and charger list (edges/<edge>/availability, .../chargers).
-            lines.append(f"user {info.identity}")
-            lines += [f"topic readwrite {charger_filter(c)}" for c in info.chargers]
-            lines += [f"topic readwrite edges/{info.identity}/#", ""]
+        elif role in ("charger", "edge"):
+            # An edge: the same rights as each listed charger's own identity, plus the
+            # edge's availability and charger list (edges/<edge>/availability, .../chargers).
+            filters = (
+                acl_filters_for_charger(info.identity)
+                if role == "charger"
+                else acl_filters_for_edge(info.identity, info.chargers)
+            )
+            lines += [f"user {info.identity}", *(f"topic readwrite {f}" for f in filters), ""]
     return "\n".join(lines)
 
 

@@ -6,7 +6,8 @@ Everything a service needs to speak to another one lives here and nowhere else:
 * :mod:`.envelope` encodes and decodes the ``{"SamplingTime", "Value"}`` payload;
 * :mod:`.fields` is the field catalogue (name, type, unit, description);
 * :mod:`.states` is the generic :class:`OperationState`;
-* :mod:`.identity` says what a certificate's identity may speak for;
+* :mod:`.identity` says how a certificate names the chargers it may write for;
+* :mod:`.limits` is the broker's packet limit and the size of a PUBLISH packet;
 * :mod:`.errors` is the one base exception, :class:`ContractError`.
 
 Pure: no module here does I/O or imports another chargelift package (``make check``

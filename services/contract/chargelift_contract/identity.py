@@ -18,6 +18,11 @@ def charger_urn(charger: str) -> str:
     return CHARGER_URN + charger
 
 
+def listed_chargers(uris: Iterable[str]) -> tuple[str, ...]:
+    """The chargers named by a certificate's URI SANs, in their order (other URIs ignored)."""
+    return tuple(u.removeprefix(CHARGER_URN) for u in uris if u.startswith(CHARGER_URN))
+
+
 def chargers_of_uris(uris: Iterable[str]) -> frozenset[str]:
     """The chargers named by a certificate's URI SANs (other URIs ignored)."""
-    return frozenset(u.removeprefix(CHARGER_URN) for u in uris if u.startswith(CHARGER_URN))
+    return frozenset(listed_chargers(uris))

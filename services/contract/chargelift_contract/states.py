@@ -6,7 +6,7 @@ from enum import StrEnum
 class OperationState(StrEnum):
     """Operation state of a charger, vendor-neutral.
 
-    The values are the database enum's labels (``timescale/migrations``) and the
+    The values are the database enum's labels (``chargelift_ingest/migrations``) and the
     strings carried in MQTT; their order is the enum's order.
     """
 

@@ -38,8 +38,21 @@ EDGES_ROOT = "edges"
 EDGE_CHARGERS = "chargers"
 SUBSCRIBE_EDGES = f"{EDGES_ROOT}/#"
 
-_CHARGER_RE = re.compile(r"[a-z0-9_-]{1,64}")
-_FIELD_RE = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")
+#: The most characters of a charger id (an edge id follows the same rule).
+MAX_ID_CHARS = 64
+#: The charger id rule as a regular expression, for ``fullmatch`` (a FastAPI
+#: ``Path(pattern=...)`` anchors it: ``f"^{CHARGER_ID_PATTERN}$"``). Certificate
+#: identities (chargelift-certs) and simulated chargers follow the same rule.
+CHARGER_ID_PATTERN = rf"[a-z0-9_-]{{1,{MAX_ID_CHARS}}}"
+CHARGER_ID_RE = re.compile(CHARGER_ID_PATTERN)
+#: What the rule says, for error texts.
+CHARGER_ID_RULE = f"use 1-{MAX_ID_CHARS} of a-z, 0-9, '-', '_'"
+#: The most characters of a field name (PascalCase letters and digits).
+MAX_FIELD_CHARS = 64
+_FIELD_RE = re.compile(rf"[A-Z][A-Za-z0-9]{{0,{MAX_FIELD_CHARS - 1}}}")
+#: The longest valid topic: ``chargers/``, the longest charger id, ``/``, the longest
+#: field name (``availability`` is shorter, and so is every ``edges/`` topic).
+MAX_TOPIC_CHARS = len(f"{ROOT}/") + MAX_ID_CHARS + 1 + MAX_FIELD_CHARS
 
 
 class TopicError(ContractError):
@@ -60,8 +73,8 @@ def quoted(text: str, limit: int = QUOTE_MAX) -> str:
 
 def validate_charger_id(charger: str) -> str:
     """Return ``charger`` if it is a valid charger id, else raise :class:`TopicError`."""
-    if not _CHARGER_RE.fullmatch(charger):
-        raise TopicError(f"invalid charger id {quoted(charger)}: use 1-64 of a-z, 0-9, '-', '_'")
+    if not CHARGER_ID_RE.fullmatch(charger):
+        raise TopicError(f"invalid charger id {quoted(charger)}: {CHARGER_ID_RULE}")
     return charger
 
 
@@ -112,6 +125,35 @@ def availability_topic(charger: str) -> str:
 def charger_filter(charger: str) -> str:
     """Subscription filter for every topic of one charger."""
     return f"{ROOT}/{validate_charger_id(charger)}/#"
+
+
+def edge_filter(edge: str) -> str:
+    """Subscription filter for every topic of one edge (``edges/{edge}/#``)."""
+    return f"{EDGES_ROOT}/{validate_charger_id(edge)}/#"
+
+
+# --- the broker's ACL: which topic filters each role may use ---------------------------
+# chargelift-certs writes the Mosquitto ACL (``topic read|readwrite <filter>``) from
+# these; the filters are topic strings, so they are written here and nowhere else.
+
+#: The broker's own statistics (Mosquitto's ``$SYS`` tree).
+SUBSCRIBE_BROKER_STATS = "$SYS/#"
+#: What a reading service (ingest) may read: every charger's topics and every edge's.
+READER_FILTERS: tuple[str, ...] = (SUBSCRIBE_ALL, SUBSCRIBE_EDGES)
+#: What a monitor (dashboards, people, the broker's health check) may read.
+MONITOR_FILTERS: tuple[str, ...] = (*READER_FILTERS, SUBSCRIBE_BROKER_STATS)
+
+
+def acl_filters_for_charger(charger: str) -> tuple[str, ...]:
+    """What a charger's own identity may read and write: its own topics."""
+    return (charger_filter(charger),)
+
+
+def acl_filters_for_edge(edge: str, chargers: Iterable[str]) -> tuple[str, ...]:
+    """What an edge identity may read and write: each listed charger's topics (the same
+    rights as the charger's own identity), then the edge's own (its availability and
+    charger list)."""
+    return (*(charger_filter(c) for c in chargers), edge_filter(edge))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chargelift_contract.topics import SUBSCRIBE_ALL, SUBSCRIBE_EDGES
-from chargelift_ingest.migrate import MIGRATIONS
+from chargelift_ingest.migrate import MIGRATIONS, MIN_RETENTION_DAYS
 from chargelift_ingest.validate import MIN_SAMPLING_TIME
 from chargelift_runtime.settings import MqttSettings
 
@@ -35,9 +35,9 @@ class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore", env_ignore_empty=True)
 
     database_url: SecretStr = Field(validation_alias="DATABASE_URL")
-    # At least 4 days: the continuous aggregates refresh the last 3 days, and a refresh
-    # must never see a window whose raw rows were dropped (0004_buckets.sql).
-    retention_days: int | None = Field(None, ge=4, validation_alias="INGEST_RETENTION_DAYS")
+    # At least MIN_RETENTION_DAYS: the continuous aggregates refresh the last 3 days,
+    # and a refresh must never see a window whose raw rows were dropped (0004_buckets.sql).
+    retention_days: int | None = Field(None, ge=MIN_RETENTION_DAYS)
     migrations_dir: Path = MIGRATIONS
 
 

@@ -18,9 +18,9 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-#: The repository's timescale/migrations (a source checkout); an installed package (the
-#: container image) is told where they are by INGEST_MIGRATIONS_DIR.
-MIGRATIONS = Path(__file__).resolve().parents[3] / "timescale" / "migrations"
+#: The migrations ship inside the package (package data: a checkout, a wheel and the
+#: container image all have them here); INGEST_MIGRATIONS_DIR may point elsewhere.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _LOCK_KEY = 0x63686C6D  # "chlm"
 _NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 #: Run after the migrations on every ``migrate`` (idempotent): the services' roles and
@@ -119,6 +119,9 @@ async def has_timescaledb(conn: asyncpg.Connection) -> bool:
     )
 
 
+#: The shortest retention of raw readings (days): the continuous aggregates refresh the
+#: last 3 days, and a refresh must never see a window whose raw rows were dropped
+#: (0004_buckets.sql). INGEST_RETENTION_DAYS is checked against it.
 MIN_RETENTION_DAYS = 4
 
 

@@ -15,8 +15,10 @@ import orjson
 from chargelift_contract import CATALOGUE, FieldType
 from chargelift_contract.envelope import EnvelopeError, from_document
 from chargelift_contract.fields import FieldValueError
+from chargelift_contract.limits import MAX_PACKET_BYTES
 from chargelift_contract.topics import (
     EDGES_ROOT,
+    MAX_TOPIC_CHARS,
     AvailabilityTopic,
     EdgeAvailabilityTopic,
     EdgeChargersTopic,
@@ -109,10 +111,6 @@ class Cleared:
 #: chargers.first_seen and every time bucket (INGEST_MIN_SAMPLING_TIME overrides it).
 MIN_SAMPLING_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
-#: An edge's charger list may exceed INGEST_MAX_PAYLOAD_BYTES (a site of 1,000 chargers:
-#: ~15 KB); it is bounded by the broker's packet limit (max_packet_size, 64 KiB).
-MAX_EDGE_CHARGERS_BYTES = 65536
-
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -187,9 +185,6 @@ Parsed = FieldTopic | AvailabilityTopic | EdgeAvailabilityTopic | EdgeChargersTo
 _TOPIC_CACHE: dict[str, Parsed] = {}
 #: What the cache may hold (topics, parsed values and error texts, with overheads).
 TOPIC_CACHE_MAX_BYTES = 16 * 1024 * 1024
-#: The longest valid topic: ``chargers/`` or ``edges/``, a 64-character id, ``/``, a
-#: 64-character field name (``availability`` and ``chargers`` are shorter).
-MAX_TOPIC_CHARS = len("chargers/") + 64 + 1 + 64
 # Per entry: a dict slot, the str header, a parsed dataclass or an exception object.
 _ENTRY_OVERHEAD = 400
 _topic_cache_bytes = 0
@@ -264,7 +259,9 @@ def _validate(
     if len(payload) > max_bytes:
         limit = max_bytes
         if isinstance(_parse_topic(topic), EdgeChargersTopic):
-            limit = max(max_bytes, MAX_EDGE_CHARGERS_BYTES)
+            # An edge's charger list may exceed INGEST_MAX_PAYLOAD_BYTES (a site of 1,000
+            # chargers: ~15 KB); the broker's packet limit bounds it.
+            limit = max(max_bytes, MAX_PACKET_BYTES)
         if len(payload) > limit:
             raise _Dead("too_large", f"payload of {len(payload)} bytes exceeds {limit}")
     parsed = _parse_topic(topic)

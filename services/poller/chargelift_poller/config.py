@@ -55,6 +55,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chargelift_contract import TopicError, encode_edge_chargers, validate_charger_id
+from chargelift_contract.limits import MAX_EDGE_CHARGERS_BYTES, MAX_PACKET_BYTES
 from chargelift_poller.models import OptionValue
 from chargelift_runtime.settings import MqttSettings
 
@@ -67,10 +68,6 @@ __all__ = [
     "Settings",
     "load_config",
 ]
-
-#: Bound on the edge's retained charger list (bytes): Mosquitto's max_packet_size is
-#: 64 KiB (mosquitto/mosquitto.conf.template), topic and headers included.
-MAX_EDGE_CHARGERS_BYTES = 60_000
 
 
 class ConfigFileError(ValueError):
@@ -117,10 +114,10 @@ class Settings(BaseSettings):
     #: It must cover the publish rate times the PUBACK round trip through a busy event
     #: loop: at 1,000 chargers 100 kept up but doubled the latency (docs/benchmarks.md).
     edge_inflight: int = Field(default=1000, ge=1, le=65535)
-    #: The broker's packet limit (bytes; Mosquitto max_packet_size, mosquitto/: 65536). A
+    #: The broker's packet limit (bytes; Mosquitto max_packet_size: MAX_PACKET_BYTES). A
     #: sample whose PUBLISH would be larger is dropped when it is queued (reason
     #: too_large): over the limit the broker drops the connection, it does not refuse.
-    mqtt_max_packet_bytes: int = Field(default=65536, ge=1024, le=268_435_455)
+    mqtt_max_packet_bytes: int = Field(default=MAX_PACKET_BYTES, ge=1024, le=268_435_455)
     #: Upper bound of the MQTT reconnect backoff (s).
     mqtt_max_backoff: PositiveFloat = 10.0
     #: Upper bound of the retry backoff (s) of a charger with transient errors.

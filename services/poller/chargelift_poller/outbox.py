@@ -44,7 +44,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
-from chargelift_runtime.mqtt import publish_packet_size
+from chargelift_contract.limits import publish_packet_size
 
 log = logging.getLogger(__name__)
 

@@ -46,27 +46,6 @@ log = logging.getLogger(__name__)
 _DISCONNECT_WITH_WILL = 0x04
 
 
-def _varint_size(n: int) -> int:
-    size = 1
-    while n >= 128:
-        n //= 128
-        size += 1
-    return size
-
-
-def publish_packet_size(topic: str, payload: bytes, *, qos: int = 1, properties: int = 0) -> int:
-    """Bytes of the MQTT 5 PUBLISH packet that carries ``payload`` to ``topic``.
-
-    What a broker compares with its packet limit (Mosquitto ``max_packet_size``): fixed
-    header, topic, packet id (QoS > 0), properties (``properties`` bytes of them; this
-    client sends none) and payload. A packet over the limit is not refused with a
-    PUBACK: the broker drops the connection (MQTT 5 §3.1.2.11.4).
-    """
-    remaining = 2 + len(topic.encode()) + (2 if qos else 0)
-    remaining += _varint_size(properties) + properties + len(payload)
-    return 1 + _varint_size(remaining) + remaining
-
-
 class MqttError(Exception):
     """Base of the errors this module raises."""
 

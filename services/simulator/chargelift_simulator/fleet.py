@@ -18,7 +18,6 @@ import asyncio
 import logging
 import math
 import random
-import re
 import resource
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
+from chargelift_contract.topics import CHARGER_ID_RE, CHARGER_ID_RULE
 from chargelift_simulator.clock import SimClock, load_tz
 from chargelift_simulator.control import ControlServer
 from chargelift_simulator.mhcp import SimCharger
@@ -34,9 +34,6 @@ from chargelift_simulator.model import MAX_STEP_S, ChargerModel, Session, Settin
 from chargelift_simulator.truth import TruthLog
 
 log = logging.getLogger(__name__)
-
-#: Charger ids as the MQTT contract allows them.
-_CHARGER_ID = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +85,8 @@ class FleetConfig:
         if not self.idle_timeout > 0:
             raise ValueError("idle_timeout must be > 0")
         for charger_id in self.ids():
-            if not _CHARGER_ID.fullmatch(charger_id):
-                raise ValueError(
-                    f"charger id {charger_id!r} is not lower-case letters, digits, - or _ "
-                    "(at most 64 characters)"
-                )
+            if not CHARGER_ID_RE.fullmatch(charger_id):  # the MQTT contract's rule
+                raise ValueError(f"charger id {charger_id!r}: {CHARGER_ID_RULE}")
         if not isinstance(self.pin, str):
             missing = [i for i in self.ids() if i not in self.pin]
             if missing:

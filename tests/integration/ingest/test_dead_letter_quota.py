@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import random
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
@@ -29,6 +28,7 @@ from tests.integration.ingest.conftest import (
     wait_rows,
 )
 from tests.support.certs import TestCerts
+from tests.support.db import new_database
 
 pytestmark = pytest.mark.integration
 
@@ -283,13 +283,7 @@ async def test_migration_0006_keys_and_merges_the_dead_letters_stored_before(
     for m in discover():
         if m.version < 6:
             (before / m.name).write_text(m.sql)
-    name = f"m0006_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(postgres.dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    dsn = postgres.dsn.rsplit("/", 1)[0] + f"/{name}"
+    dsn = await new_database(postgres, "m0006")
     await migrate(dsn, directory=before)
     letters = [
         ("chargers/a/X", b"{bad", "-1 hour"),

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from chargelift_certs import pki
 from chargelift_certs.main import main
 
-SERVICES_ACL = Path(__file__).resolve().parents[3] / "mosquitto" / "acl.services"
+SERVICES_ACL = pki.SERVICES_ACL
 
 
 @pytest.fixture
@@ -105,8 +105,8 @@ def test_acl_lists_valid_chargers_and_services_only(ca: Path) -> None:
 def test_the_acl_is_refused_without_the_services_rules(
     ca: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # An installed package (the certs image) finds mosquitto/acl.services only through
-    # CHARGELIFT_SERVICES_ACL; without it no ACL may be written that differs from it.
+    # The services' rules (package data, or CHARGELIFT_SERVICES_ACL): without them no ACL
+    # may be written that differs from them.
     pki.issue_client(ca, "amtron-1")
     with pytest.raises(pki.CertError, match="CHARGELIFT_SERVICES_ACL"):
         pki.render_acl(ca, tmp_path / "missing.services")

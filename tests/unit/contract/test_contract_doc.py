@@ -19,6 +19,7 @@ from pathlib import Path
 
 from chargelift_certs.pki import ROLES
 from chargelift_contract import CATALOGUE, OperationState
+from chargelift_contract.limits import MAX_PACKET_BYTES
 from chargelift_contract.topics import (
     AVAILABILITY,
     EDGE_CHARGERS,
@@ -26,7 +27,7 @@ from chargelift_contract.topics import (
     ROOT,
 )
 from chargelift_ingest.config import Settings
-from chargelift_ingest.validate import MAX_EDGE_CHARGERS_BYTES, MIN_SAMPLING_TIME, REASONS
+from chargelift_ingest.validate import MIN_SAMPLING_TIME, REASONS
 
 REPO = Path(__file__).resolve().parents[3]
 DOC = REPO / "docs" / "contract.md"
@@ -99,7 +100,7 @@ def test_the_topics_and_limits_quoted_are_the_code_s() -> None:
     for conf in ("mosquitto.conf.template", "compose.conf"):
         text_of_conf = (REPO / "mosquitto" / conf).read_text()
         packet = int(re.findall(r"^max_packet_size (\d+)", text_of_conf, re.M)[0])
-        assert packet == MAX_EDGE_CHARGERS_BYTES, conf
+        assert packet == MAX_PACKET_BYTES, conf
     assert f"**{packet:,} bytes**" in text
     defaults = Settings.model_fields
     assert f"default {defaults['max_payload_bytes'].default:,}" in text

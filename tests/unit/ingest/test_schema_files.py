@@ -34,8 +34,8 @@ def test_a_misnamed_or_doubly_numbered_migration_is_refused(tmp_path: Path) -> N
 def test_a_missing_or_empty_migrations_directory_is_an_error_not_an_empty_schema(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # An installed package (the image) finds the files only through INGEST_MIGRATIONS_DIR;
-    # a wrong path must fail `migrate`, never report "up to date" with no schema.
+    # INGEST_MIGRATIONS_DIR overrides the package's own files; a wrong path must fail
+    # `migrate`, never report "up to date" with no schema.
     with pytest.raises(ValueError, match="does not exist"):
         discover(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="no migrations"):

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from chargelift_contract.topics import MAX_TOPIC_CHARS
 from chargelift_ingest import validate as v
 from chargelift_ingest.validate import DeadLetter, validate
 
@@ -27,7 +28,7 @@ def _retained_after(topics: list[str] | range) -> int:
         before = tracemalloc.get_traced_memory()[0]
         for topic in topics:
             if isinstance(topic, int):  # distinct, as long as a valid topic may be
-                topic = f"chargers/charger-a/x{topic:0{v.MAX_TOPIC_CHARS - 20}d}"
+                topic = f"chargers/charger-a/x{topic:0{MAX_TOPIC_CHARS - 20}d}"
             item = validate(topic, PAYLOAD, now=NOW, max_bytes=4096, max_future=timedelta(0))
             assert isinstance(item, DeadLetter)
             assert item.reason == "bad_topic"

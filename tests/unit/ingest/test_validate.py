@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chargelift_contract import CATALOGUE, Envelope, FieldSpec, FieldType, OperationState, encode
+from chargelift_contract.limits import MAX_PACKET_BYTES
 from chargelift_ingest.validate import (
-    MAX_EDGE_CHARGERS_BYTES,
     REASONS,
     Availability,
     Cleared,
@@ -408,13 +408,11 @@ def test_edge_charger_list() -> None:
 def test_an_edge_charger_list_may_exceed_the_reading_size_limit() -> None:
     ids = [f"charger-{i:04d}" for i in range(1000)]
     payload = orjson.dumps(ids)
-    assert 4096 < len(payload) < MAX_EDGE_CHARGERS_BYTES
+    assert 4096 < len(payload) < MAX_PACKET_BYTES
     item = check("edges/site-1/chargers", payload)
     assert isinstance(item, EdgeChargers)
     assert len(item.chargers) == 1000
-    assert dead_reason("edges/site-1/chargers", b" " * (MAX_EDGE_CHARGERS_BYTES + 1)) == (
-        "too_large"
-    )
+    assert dead_reason("edges/site-1/chargers", b" " * (MAX_PACKET_BYTES + 1)) == ("too_large")
     assert dead_reason("edges/site-1/availability", b" " * 5000) == "too_large"
 
 

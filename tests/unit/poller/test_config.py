@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from chargelift_contract.limits import MAX_EDGE_CHARGERS_BYTES, MAX_PACKET_BYTES
 from chargelift_poller.config import (
     ConfigFileError,
     MqttIdentity,
@@ -201,6 +202,9 @@ def test_an_edge_charger_list_must_fit_in_one_mqtt_packet(tmp_path: Path) -> Non
     entry = '[[chargers]]\nid = "{}"\ndriver = "mhcp"\nurl = "http://127.0.0.1:1"\n'
     ok = [entry.format(f"c{i:04d}-" + "x" * 50) for i in range(900)]  # 60 bytes each as JSON
     assert len(load_config(write(tmp_path, EDGE + "\n".join(ok)), {}).chargers) == 900
-    many = [entry.format(f"c{i:04d}-" + "x" * 50) for i in range(1100)]
+    # The bound is what fits in one packet of the broker's limit with the longest edge
+    # topic; here 59 bytes per id as JSON (quotes and a comma)
+    assert MAX_EDGE_CHARGERS_BYTES < MAX_PACKET_BYTES
+    many = [entry.format(f"c{i:04d}-" + "x" * 50) for i in range(MAX_EDGE_CHARGERS_BYTES // 59 + 1)]
     with pytest.raises(ConfigFileError, match="split the chargers over two edges"):
         load_config(write(tmp_path, EDGE + "\n".join(many)), {})

@@ -221,7 +221,7 @@ def test_refuses_an_unknown_schema(path: Path) -> None:
 def test_an_entry_over_the_broker_packet_limit_is_dropped_at_enqueue(
     path: Path, wall: Wall, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from chargelift_runtime.mqtt import publish_packet_size
+    from chargelift_contract.limits import publish_packet_size
 
     drops: list[tuple[str, int]] = []
     topic = "chargers/c1/FirmwareVersion"

@@ -71,7 +71,7 @@ def test_a_pin_file_holds_one_pin_or_one_per_charger(tmp_path: Path) -> None:
         (["--pin-file", "/nonexistent/pin"], {}, "cannot read the PIN file"),
         (["--pin", SECRET, "--count", "0"], {}, "count must be at least 1"),
         (["--pin", SECRET, "--base-port", "65535", "--count", "2"], {}, "do not exist"),
-        (["--pin", SECRET, "--prefix", "Amtron-"], {}, "is not lower-case"),
+        (["--pin", SECRET, "--prefix", "Amtron-"], {}, "use 1-64 of a-z, 0-9"),
         (["--pin", SECRET, "--start", "tomorrow"], {}, "not an ISO 8601 time"),
         (["--pin", SECRET, "--speed", "-1"], {}, "speed must be"),
     ],

@@ -14,10 +14,11 @@ from pydantic import AwareDatetime
 
 from chargelift_api.config import Settings
 from chargelift_api.problems import PROBLEM, Problem, unprocessable
+from chargelift_contract.topics import CHARGER_ID_PATTERN
 
 ChargerId = Annotated[
     str,
-    Path(pattern=r"^[a-z0-9_-]{1,64}$", description="charger id", examples=["amtron-1"]),
+    Path(pattern=f"^{CHARGER_ID_PATTERN}$", description="charger id", examples=["amtron-1"]),
 ]
 From = Annotated[
     AwareDatetime,
