@@ -161,7 +161,7 @@ ON CONFLICT (key) DO UPDATE
 """
 
 #: Stored topics and details are cut to this many characters (a topic may be 64 KiB).
-MAX_TOPIC_CHARS = 1024
+MAX_STORED_TOPIC_CHARS = 1024
 MAX_DETAIL_CHARS = 1000
 
 
@@ -184,9 +184,9 @@ def dead_letter_rows(dead_letters: Sequence[DeadLetter], max_bytes: int) -> Dead
         detail = bounded(d.detail, MAX_DETAIL_CHARS)
         if len(d.payload) > max_bytes:
             detail += f" [payload truncated to {max_bytes} of {len(d.payload)} bytes]"
-        topic = bounded(d.topic, MAX_TOPIC_CHARS)
+        topic = bounded(d.topic, MAX_STORED_TOPIC_CHARS)
         if topic != d.topic:
-            detail += f" [topic truncated to {MAX_TOPIC_CHARS} of {len(d.topic)} characters]"
+            detail += f" [topic truncated to {MAX_STORED_TOPIC_CHARS} of {len(d.topic)} characters]"
         keys.append(key)
         topics.append(topic)
         payloads.append(d.payload[:max_bytes])

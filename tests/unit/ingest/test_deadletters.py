@@ -17,7 +17,7 @@ from chargelift_ingest.deadletters import (
 )
 from chargelift_ingest.metrics import IngestMetrics
 from chargelift_ingest.validate import DeadLetter
-from chargelift_ingest.writer import MAX_TOPIC_CHARS, dead_letter_rows
+from chargelift_ingest.writer import MAX_STORED_TOPIC_CHARS, dead_letter_rows
 
 
 class Clock:
@@ -128,9 +128,9 @@ def test_the_rows_are_one_per_key_with_payload_and_topic_cut() -> None:
     assert (
         details[1] == "payload of 5000 bytes exceeds 4096 [payload truncated to 1024 of 5000 bytes]"
     )
-    assert len(topics[2]) == MAX_TOPIC_CHARS + 1  # and an ellipsis
+    assert len(topics[2]) == MAX_STORED_TOPIC_CHARS + 1  # and an ellipsis
     assert details[2].endswith(
-        f"[topic truncated to {MAX_TOPIC_CHARS} of {len(long_topic)} characters]"
+        f"[topic truncated to {MAX_STORED_TOPIC_CHARS} of {len(long_topic)} characters]"
     )
     assert dead_letter_rows([], 1024) == ([], [], [], [], [], [])
 
