@@ -63,7 +63,8 @@ from chargelift_poller.transport import DeviceTransport
 from chargelift_runtime.certmetrics import CertificateExpiryCollector
 from chargelift_runtime.http import HttpEndpoint, Response
 from chargelift_runtime.logs import configure_logging
-from chargelift_runtime.mqtt import Backoff, MqttClient, TlsFiles, Will
+from chargelift_runtime.mqtt import MqttClient, TlsFiles, Will
+from chargelift_runtime.retry import Backoff
 from chargelift_runtime.watchdog import Liveness
 
 log = logging.getLogger("chargelift_poller")

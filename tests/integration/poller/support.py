@@ -21,7 +21,8 @@ from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.procs import free_port
 from chargelift_poller.config import ChargerConfig, MqttIdentity, Settings
 from chargelift_poller.main import Poller
-from chargelift_runtime.mqtt import Backoff, Message, MqttClient
+from chargelift_runtime.mqtt import Message, MqttClient
+from chargelift_runtime.retry import Backoff
 from tests.support.certs import TestCerts
 
 #: A PIN nobody would print by accident; the tests grep every log for it.
