@@ -16,29 +16,21 @@ certificate revocation list expires too, and an expired CRL makes the broker ref
 A file that cannot be read or parsed is reported as ``chargelift_certificate_read_errors``
 instead of failing the scrape.
 
-Parsing uses only the standard library (the same decoder ``getpeercert()`` uses), so
-the poller on a Raspberry Pi needs no X.509 package for it.
+Certificates and CRLs are parsed with ``cryptography`` (public API, the X.509 library
+the certificate tooling and the services' edge-certificate readers use too); the first
+certificate or CRL of a PEM file counts.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import calendar
-import re
-import ssl
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-# CPython's PEM decoder behind SSLSocket.getpeercert(); present in every CPython 3.
-# ``ssl.SSLContext.get_ca_certs`` would be public but returns CA certificates only.
-_decode_cert: Callable[[str], dict[str, Any]] = ssl._ssl._test_decode_cert  # type: ignore[attr-defined]
 
 EXPIRY_METRIC = "chargelift_certificate_expiry_timestamp_seconds"
 ERRORS_METRIC = "chargelift_certificate_read_errors"
@@ -54,22 +46,31 @@ class CertExpiry:
     not_after: float
 
 
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+
+
 def read_expiry(path: Path) -> list[CertExpiry]:
     """The (first) certificate in the PEM file at ``path``.
 
     Raises ValueError when the file is missing, unreadable or holds no certificate
-    the TLS library can decode.
+    that can be decoded.
     """
     try:
-        cert = _decode_cert(str(path))
-    except ssl.SSLError as exc:
-        raise ValueError(f"{path}: {exc.args[0] if exc.args else exc}") from None
-    subject = dict(rdn[0] for rdn in cert["subject"])
+        cert = x509.load_pem_x509_certificate(_read(path))
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        not_after = cert.not_valid_after_utc.timestamp()
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a readable certificate ({exc})") from None
+    subject = names[-1].value if names else ""
     return [
         CertExpiry(
             file=path,
-            subject=str(subject.get("commonName", "")),
-            not_after=float(ssl.cert_time_to_seconds(str(cert["notAfter"]))),
+            subject=subject if isinstance(subject, str) else subject.decode(errors="replace"),
+            not_after=not_after,
         )
     ]
 
@@ -88,44 +89,6 @@ def certificate_files(certs_dir: Path | None, *extra: Path) -> list[Path]:
     return list(paths)
 
 
-# --- the CRL's nextUpdate, from its DER with the standard library ----------------------
-#
-# CertificateList ::= SEQUENCE { tbsCertList TBSCertList, ... }
-# TBSCertList ::= SEQUENCE { version INTEGER OPTIONAL, signature AlgorithmIdentifier,
-#                            issuer Name, thisUpdate Time, nextUpdate Time OPTIONAL, ... }
-# Time ::= UTCTime (tag 0x17, YYMMDDHHMMSSZ) | GeneralizedTime (tag 0x18, YYYYMMDDHHMMSSZ)
-
-_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----(.+?)-----END X509 CRL-----", re.DOTALL)
-
-
-def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of content, end of content) of the DER item at ``pos``."""
-    if pos + 2 > len(data):
-        raise ValueError("truncated DER")
-    tag, length = data[pos], data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > len(data):
-            raise ValueError("bad DER length")
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    if pos + length > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, pos + length
-
-
-def _der_time(tag: int, raw: bytes) -> float:
-    text = raw.decode("ascii")
-    if tag == 0x17:  # UTCTime: years 1950-2049 (RFC 5280 4.1.2.5.1)
-        parsed = time.strptime(text, "%y%m%d%H%M%SZ")
-    elif tag == 0x18:
-        parsed = time.strptime(text, "%Y%m%d%H%M%SZ")
-    else:
-        raise ValueError(f"not a time (tag {tag:#x})")
-    return float(calendar.timegm(parsed))
-
-
 def read_crl_next_update(path: Path) -> float:
     """The nextUpdate (Unix seconds) of the PEM CRL at ``path``.
 
@@ -133,34 +96,13 @@ def read_crl_next_update(path: Path) -> float:
     nextUpdate (a CRL without one never expires, which the broker's CRL check rejects).
     """
     try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{path}: {exc.strerror}") from None
-    found = _PEM_CRL.search(pem)
-    if found is None:
-        raise ValueError(f"{path}: no X509 CRL in it")
-    try:
-        der = base64.b64decode(b"".join(found.group(1).split()), validate=True)
-        return _next_update(der)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        crl = x509.load_pem_x509_crl(_read(path))
+        next_update = crl.next_update_utc
+    except ValueError as exc:
         raise ValueError(f"{path}: not a readable CRL ({exc})") from None
-
-
-def _next_update(der: bytes) -> float:
-    _, outer, _ = _der_item(der, 0)  # CertificateList
-    _, pos, tbs_end = _der_item(der, outer)  # TBSCertList
-    fields: list[tuple[int, int, int]] = []
-    while pos < tbs_end and len(fields) < 5:
-        item = _der_item(der, pos)
-        fields.append(item)
-        pos = item[2]
-    if fields and fields[0][0] == 0x02:  # version is optional
-        fields = fields[1:]
-    # signature, issuer, thisUpdate, nextUpdate
-    if len(fields) < 4 or fields[3][0] not in (0x17, 0x18):
-        raise ValueError("no nextUpdate")
-    tag, start, end = fields[3]
-    return _der_time(tag, der[start:end])
+    if next_update is None:
+        raise ValueError(f"{path}: the CRL has no nextUpdate")
+    return next_update.timestamp()
 
 
 class CertificateExpiryCollector(Collector):
