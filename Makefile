@@ -54,10 +54,11 @@ fmt: venv ## Format the code
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: check
-check: venv ## Lint, format check and type check
+check: venv ## Lint, format check, type check and the architecture contracts (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
 
 .PHONY: test
 test: venv test-deps ## Run the whole suite against real Mosquitto and PostgreSQL
@@ -104,7 +105,7 @@ dev-down: ## Stop a stack started by `make dev` in another terminal
 clean: ## Remove the virtual environment, caches and dev state
 	@# reset also removes the servers' files that root's make dev kept outside .dev/
 	@test ! -x $(PY) || $(PY) -m chargelift_devstack.main reset
-	rm -rf $(VENV) $(COMPOSE_VENV) .dev .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(COMPOSE_VENV) .dev .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
 
 # --- benchmarks ---
 

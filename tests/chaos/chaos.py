@@ -60,7 +60,8 @@ from chargelift_devstack.procs import (
     tail,
 )
 from chargelift_ingest.deadletters import dead_letter_key
-from chargelift_runtime.mqtt import Backoff, MqttClient, MqttError, TlsFiles
+from chargelift_runtime.mqtt import MqttClient, MqttError, TlsFiles
+from chargelift_runtime.retry import Backoff
 
 log = logging.getLogger("chaos")
 

@@ -11,7 +11,8 @@ window is present; one wholly outside the span is empty (numbers null, ``count``
 seconds in any state), one partly inside it is aggregated over its known part only.
 
 The database aggregates the readings *inside* each bucket in one pass
-(:class:`Partial`); :func:`numeric_buckets` adds what was carried in.
+(:class:`Partial`; tests/unit/api/reference.py's ``partials_of`` is the same in Python);
+:func:`numeric_buckets` adds what was carried in.
 """
 
 from __future__ import annotations
@@ -96,44 +97,6 @@ def numeric_buckets(
             avg = p.last
         carry = p.last
         out.append(NumericBucket(b_start, lo, avg, hi, carry, p.n))
-    return out
-
-
-def partials_of(
-    series: Series[float | None],
-    start: datetime,
-    end: datetime,
-    width: timedelta,
-    data_end: datetime,
-) -> list[Partial]:
-    """The :class:`Partial` rows the database computes, in Python (a reference for tests).
-
-    The last reading holds until ``data_end`` (or ``end``, if that is earlier).
-    """
-    w = width.total_seconds()
-    total = (min(end, data_end) - start).total_seconds()
-    inside = [p for p in series.points if start <= p.time < end]
-    groups: dict[int, list[tuple[float, float, float | None]]] = {}
-    for cur, nxt in itertools.zip_longest(inside, inside[1:]):
-        e = (cur.time - start).total_seconds()
-        e_next = max(e, total) if nxt is None else (nxt.time - start).total_seconds()
-        groups.setdefault(int(e // w), []).append((e, e_next, cur.value))
-    out = []
-    for i, rows in sorted(groups.items()):
-        values = [v for _, _, v in rows if v is not None]
-        spans = [(min(e_next, (i + 1) * w) - e, v) for e, e_next, v in rows]
-        out.append(
-            Partial(
-                i=i,
-                n=len(rows),
-                min=min(values) if values else None,
-                max=max(values) if values else None,
-                first_e=rows[0][0],
-                area=sum(d * v for d, v in spans if v is not None) if values else None,
-                covered=sum(d for d, v in spans if v is not None) if values else None,
-                last=rows[-1][2],
-            )
-        )
     return out
 
 

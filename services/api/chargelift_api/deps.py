@@ -71,13 +71,5 @@ def require_read(
     return _authenticate(request, credentials, "read")
 
 
-def require_admin(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> TokenEntry:
-    """401 without a valid token, 403 unless it has scope admin."""
-    return _authenticate(request, credentials, "admin")
-
-
 def _unauthorized(detail: str) -> ProblemError:
     return ProblemError(401, "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})

@@ -18,16 +18,17 @@ calendar or window boundary) inside it and each part is priced with the
 change pays each tariff for what was charged under it (not one price per session,
 openWB #1757).
 
-Long series are not walked here point by point: the database merges consecutive
-deltas that no cut separates (:func:`coalesce` is the same operation in Python, and
-the tests check that it changes no total).
+The database computes the deltas by these rules and merges consecutive deltas that no
+cut separates (``repository.ENERGY_DELTAS``), so long series are not walked here point by
+point. tests/unit/api/reference.py holds the same rules in Python (``register_deltas``,
+``coalesce``), the reference model of the unit tests.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,65 +46,6 @@ class EnergyDelta:
     end: datetime
     wh: float
     reset: bool = False
-
-
-def register_deltas(register: Series[float | None]) -> Iterator[EnergyDelta]:
-    """Deltas of an energy register, with reset detection (see the module docstring)."""
-    prev = register.initial if register.initial and register.initial.value is not None else None
-    for point in register.points:
-        if point.value is None:
-            continue
-        if prev is None or prev.value is None:
-            prev = point  # first reading without baseline: baseline, not energy
-            continue
-        if point.value >= prev.value:
-            delta, reset = point.value - prev.value, False
-        else:
-            delta, reset = point.value, True
-        if delta > 0 or reset:
-            yield EnergyDelta(prev.time, point.time, float(delta), reset)
-        prev = point
-
-
-def coalesce(deltas: Iterable[EnergyDelta], cuts: Sequence[datetime]) -> list[EnergyDelta]:
-    """Merge deltas that lie between the same two cuts into one delta.
-
-    A delta with a cut strictly inside it is kept alone (it will be split pro rata).
-    This is what ``repository.ENERGY_DELTAS`` does in SQL; the merged deltas price,
-    split and attribute exactly as the originals whenever every price, tariff,
-    period and session boundary is among ``cuts``.
-    """
-    ordered = sorted(cuts)
-    out: list[EnergyDelta] = []
-    group: list[EnergyDelta] = []
-    group_key = -1
-
-    def flush() -> None:
-        if group:
-            out.append(
-                EnergyDelta(
-                    group[0].start,
-                    group[-1].end,
-                    sum(d.wh for d in group),
-                    any(d.reset for d in group),
-                )
-            )
-            group.clear()
-
-    for d in deltas:
-        k0 = bisect.bisect_right(ordered, d.start)  # cuts <= start
-        k1 = bisect.bisect_left(ordered, d.end)  # cuts < end
-        if k0 != k1:
-            flush()
-            out.append(d)
-            group_key = -1
-            continue
-        if k1 != group_key:
-            flush()
-            group_key = k1
-        group.append(d)
-    flush()
-    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ in) and ``points`` are the readings inside it, in time order.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -71,8 +71,3 @@ class Series(Generic[T]):
                 out.append(p)
                 last = p
         return Series(self.initial, out)
-
-
-def change_times(series: Iterable[Series[object]], start: datetime, end: datetime) -> set[datetime]:
-    """Every time strictly inside (``start``, ``end``) at which one of ``series`` changes."""
-    return {p.time for s in series for p in s.changes().between(start, end)}

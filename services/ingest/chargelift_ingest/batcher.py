@@ -10,8 +10,9 @@ Failures of a write are classified once (STYLE #6):
 
 * the database is unreachable or refuses for a reason outside the data (connection,
   shutdown, resources, missing table, permissions): **retry the batch** with bounded
-  backoff, acknowledging nothing meanwhile; the broker's in-flight window (receive
-  maximum) bounds what waits here, so memory stays bounded;
+  backoff (:class:`chargelift_runtime.retry.Backoff`, tenacity's loop), acknowledging
+  nothing meanwhile; the broker's in-flight window (receive maximum) bounds what waits
+  here, so memory stays bounded;
 * the data itself is refused (SQLSTATE class 22 "data exception" or 23 "integrity
   constraint"): the batch is written again **one message per transaction**, and the
   message that is refused becomes a ``db_rejected`` dead letter. Validation should make
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 import asyncpg
+import tenacity
 from prometheus_client import CollectorRegistry
 
 from chargelift_ingest.metrics import IngestMetrics
@@ -43,7 +45,7 @@ from chargelift_ingest.validate import (
     StateChange,
 )
 from chargelift_ingest.writer import WriteResult
-from chargelift_runtime.mqtt import Backoff
+from chargelift_runtime.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -228,47 +230,53 @@ class Batcher:
             self._record(result, dead, avail, readings)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run ``attempt`` until it succeeds; re-raise only errors that blame the data."""
-        delays = self.backoff.delays()
+        """Run ``attempt`` until it succeeds; re-raise only errors that blame the data.
+
+        Anything else is retried (tenacity's loop, :meth:`Backoff.retrying`): a timeout
+        (the writer bounds every call), a lost connection, or an error nobody foresaw
+        (asyncpg's internal ones): a batcher that died would leave every message
+        unacknowledged and the process up, silently stuck.
+        """
         down_since: float | None = None
-        while True:
-            try:
-                value = await attempt()
-            except Exception as exc:
-                if blames_the_data(exc):
-                    raise
-                # Anything else is retried: a timeout (the writer bounds every call), a
-                # lost connection, or an error nobody foresaw (asyncpg's internal ones):
-                # a batcher that died would leave every message unacknowledged and the
-                # process up, silently stuck.
-                expected = isinstance(exc, WRITE_ERRORS)
-                connection = expected and (
-                    not isinstance(exc, asyncpg.PostgresError)
-                    or str(getattr(exc, "sqlstate", "")).startswith(("08", "57", "53"))
+
+        def failed(state: tenacity.RetryCallState) -> None:
+            nonlocal down_since
+            assert state.outcome is not None
+            exc = state.outcome.exception()
+            expected = isinstance(exc, WRITE_ERRORS)
+            connection = expected and (
+                not isinstance(exc, asyncpg.PostgresError)
+                or str(getattr(exc, "sqlstate", "")).startswith(("08", "57", "53"))
+            )
+            self.metrics.db_errors.labels("unavailable" if connection else "error").inc()
+            if down_since is None:
+                down_since = time.monotonic()
+                self.database_ok = False
+                # A connection problem is expected to pass; anything else (a missing
+                # table, a permission) needs an operator: say so loudly.
+                log.log(
+                    logging.WARNING if connection else logging.ERROR,
+                    "database write failed (%s: %s); holding %d messages unacknowledged, retrying",
+                    type(exc).__name__,
+                    exc,
+                    self.pending,
+                    exc_info=None if expected else exc,
                 )
-                self.metrics.db_errors.labels("unavailable" if connection else "error").inc()
-                if down_since is None:
-                    down_since = time.monotonic()
-                    self.database_ok = False
-                    # A connection problem is expected to pass; anything else (a missing
-                    # table, a permission) needs an operator: say so loudly.
-                    log.log(
-                        logging.WARNING if connection else logging.ERROR,
-                        "database write failed (%s: %s); holding %d messages unacknowledged, "
-                        "retrying",
-                        type(exc).__name__,
-                        exc,
-                        self.pending,
-                        exc_info=None if expected else exc,
-                    )
-                else:
-                    log.debug("database write failed again (%s: %s)", type(exc).__name__, exc)
-                await asyncio.sleep(next(delays))
-                continue
-            if down_since is not None:
-                log.warning("database writes work again after %.1fs", time.monotonic() - down_since)
-            self.database_ok = True
-            return value
+            else:
+                log.debug("database write failed again (%s: %s)", type(exc).__name__, exc)
+
+        retrying = self.backoff.retrying(
+            retry_if=lambda exc: not blames_the_data(exc), before_sleep=failed
+        )
+
+        async def call() -> T:  # a coroutine function, which tenacity awaits
+            return await attempt()
+
+        value: T = await retrying(call)
+        if down_since is not None:
+            log.warning("database writes work again after %.1fs", time.monotonic() - down_since)
+        self.database_ok = True
+        return value
 
     def _record(
         self,

@@ -2,8 +2,9 @@
 
 * Fixed cadence (``interval``), ``asyncio.timeout`` around every device read.
 * A failure is retried with bounded exponential backoff (``interval`` doubling up to
-  ``max_backoff``); a permanent error (wrong PIN, bad address) takes the charger out
-  of fast rotation: it is retried every ``permanent_retry`` seconds.
+  ``max_backoff``: :class:`chargelift_runtime.retry.Backoff` without jitter); a
+  permanent error (wrong PIN, bad address) takes the charger out of fast rotation: it
+  is retried every ``permanent_retry`` seconds.
 * "Down" is logged once when it happens (loudly, at ERROR, for permanent errors) and
   "up again" once when the charger recovers; in between, failures go to DEBUG.
 * Availability (``online``/``offline``) is written to the outbox on every transition,
@@ -50,6 +51,7 @@ from chargelift_poller.errors import (
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import ChargerReading, InvalidReadingError
 from chargelift_poller.outbox import Entry
+from chargelift_runtime.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +73,13 @@ class Timing:
     start_delay: float = 0.0
 
     def backoff(self, failures: int) -> float:
-        """Delay before the next attempt after ``failures`` consecutive failures."""
-        factor = 2.0 ** min(max(failures - 1, 0), 30)
-        return max(self.interval, min(self.interval * factor, self.max_backoff))
+        """Delay before the next attempt after ``failures`` consecutive failures.
+
+        chargelift's one retry policy without jitter (the scheduler keeps each charger's
+        phase), never shorter than ``interval``.
+        """
+        policy = Backoff(initial=self.interval, maximum=self.max_backoff, jitter=0.0)
+        return max(self.interval, policy.delay(failures))
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,18 +85,3 @@ class ConfigError(PermanentError):
     """The configuration does not fit the device (wrong address, unknown option...)."""
 
     kind = "config"
-
-
-#: Every concrete ``kind`` label, for pre-declaring metric series.
-ERROR_KINDS = tuple(
-    cls.kind
-    for cls in (
-        ChargerTimeoutError,
-        ChargerConnectionError,
-        ChargerHttpError,
-        ChargerProtocolError,
-        DriverFaultError,
-        AuthError,
-        ConfigError,
-    )
-)

@@ -53,7 +53,8 @@ from chargelift_poller.publisher import Publisher, Window
 from chargelift_poller.transport import DeviceTransport
 from chargelift_runtime.certmetrics import CertificateExpiryCollector
 from chargelift_runtime.http import HttpEndpoint, Response
-from chargelift_runtime.mqtt import Backoff, MqttClient, Will
+from chargelift_runtime.mqtt import MqttClient, Will
+from chargelift_runtime.retry import Backoff
 from chargelift_runtime.service import health
 from chargelift_runtime.watchdog import Liveness
 

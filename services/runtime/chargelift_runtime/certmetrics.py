@@ -16,8 +16,13 @@ certificate revocation list expires too, and an expired CRL makes the broker ref
 A file that cannot be read or parsed is reported as ``chargelift_certificate_read_errors``
 instead of failing the scrape.
 
-Parsing uses only the standard library (the same decoder ``getpeercert()`` uses), so
-the poller on a Raspberry Pi needs no X.509 package for it.
+Parsing uses only the standard library's public API: the first certificate or CRL of a
+PEM file is base64-decoded and the few DER fields needed (a certificate's notAfter and
+subject commonName, a CRL's nextUpdate) are read by a small DER walker below. No X.509
+package: ``cryptography`` would cost the poller on a Raspberry Pi 7.6 MB of RSS for
+good (it reads its edge certificate in a child process for that reason, and
+tests/unit/poller/test_main.py checks that it never loads it); CPython's own decoder,
+``ssl._ssl._test_decode_cert``, is private.
 """
 
 from __future__ import annotations
@@ -26,19 +31,13 @@ import base64
 import binascii
 import calendar
 import re
-import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-# CPython's PEM decoder behind SSLSocket.getpeercert(); present in every CPython 3.
-# ``ssl.SSLContext.get_ca_certs`` would be public but returns CA certificates only.
-_decode_cert: Callable[[str], dict[str, Any]] = ssl._ssl._test_decode_cert  # type: ignore[attr-defined]
 
 EXPIRY_METRIC = "chargelift_certificate_expiry_timestamp_seconds"
 ERRORS_METRIC = "chargelift_certificate_read_errors"
@@ -58,20 +57,14 @@ def read_expiry(path: Path) -> list[CertExpiry]:
     """The (first) certificate in the PEM file at ``path``.
 
     Raises ValueError when the file is missing, unreadable or holds no certificate
-    the TLS library can decode.
+    that can be decoded.
     """
+    der = _pem_block(path, _PEM_CERT, "certificate")
     try:
-        cert = _decode_cert(str(path))
-    except ssl.SSLError as exc:
-        raise ValueError(f"{path}: {exc.args[0] if exc.args else exc}") from None
-    subject = dict(rdn[0] for rdn in cert["subject"])
-    return [
-        CertExpiry(
-            file=path,
-            subject=str(subject.get("commonName", "")),
-            not_after=float(ssl.cert_time_to_seconds(str(cert["notAfter"]))),
-        )
-    ]
+        subject, not_after = _subject_and_not_after(der)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable certificate ({exc})") from None
+    return [CertExpiry(file=path, subject=subject, not_after=not_after)]
 
 
 def certificate_files(certs_dir: Path | None, *extra: Path) -> list[Path]:
@@ -88,14 +81,32 @@ def certificate_files(certs_dir: Path | None, *extra: Path) -> list[Path]:
     return list(paths)
 
 
-# --- the CRL's nextUpdate, from its DER with the standard library ----------------------
+# --- the few DER fields we need, with the standard library --------------------------
 #
+# Certificate ::= SEQUENCE { tbsCertificate TBSCertificate, ... }
+# TBSCertificate ::= SEQUENCE { version [0] EXPLICIT OPTIONAL, serialNumber INTEGER,
+#                               signature AlgorithmIdentifier, issuer Name,
+#                               validity SEQUENCE { notBefore Time, notAfter Time },
+#                               subject Name, ... }
+# Name ::= SEQUENCE OF SET OF SEQUENCE { type OBJECT IDENTIFIER, value ANY }
 # CertificateList ::= SEQUENCE { tbsCertList TBSCertList, ... }
 # TBSCertList ::= SEQUENCE { version INTEGER OPTIONAL, signature AlgorithmIdentifier,
 #                            issuer Name, thisUpdate Time, nextUpdate Time OPTIONAL, ... }
 # Time ::= UTCTime (tag 0x17, YYMMDDHHMMSSZ) | GeneralizedTime (tag 0x18, YYYYMMDDHHMMSSZ)
 
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
 _PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----(.+?)-----END X509 CRL-----", re.DOTALL)
+_COMMON_NAME = bytes([0x55, 0x04, 0x03])  # OID 2.5.4.3
+# DirectoryString and the like: UTF8String, PrintableString, TeletexString, IA5String,
+# UniversalString, BMPString.
+_STRING_CODECS = {
+    0x0C: "utf-8",
+    0x13: "ascii",
+    0x14: "latin-1",
+    0x16: "ascii",
+    0x1C: "utf-32-be",
+    0x1E: "utf-16-be",
+}
 
 
 def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:
@@ -117,8 +128,9 @@ def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:
 
 def _der_time(tag: int, raw: bytes) -> float:
     text = raw.decode("ascii")
-    if tag == 0x17:  # UTCTime: years 1950-2049 (RFC 5280 4.1.2.5.1)
-        parsed = time.strptime(text, "%y%m%d%H%M%SZ")
+    if tag == 0x17:  # UTCTime: years 1950-2049 (RFC 5280 4.1.2.5.1), not strptime's %y
+        century = "19" if text[:2].isdigit() and int(text[:2]) >= 50 else "20"
+        parsed = time.strptime(century + text, "%Y%m%d%H%M%SZ")
     elif tag == 0x18:
         parsed = time.strptime(text, "%Y%m%d%H%M%SZ")
     else:
@@ -132,18 +144,70 @@ def read_crl_next_update(path: Path) -> float:
     Raises ValueError when the file is missing, unreadable, not a CRL or has no
     nextUpdate (a CRL without one never expires, which the broker's CRL check rejects).
     """
+    der = _pem_block(path, _PEM_CRL, "X509 CRL")
+    try:
+        return _next_update(der)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable CRL ({exc})") from None
+
+
+def _pem_block(path: Path, pattern: re.Pattern[bytes], what: str) -> bytes:
+    """The DER of the first ``what`` PEM block in the file at ``path``."""
     try:
         pem = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"{path}: {exc.strerror}") from None
-    found = _PEM_CRL.search(pem)
+    found = pattern.search(pem)
     if found is None:
-        raise ValueError(f"{path}: no X509 CRL in it")
+        raise ValueError(f"{path}: no {what} in it")
     try:
-        der = base64.b64decode(b"".join(found.group(1).split()), validate=True)
-        return _next_update(der)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable CRL ({exc})") from None
+        return base64.b64decode(b"".join(found.group(1).split()), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"{path}: not a readable {what} ({exc})") from None
+
+
+def _children(der: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    """The DER items one after the other in ``der[start:end]``."""
+    items = []
+    pos = start
+    while pos < end:
+        item = _der_item(der, pos)
+        if item[2] > end:
+            raise ValueError("truncated DER")
+        items.append(item)
+        pos = item[2]
+    return items
+
+
+def _subject_and_not_after(der: bytes) -> tuple[str, float]:
+    _, outer, outer_end = _der_item(der, 0)  # Certificate
+    tag, start, end = _der_item(der, outer)  # TBSCertificate
+    if tag != 0x30 or end > outer_end:
+        raise ValueError("not a certificate")
+    fields = _children(der, start, end)
+    if fields and fields[0][0] == 0xA0:  # version is optional
+        fields = fields[1:]
+    # serialNumber, signature, issuer, validity, subject
+    if len(fields) < 5 or fields[3][0] != 0x30 or fields[4][0] != 0x30:
+        raise ValueError("no validity or subject")
+    validity = _children(der, fields[3][1], fields[3][2])
+    if len(validity) != 2:
+        raise ValueError("bad validity")
+    tag, start, end = validity[1]
+    not_after = _der_time(tag, der[start:end])
+    common_name = ""
+    for rdn in _children(der, fields[4][1], fields[4][2]):
+        for attribute in _children(der, rdn[1], rdn[2]):
+            parts = _children(der, attribute[1], attribute[2])
+            if len(parts) != 2 or parts[0][0] != 0x06:
+                raise ValueError("bad name attribute")
+            (_, oid_start, oid_end), (value_tag, value_start, value_end) = parts
+            if der[oid_start:oid_end] == _COMMON_NAME:  # the last one counts, as it did
+                codec = _STRING_CODECS.get(value_tag)
+                if codec is None:
+                    raise ValueError(f"commonName is not a string (tag {value_tag:#x})")
+                common_name = der[value_start:value_end].decode(codec)
+    return common_name, not_after
 
 
 def _next_update(der: bytes) -> float:

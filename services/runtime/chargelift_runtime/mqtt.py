@@ -3,8 +3,10 @@
 ``async with MqttClient(...) as client`` starts a supervisor that connects over
 mutual TLS, reconnects with bounded exponential backoff (a *new* gmqtt client per
 connection: gmqtt's own reconnect is fire-and-forget and has a fixed delay, so it is
-switched off), and on exit disconnects with the will (MQTT 5 reason 0x04), so that
-consumers see "offline" on a clean shutdown too.
+switched off; the delays are :class:`chargelift_runtime.retry.Backoff`'s, drawn by the
+supervisor's own loop, which :mod:`chargelift_runtime.retry` explains), and on exit
+disconnects with the will (MQTT 5 reason 0x04), so that consumers see "offline" on a
+clean shutdown too.
 
 Publishing: :meth:`MqttClient.publish` resolves when the broker's PUBACK arrives, and
 fails with :class:`PublishRefusedError` if the PUBACK carries an error reason code (MQTT 5:
@@ -27,10 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import struct
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +40,8 @@ from typing import Any, Self
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50
 from gmqtt.mqtt.handler import MQTTConnectError
+
+from chargelift_runtime.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -91,26 +94,6 @@ class TlsFiles:
         ctx.set_ciphers(TLS12_CIPHERS)
         ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
         return ctx
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Bounded exponential backoff with jitter."""
-
-    initial: float = 0.5
-    # Capped at 10 s: a broker back from a restart is found within seconds, and 10 s is
-    # still gentle on a broker that a whole fleet reconnects to.
-    maximum: float = 10.0
-    factor: float = 2.0
-    jitter: float = 0.2
-
-    def delays(self) -> Iterator[float]:
-        """Yield the delays before each retry, forever, each at most ``maximum``."""
-        delay = self.initial
-        while True:
-            spread = delay * self.jitter
-            yield min(self.maximum, max(0.0, delay + random.uniform(-spread, spread)))  # noqa: S311
-            delay = min(self.maximum, delay * self.factor)
 
 
 @dataclass(frozen=True, slots=True)

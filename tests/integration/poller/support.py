@@ -27,7 +27,8 @@ from chargelift_poller.config import (
     Settings,
 )
 from chargelift_poller.service import PollerService
-from chargelift_runtime.mqtt import Backoff, Message, MqttClient
+from chargelift_runtime.mqtt import Message, MqttClient
+from chargelift_runtime.retry import Backoff
 from tests.support.certs import TestCerts
 
 #: A PIN nobody would print by accident; the tests grep every log for it.

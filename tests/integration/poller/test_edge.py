@@ -26,7 +26,8 @@ from chargelift_contract import (
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.postgres import PostgresServer
 from chargelift_poller.config import MqttIdentity
-from chargelift_runtime.mqtt import Backoff, Message, MqttClient
+from chargelift_runtime.mqtt import Message, MqttClient
+from chargelift_runtime.retry import Backoff
 from tests.integration.ingest.conftest import IngestProcess, ingest_env
 from tests.integration.poller.support import (
     PIN,

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chargelift_api.buckets import NumericBucket, numeric_buckets, partials_of, state_buckets
+from chargelift_api.buckets import NumericBucket, numeric_buckets, state_buckets
 from chargelift_api.series import Series
 from tests.unit.api.helpers import at, series
+from tests.unit.api.reference import partials_of
 
 HOUR = timedelta(minutes=60)
 

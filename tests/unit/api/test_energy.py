@@ -10,17 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chargelift_api.energy import (
-    NO_TARIFF,
-    EnergyDelta,
-    Tariffs,
-    coalesce,
-    energy_by_period,
-    register_deltas,
-)
+from chargelift_api.energy import NO_TARIFF, EnergyDelta, Tariffs, energy_by_period
 from chargelift_api.periods import Period, calendar_periods
 from chargelift_api.series import Point, Series
 from tests.unit.api.helpers import at, series
+from tests.unit.api.reference import coalesce, register_deltas
 
 FLAT = Tariffs(series([], initial=(-600, 30.0)), Series.empty())
 

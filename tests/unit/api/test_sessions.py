@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chargelift_api.energy import Tariffs, coalesce, register_deltas
+from chargelift_api.energy import Tariffs
 from chargelift_api.series import Series
 from chargelift_api.sessions import Session, bill_sessions, derive_sessions, session_cuts
 from tests.unit.api.helpers import at, series
+from tests.unit.api.reference import coalesce, register_deltas
 
 Pts = Sequence[tuple[float, Any]]
 

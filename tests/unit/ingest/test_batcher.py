@@ -23,7 +23,7 @@ from chargelift_ingest.validate import (
     StateChange,
 )
 from chargelift_ingest.writer import WriteResult
-from chargelift_runtime.mqtt import Backoff
+from chargelift_runtime.retry import Backoff
 
 T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)
 FAST = Backoff(initial=0.01, maximum=0.02)

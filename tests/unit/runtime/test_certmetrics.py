@@ -116,3 +116,38 @@ def test_any_bytes_in_a_crl_file_end_as_value_error(tmp_path_factory: Any, data:
     path.write_bytes(b"-----BEGIN X509 CRL-----\n" + body + b"-----END X509 CRL-----\n")
     with contextlib.suppress(ValueError):
         read_crl_next_update(path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_in_a_certificate_file_end_as_value_error(
+    tmp_path_factory: Any, data: bytes
+) -> None:
+    path = tmp_path_factory.mktemp("crt") / "x.crt"
+    body = base64.encodebytes(data)
+    path.write_bytes(b"-----BEGIN CERTIFICATE-----\n" + body + b"-----END CERTIFICATE-----\n")
+    with contextlib.suppress(ValueError):
+        read_expiry(path)
+
+
+def test_the_first_certificate_of_a_bundle_counts_and_the_collector_loads_no_x509_package(
+    tmp_path: Path,
+) -> None:
+    pki.create_ca(tmp_path)
+    pki.issue_client(tmp_path, "amtron-1")
+    bundle = tmp_path / "bundle.crt"
+    leaf = tmp_path / "clients" / "amtron-1.crt"
+    bundle.write_bytes(leaf.read_bytes() + (tmp_path / "ca.crt").read_bytes())
+    [first] = read_expiry(bundle)
+    assert (first.subject, first.not_after) == ("amtron-1", _not_after(leaf))
+
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; "
+        "from chargelift_runtime.certmetrics import read_expiry; "
+        f"read_expiry(Path({str(leaf)!r})); print('cryptography' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert out.stdout.strip() == b"False"
