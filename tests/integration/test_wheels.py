@@ -189,9 +189,10 @@ def test_poller_loads_its_sample_configuration(installed: Path, tmp_path: Path) 
     assert "POLLER_CONFIG" in settings
     probe = (
         "from pathlib import Path\n"
-        "from chargelift_poller.config import Settings, load_config\n"
-        "s = Settings()\n"
-        "c = load_config(Path(s.poller_config))\n"
+        "from chargelift_poller.config import MqttSettings, Settings, load_config\n"
+        "from chargelift_runtime.settings import load_settings\n"
+        "s, m = load_settings(Settings, MqttSettings)\n"
+        "c = load_config(Path(s.config))\n"
         "print(' '.join(ch.id for ch in c.chargers))\n"
     )
     env = clean_env(installed, tmp_path, **settings)
