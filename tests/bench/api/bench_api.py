@@ -419,12 +419,12 @@ async def plans(dsn: str) -> str:
         ("state: latest value of every field", sql.LATEST, [c]),
         (
             "history: 24 h of PowerOutput in 1 h buckets",
-            sql.NUMERIC_BUCKETS,
+            sql.NUMERIC_BUCKETS.format(num=sql.column_of("PowerOutput")),
             [c, "PowerOutput", day, day + timedelta(days=1), 3600.0, 86400.0],
         ),
         (
             "history: 24 h of SessionEnergy (dense) in 1 h buckets",
-            sql.NUMERIC_BUCKETS,
+            sql.NUMERIC_BUCKETS.format(num=sql.column_of("SessionEnergy")),
             [c, "SessionEnergy", day, day + timedelta(days=1), 3600.0, 86400.0],
         ),
         (
@@ -434,8 +434,9 @@ async def plans(dsn: str) -> str:
         ),
         (
             "energy: register deltas over 30 days, merged between cuts",
-            sql.ENERGY_DELTAS,
-            [c, "SessionEnergy", T0, month, cuts, True],
+            sql.ENERGY_DELTAS.format(num=sql.plausible("SessionEnergy")),
+            # the last argument: the row budget + 1, as the API passes it
+            [c, "SessionEnergy", T0, month, cuts, True, 100_001],
         ),
     ]
     out = []
