@@ -46,6 +46,7 @@ import asyncpg
 
 from chargelift_api import repository as sql
 from chargelift_api.auth import hash_token
+from chargelift_api.config import Settings as ApiSettings
 from chargelift_devstack.mosquitto import REPO
 from chargelift_devstack.postgres import PostgresServer
 from chargelift_devstack.procs import free_port, shared_dir
@@ -414,6 +415,8 @@ async def plans(dsn: str) -> str:
         {T0 + timedelta(days=d) for d in range(31)}
         | {T0 + timedelta(days=d, hours=h) for d in range(30) for h in (6, 22)}
     )
+    # The row budget + 1, as the API passes it (API_MAX_ROWS at its default).
+    limit = ApiSettings.model_fields["max_rows"].default + 1
     queries: list[tuple[str, str, list[object]]] = [
         ("state: the charger, its state and power", sql.CHARGERS + " WHERE c.charger = $1", [c]),
         ("state: latest value of every field", sql.LATEST, [c]),
@@ -430,13 +433,12 @@ async def plans(dsn: str) -> str:
         (
             "energy/sessions: OperationState changes over 30 days (+7 days either side)",
             sql.CHANGES.format(col="value_text"),
-            [c, "OperationState", T0 - timedelta(days=7), month + timedelta(days=7)],
+            [c, "OperationState", T0 - timedelta(days=7), month + timedelta(days=7), limit],
         ),
         (
             "energy: register deltas over 30 days, merged between cuts",
             sql.ENERGY_DELTAS.format(num=sql.plausible("SessionEnergy")),
-            # the last argument: the row budget + 1, as the API passes it
-            [c, "SessionEnergy", T0, month, cuts, True, 100_001],
+            [c, "SessionEnergy", T0, month, cuts, True, limit],
         ),
     ]
     out = []
