@@ -121,7 +121,12 @@ def problems_of(name: str, text: str) -> list[str]:
 
 def test_the_rule_finds_what_it_should_and_nothing_else() -> None:
     bad = [
-        "see " + ".." + "/" + "shared" + "/" + "DESIGN.md",  # split: this file names no outside path itself
+        "see "
+        + ".."
+        + "/"
+        + "shared"
+        + "/"
+        + "DESIGN.md",  # split: this file names no outside path itself
         "facts: " + "shared" + "/" + "reference/charger-protocols.md §1",
         "cd /work/main && make",
         "open /home/alice/chargelift/README.md",
