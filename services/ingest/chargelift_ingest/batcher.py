@@ -32,7 +32,6 @@ from typing import Protocol, TypeVar
 
 import asyncpg
 import tenacity
-from prometheus_client import CollectorRegistry
 
 from chargelift_ingest.metrics import IngestMetrics
 from chargelift_ingest.validate import (
@@ -105,7 +104,7 @@ class Batcher:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        metrics: IngestMetrics | None = None,
+        metrics: IngestMetrics,
     ) -> None:
         self.writer = writer
         self.size = size
@@ -113,7 +112,7 @@ class Batcher:
         self.backoff = backoff or Backoff(initial=0.2, maximum=10.0)
         self.clock = clock
         self.now = now
-        self.metrics = metrics or IngestMetrics(CollectorRegistry())
+        self.metrics = metrics
         self._pending: list[_Pending] = []
         self._first_at = 0.0
         self._changed = asyncio.Event()

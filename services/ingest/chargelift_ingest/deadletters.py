@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
-from prometheus_client import CollectorRegistry
 
 from chargelift_ingest.metrics import IngestMetrics
 
@@ -83,7 +82,7 @@ class DeadLetterBudget:
         global_burst: int,
         max_bytes: int = MAX_BUDGET_BYTES,
         clock: Callable[[], float] = time.monotonic,
-        metrics: IngestMetrics | None = None,
+        metrics: IngestMetrics,
     ) -> None:
         self.rate = rate
         self.burst = float(burst)
@@ -91,7 +90,7 @@ class DeadLetterBudget:
         self.global_burst = float(global_burst)
         self.max_bytes = max_bytes
         self.clock = clock
-        self.metrics = metrics or IngestMetrics(CollectorRegistry())
+        self.metrics = metrics
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._bytes = 0
         self._global = _Bucket(self.global_burst, clock())

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from prometheus_client import CollectorRegistry
 
 from chargelift_ingest.deadletters import bounded, dead_letter_key
 from chargelift_ingest.metrics import IngestMetrics
@@ -234,14 +233,14 @@ class Writer:
         dead_letter_max_bytes: int = 1024,
         timeout: float = 30.0,
         acquire_timeout: float = 10.0,
-        metrics: IngestMetrics | None = None,
+        metrics: IngestMetrics,
     ) -> None:
         self.pool = pool
         self._edge_chargers = edge_chargers
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.timeout = timeout
         self.acquire_timeout = acquire_timeout
-        self.metrics = metrics or IngestMetrics(CollectorRegistry())
+        self.metrics = metrics
 
     async def write(
         self,

@@ -39,8 +39,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from prometheus_client import CollectorRegistry
 
 from chargelift_contract import Envelope, availability_topic, encode, field_topic
+from chargelift_ingest.metrics import IngestMetrics
 from chargelift_ingest.validate import Availability, Reading, validate
 from chargelift_ingest.writer import Writer
 
@@ -218,7 +220,7 @@ async def write(dsn: str, edges: list[Edge], batch: int = 500) -> int:
             items.append(item)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:
-        writer = Writer(pool)
+        writer = Writer(pool, metrics=IngestMetrics(CollectorRegistry()))
         written = 0
         for i in range(0, len(items), batch):
             chunk = items[i : i + batch]

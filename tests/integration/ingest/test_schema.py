@@ -14,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from prometheus_client import CollectorRegistry
 
 from chargelift_contract import OperationState
 from chargelift_devstack.postgres import PostgresServer
+from chargelift_ingest.metrics import IngestMetrics
 from chargelift_ingest.migrate import discover, migrate
 from chargelift_ingest.validate import Reading
 from chargelift_ingest.writer import Writer
@@ -136,7 +138,7 @@ async def test_reading_buckets_equal_a_computation_from_the_raw_rows(db: str) ->
     rows.append(_reading("amtron-2", "PowerOutput", T0 + timedelta(minutes=3), 5.0))
     pool = await asyncpg.create_pool(db, min_size=1, max_size=2)
     try:
-        await Writer(pool).write(rows)
+        await Writer(pool, metrics=IngestMetrics(CollectorRegistry())).write(rows)
         async with pool.acquire() as conn:
             if await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname='timescaledb'"):
                 # Materialise part of the range: the rest is aggregated in real time.
@@ -220,7 +222,7 @@ async def test_ev_readings_carries_values_forward(db: str) -> None:
     ]
     pool = await asyncpg.create_pool(db, min_size=1, max_size=1)
     try:
-        await Writer(pool).write(rows)
+        await Writer(pool, metrics=IngestMetrics(CollectorRegistry())).write(rows)
         got = await pool.fetch("SELECT * FROM ev_readings WHERE charger = 'meter-1' ORDER BY time")
         typ = await pool.fetchval(
             "SELECT atttypid::regtype::text FROM pg_attribute "

@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from prometheus_client import CollectorRegistry
 
 from chargelift_ingest.batcher import Batcher, NotStored
+from chargelift_ingest.metrics import IngestMetrics
 from chargelift_ingest.validate import (
     Availability,
     DeadLetter,
@@ -65,7 +67,9 @@ class FakeWriter:
 
 async def test_a_full_batch_is_written_at_once_and_acknowledged_after_commit() -> None:
     writer = FakeWriter()
-    batcher = Batcher(writer, size=3, age_s=60, backoff=FAST)
+    batcher = Batcher(
+        writer, size=3, age_s=60, backoff=FAST, metrics=IngestMetrics(CollectorRegistry())
+    )
     async with asyncio.TaskGroup() as tg:
         tg.create_task(batcher.run())
         subs = [tg.create_task(batcher.submit(reading(i), "t", b"p")) for i in range(7)]
@@ -80,7 +84,9 @@ async def test_a_full_batch_is_written_at_once_and_acknowledged_after_commit() -
 
 async def test_a_partial_batch_is_written_when_it_reaches_its_age() -> None:
     writer = FakeWriter()
-    batcher = Batcher(writer, size=1000, age_s=0.05, backoff=FAST)
+    batcher = Batcher(
+        writer, size=1000, age_s=0.05, backoff=FAST, metrics=IngestMetrics(CollectorRegistry())
+    )
     runner = asyncio.create_task(batcher.run())
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -99,7 +105,9 @@ async def test_nothing_is_acknowledged_while_the_database_is_down() -> None:
         * 3,
         gate=gate,
     )
-    batcher = Batcher(writer, size=10, age_s=0.01, backoff=FAST)
+    batcher = Batcher(
+        writer, size=10, age_s=0.01, backoff=FAST, metrics=IngestMetrics(CollectorRegistry())
+    )
     runner = asyncio.create_task(batcher.run())
     subs = [asyncio.create_task(batcher.submit(reading(i), "t", b"p")) for i in range(4)]
     await asyncio.sleep(0.05)
@@ -116,7 +124,9 @@ async def test_nothing_is_acknowledged_while_the_database_is_down() -> None:
 async def test_errors_that_do_not_blame_the_data_are_retried_too() -> None:
     # A missing table (e.g. migrations not run yet) needs an operator, not a dead letter.
     writer = FakeWriter(failures=[asyncpg.exceptions.UndefinedTableError("no readings")])
-    batcher = Batcher(writer, size=10, age_s=0.01, backoff=FAST)
+    batcher = Batcher(
+        writer, size=10, age_s=0.01, backoff=FAST, metrics=IngestMetrics(CollectorRegistry())
+    )
     runner = asyncio.create_task(batcher.run())
     async with asyncio.timeout(5):
         await batcher.submit(reading(1), "t", b"p")
@@ -128,7 +138,9 @@ async def test_errors_that_do_not_blame_the_data_are_retried_too() -> None:
 async def test_a_row_the_database_refuses_becomes_a_dead_letter_and_the_rest_is_stored() -> None:
     bad = reading(2)
     writer = FakeWriter(refuse={bad})
-    batcher = Batcher(writer, size=10, age_s=0.01, backoff=FAST)
+    batcher = Batcher(
+        writer, size=10, age_s=0.01, backoff=FAST, metrics=IngestMetrics(CollectorRegistry())
+    )
     runner = asyncio.create_task(batcher.run())
     async with asyncio.timeout(5):
         await asyncio.gather(
@@ -143,7 +155,9 @@ async def test_a_row_the_database_refuses_becomes_a_dead_letter_and_the_rest_is_
 
 async def test_dead_letters_and_availability_travel_in_the_same_batch() -> None:
     writer = FakeWriter()
-    batcher = Batcher(writer, size=3, age_s=60, backoff=FAST)
+    batcher = Batcher(
+        writer, size=3, age_s=60, backoff=FAST, metrics=IngestMetrics(CollectorRegistry())
+    )
     runner = asyncio.create_task(batcher.run())
     letter = DeadLetter("chargers/a/Bogus", b"{}", "unknown_field", "unknown")
     avail = Availability("a", True, T0)
@@ -160,7 +174,9 @@ async def test_dead_letters_and_availability_travel_in_the_same_batch() -> None:
 
 async def test_after_close_new_messages_are_not_taken_and_queued_ones_are_written() -> None:
     writer = FakeWriter()
-    batcher = Batcher(writer, size=100, age_s=60, backoff=FAST)
+    batcher = Batcher(
+        writer, size=100, age_s=60, backoff=FAST, metrics=IngestMetrics(CollectorRegistry())
+    )
     runner = asyncio.create_task(batcher.run())
     queued = [asyncio.create_task(batcher.submit(reading(i), "t", b"p")) for i in range(3)]
     await asyncio.sleep(0)
@@ -175,7 +191,9 @@ async def test_after_close_new_messages_are_not_taken_and_queued_ones_are_writte
 
 async def test_abandon_fails_what_was_not_committed() -> None:
     writer = FakeWriter(gate=asyncio.Event())  # the database never answers
-    batcher = Batcher(writer, size=2, age_s=0.01, backoff=FAST)
+    batcher = Batcher(
+        writer, size=2, age_s=0.01, backoff=FAST, metrics=IngestMetrics(CollectorRegistry())
+    )
     runner = asyncio.create_task(batcher.run())
     subs = [asyncio.create_task(batcher.submit(reading(i), "t", b"p")) for i in range(5)]
     await asyncio.sleep(0.05)
@@ -194,7 +212,9 @@ async def test_state_changes_reach_the_writer_in_arrival_order() -> None:
     # A new session gets the chargers' retained availability before the edge's will:
     # the writer must apply them in that order for the edge's "offline" to win.
     writer = FakeWriter()
-    batcher = Batcher(writer, size=5, age_s=60, backoff=FAST)
+    batcher = Batcher(
+        writer, size=5, age_s=60, backoff=FAST, metrics=IngestMetrics(CollectorRegistry())
+    )
     runner = asyncio.create_task(batcher.run())
     items: list[Item] = [
         EdgeChargers("site-1", ("a", "b"), T0),
@@ -220,7 +240,9 @@ async def test_an_unforeseen_client_error_is_retried_and_does_not_kill_the_batch
         "cannot switch to state 15; another operation (2) is in progress"
     )
     writer = FakeWriter(failures=[error, AttributeError("'NoneType' object has no attribute")])
-    batcher = Batcher(writer, size=10, age_s=0.01, backoff=FAST)
+    batcher = Batcher(
+        writer, size=10, age_s=0.01, backoff=FAST, metrics=IngestMetrics(CollectorRegistry())
+    )
     async with asyncio.TaskGroup() as tg:
         running = tg.create_task(batcher.run())
         async with asyncio.timeout(5):

@@ -93,7 +93,13 @@ def test_the_global_cap_bounds_all_identities_together() -> None:
 def test_a_flood_of_distinct_keys_cannot_grow_memory() -> None:
     clock = Clock()
     b = DeadLetterBudget(
-        rate=1.0, burst=1, global_rate=1e9, global_burst=10**9, max_bytes=64 * 1024, clock=clock
+        rate=1.0,
+        burst=1,
+        global_rate=1e9,
+        global_burst=10**9,
+        max_bytes=64 * 1024,
+        clock=clock,
+        metrics=IngestMetrics(CollectorRegistry()),
     )
     for i in range(10_000):
         b.allow(f"chargers/flood-{i}-{'x' * 100}/X")
