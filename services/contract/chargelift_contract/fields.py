@@ -102,6 +102,21 @@ _FIELDS = (
         (0.0, 3000.0),
     ),
     FieldSpec(
+        "CurrentLimit",
+        FieldType.NUMBER,
+        "A",
+        "Current limit per phase set by a controller (the CurrentLimit command) and in "
+        "force; null when none is (the charger's default applies).",
+        (0.0, 3000.0),
+    ),
+    FieldSpec(
+        "CurrentLimitLeaseEnd",
+        FieldType.STRING,
+        None,
+        "When the CurrentLimit in force reverts to the charger's default unless renewed "
+        "(RFC 3339); null when the limit has no lease.",
+    ),
+    FieldSpec(
         "SessionEnergy",
         FieldType.NUMBER,
         "Wh",
