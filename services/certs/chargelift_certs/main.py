@@ -16,13 +16,21 @@ RELOAD_HINT = (
 )
 
 
+def _role_text(c: pki.CertInfo) -> str:
+    if c.role == "edge":
+        return f"edge ({len(c.chargers)} chargers)"
+    if c.role == "controller":
+        return f"controller ({len(c.chargers)} chargers)" if c.chargers else "controller (all)"
+    return c.role
+
+
 def _print_table(rows: list[pki.CertInfo]) -> None:
     header = ("identity", "kind", "role", "serial", "not after (UTC)", "days", "status")
     table = [header] + [
         (
             c.identity,
             c.kind,
-            f"edge ({len(c.chargers)} chargers)" if c.role == "edge" else c.role,
+            _role_text(c),
             f"{c.serial:x}"[:16],
             c.not_after.strftime("%Y-%m-%d %H:%M"),
             str(c.days_left),
@@ -80,7 +88,11 @@ def run(args: argparse.Namespace) -> int:
                                 "not_after": c.not_after.isoformat(),
                                 "days_left": c.days_left,
                                 "status": c.status,
-                                **({"chargers": list(c.chargers)} if c.role == "edge" else {}),
+                                **(
+                                    {"chargers": list(c.chargers)}
+                                    if c.role in pki.LISTING_ROLES
+                                    else {}
+                                ),
                             }
                             for c in rows
                         ],
@@ -131,16 +143,19 @@ def parser() -> argparse.ArgumentParser:
         "--role",
         choices=list(pki.ROLES),
         default="charger",
-        help="charger: writes chargers/<identity>/#; service: ingest, monitor, api, "
-        "poller; edge: one poller writing for every --charger; ingest: one more ingest "
-        "of a $share group (reads everything); monitor: one more read-only reader",
+        help="charger: writes chargers/<identity>/<Field>, reads its commands, writes "
+        "their results; service: ingest, monitor, api, poller; edge: one poller writing "
+        "for every --charger; ingest: one more ingest of a $share group (reads "
+        "everything); monitor: one more read-only reader; controller: may command every "
+        "--charger (every charger when none is given)",
     )
     s.add_argument(
         "--charger",
         action="append",
         default=[],
         metavar="ID",
-        help="(edge only, repeat) a charger this edge may write for",
+        help="(edge, controller; repeat) a charger this edge may write for, or this "
+        "controller may command",
     )
     s.add_argument("--days", type=int, default=825)
     s.add_argument("--force", action="store_true")

@@ -34,19 +34,24 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from chargelift_contract.identity import charger_urn, listed_chargers
-from chargelift_contract.topics import (
-    CHARGER_ID_RE,
-    CHARGER_ID_RULE,
-    MONITOR_FILTERS,
-    READER_FILTERS,
-    acl_filters_for_charger,
-    acl_filters_for_edge,
+from chargelift_contract.acl import (
+    Grant,
+    acl_lines,
+    charger_grants,
+    controller_grants,
+    edge_grants,
+    monitor_grants,
+    reader_grants,
 )
+from chargelift_contract.identity import charger_urn, listed_chargers
+from chargelift_contract.topics import CHARGER_ID_RE, CHARGER_ID_RULE
 
 KeyType = Literal["ec", "rsa"]
-Role = Literal["charger", "service", "edge", "ingest", "monitor"]
-ROLES: tuple[Role, ...] = ("charger", "service", "edge", "ingest", "monitor")
+Role = Literal["charger", "service", "edge", "ingest", "monitor", "controller"]
+ROLES: tuple[Role, ...] = ("charger", "service", "edge", "ingest", "monitor", "controller")
+#: Roles whose certificate may list chargers (URI SANs): an edge must, a controller may
+#: (none listed: it may command every charger).
+LISTING_ROLES = frozenset({"edge", "controller"})
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 #: Identities of the services; they can never be charger ids.
@@ -59,12 +64,13 @@ SERVICE_IDENTITIES = frozenset({"ingest", "api", "poller", "monitor"})
 ROLE_RULES: dict[str, tuple[str, ...]] = {
     # stores every reading: reads all chargers' topics and the edges' (an edge's last
     # will marks its chargers offline); writes nothing
-    "ingest": tuple(f"topic read {f}" for f in READER_FILTERS),
+    "ingest": tuple(acl_lines(reader_grants())),
     # dashboards, people (mosquitto_sub) and the broker's health check: read-only
-    "monitor": tuple(f"topic read {f}" for f in MONITOR_FILTERS),
+    "monitor": tuple(acl_lines(monitor_grants())),
 }
-#: The reading role of a service identity with role ``service``.
-_SERVICE_ROLES = {"ingest": "ingest", "monitor": "monitor"}
+#: The role of a service identity with role ``service``: ingest reads, monitor reads,
+#: the API is a controller of every charger (it publishes the commands it accepts).
+_SERVICE_ROLES = {"ingest": "ingest", "monitor": "monitor", "api": "controller"}
 DEV_CHARGERS = ("amtron-1", "amtron-2", "amtron-3")
 DEV_SERVICES = ("ingest", "api", "monitor")
 BROKER_SANS = ("localhost", "mosquitto", "127.0.0.1")
@@ -173,13 +179,16 @@ def validate_identity(identity: str) -> str:
 
 
 def validate_chargers(role: str, chargers: Iterable[str]) -> tuple[str, ...]:
-    """The charger list of a certificate of ``role``: required for an edge, else none."""
+    """The charger list of a certificate of ``role``: required for an edge, optional for
+    a controller (none: every charger), else none."""
     listed = tuple(dict.fromkeys(chargers))  # duplicates collapse, order kept
-    if role != "edge":
+    if role not in LISTING_ROLES:
         if listed:
-            raise CertError(f"only an edge certificate lists chargers (role {role!r})")
+            raise CertError(
+                f"only an edge or controller certificate lists chargers (role {role!r})"
+            )
         return ()
-    if not listed:
+    if not listed and role == "edge":
         raise CertError("an edge certificate needs at least one --charger <id>")
     for charger in listed:
         if not CHARGER_ID_RE.fullmatch(charger):
@@ -356,7 +365,7 @@ def issue_client(
         raise CertError(
             f"{identity!r} is not a service identity (services: {sorted(SERVICE_IDENTITIES)})"
         )
-    if role in ("charger", "edge") and identity in SERVICE_IDENTITIES:
+    if role in ("charger", "edge", "controller") and identity in SERVICE_IDENTITIES:
         raise CertError(f"{identity!r} is reserved for a service: pick another {role} id")
     if role in ROLE_RULES and identity in SERVICE_IDENTITIES - {role}:
         raise CertError(f"{identity!r} is reserved for a service: pick another {role} id")
@@ -489,7 +498,7 @@ def rotate(certs_dir: Path, identity: str, *, days: int = 825) -> Path:
     cert = _load_cert(crt)
     role = _role(cert)
     new_role: Role = next((r for r in ROLES if r == role), "charger")
-    chargers = _chargers(cert) if new_role == "edge" else ()
+    chargers = _chargers(cert) if new_role in LISTING_ROLES else ()
     revoke(certs_dir, identity)
     return issue_client(certs_dir, identity, role=new_role, chargers=chargers, days=days)
 
@@ -571,17 +580,23 @@ def render_acl(certs_dir: Path, services_acl: Path | None = None) -> str:
         if info.kind != "client" or info.serial in revoked or info.status != "valid":
             continue
         role = _SERVICE_ROLES.get(info.identity, "") if info.role == "service" else info.role
+        grants: tuple[Grant, ...]
         if role in ROLE_RULES:
             lines += [f"user {info.identity}", *ROLE_RULES[role], ""]
-        elif role in ("charger", "edge"):
+            continue
+        if role == "charger":
+            # its fields and availability; read its commands, write their results
+            grants = charger_grants(info.identity)
+        elif role == "edge":
             # An edge: the same rights as each listed charger's own identity, plus the
             # edge's availability and charger list (edges/<edge>/availability, .../chargers).
-            filters = (
-                acl_filters_for_charger(info.identity)
-                if role == "charger"
-                else acl_filters_for_edge(info.identity, info.chargers)
-            )
-            lines += [f"user {info.identity}", *(f"topic readwrite {f}" for f in filters), ""]
+            grants = edge_grants(info.identity, info.chargers)
+        elif role == "controller":
+            # commands to the listed chargers (every charger when none is listed)
+            grants = controller_grants(info.chargers)
+        else:
+            continue
+        lines += [f"user {info.identity}", *acl_lines(grants), ""]
     return "\n".join(lines)
 
 
