@@ -52,6 +52,15 @@ class TestCerts:
             pki.issue_client(self.dir, identity, role="edge", chargers=chargers)
         return self.tls(identity)
 
+    def issue_controller(self, identity: str, chargers: tuple[str, ...] = ()) -> TlsFiles:
+        """Issue a controller certificate for ``chargers`` (none: every charger); reload
+        the broker after."""
+        from chargelift_certs import pki
+
+        if not (self.dir / "clients" / f"{identity}.crt").exists():
+            pki.issue_client(self.dir, identity, role="controller", chargers=chargers)
+        return self.tls(identity)
+
 
 def make_certs(directory: Path) -> TestCerts:
     from chargelift_certs import pki

@@ -133,8 +133,7 @@ def edge_filter(edge: str) -> str:
 
 
 # --- the broker's ACL: which topic filters each role may use ---------------------------
-# chargelift-certs writes the Mosquitto ACL (``topic read|readwrite <filter>``) from
-# these; the filters are topic strings, so they are written here and nowhere else.
+# chargelift_contract.acl turns these into each role's grants.
 
 #: The broker's own statistics (Mosquitto's ``$SYS`` tree).
 SUBSCRIBE_BROKER_STATS = "$SYS/#"
@@ -142,18 +141,6 @@ SUBSCRIBE_BROKER_STATS = "$SYS/#"
 READER_FILTERS: tuple[str, ...] = (SUBSCRIBE_ALL, SUBSCRIBE_EDGES)
 #: What a monitor (dashboards, people, the broker's health check) may read.
 MONITOR_FILTERS: tuple[str, ...] = (*READER_FILTERS, SUBSCRIBE_BROKER_STATS)
-
-
-def acl_filters_for_charger(charger: str) -> tuple[str, ...]:
-    """What a charger's own identity may read and write: its own topics."""
-    return (charger_filter(charger),)
-
-
-def acl_filters_for_edge(edge: str, chargers: Iterable[str]) -> tuple[str, ...]:
-    """What an edge identity may read and write: each listed charger's topics (the same
-    rights as the charger's own identity), then the edge's own (its availability and
-    charger list)."""
-    return (*(charger_filter(c) for c in chargers), edge_filter(edge))
 
 
 @dataclass(frozen=True, slots=True)

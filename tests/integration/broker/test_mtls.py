@@ -213,14 +213,19 @@ async def test_ingest_can_read_but_not_publish(broker: MosquittoServer, certs: T
 async def test_unlisted_identity_of_our_ca_can_do_nothing(
     broker: MosquittoServer, certs: TestCerts
 ) -> None:
-    # "api" is a service with no MQTT rights at all.
+    # "poller" is a service identity with no MQTT rights at all (pollers publish as
+    # chargers or edges). Issued here; it needs no reload: its ACL block is empty.
+    if not (certs.dir / "clients" / "poller.crt").exists():
+        pki.issue_client(certs.dir, "poller", role="service")
     inbox = Inbox()
-    async with client(broker, certs.tls("api"), "api", inbox=inbox) as api:
-        await api.subscribe("chargers/#")
+    async with client(broker, certs.tls("poller"), "poller", inbox=inbox) as poller:
+        await poller.subscribe("chargers/#")
         async with client(broker, certs.tls("charger-a"), "charger-a") as a:
             await a.publish("chargers/charger-a/PowerOutput", b"{}")
         with pytest.raises(MqttError):
-            await api.publish("chargers/api/PowerOutput", b"{}")
+            await poller.publish("chargers/poller/PowerOutput", b"{}")
+        with pytest.raises(MqttError):
+            await poller.publish("chargers/charger-a/set/Stop", b"{}")
     assert inbox.messages == []
 
 

@@ -91,13 +91,22 @@ def test_reissue_needs_force(ca: Path) -> None:
         pki.issue_client(ca, "amtron-1")
 
 
+#: What a charger's own identity may do: its fields and availability, read its commands,
+#: write their results (never publish a command).
+CHARGER_RULES = (
+    "topic readwrite chargers/{c}/+\n"
+    "topic read chargers/{c}/set/+\n"
+    "topic write chargers/{c}/result/+"
+)
+
+
 def test_acl_lists_valid_chargers_and_services_only(ca: Path) -> None:
     pki.issue_client(ca, "amtron-1")
     pki.issue_client(ca, "amtron-2")
     pki.issue_client(ca, "ingest", role="service")
     acl = pki.render_acl(ca, SERVICES_ACL)
     assert "pattern" not in acl.replace("No `pattern` lines", "")
-    assert "user amtron-1\ntopic readwrite chargers/amtron-1/#" in acl
+    assert f"user amtron-1\n{CHARGER_RULES.format(c='amtron-1')}\n\n" in acl
     assert "user ingest\ntopic read chargers/#" in acl
     assert "topic readwrite chargers/ingest" not in acl
 
@@ -111,7 +120,7 @@ def test_the_acl_is_refused_without_the_services_rules(
     with pytest.raises(pki.CertError, match="CHARGELIFT_SERVICES_ACL"):
         pki.render_acl(ca, tmp_path / "missing.services")
     monkeypatch.setenv("CHARGELIFT_SERVICES_ACL", str(SERVICES_ACL))
-    assert "user api\n" in pki.render_acl(ca)
+    assert "user poller\n" in pki.render_acl(ca)
     monkeypatch.setenv("CHARGELIFT_SERVICES_ACL", str(tmp_path / "missing.services"))
     with pytest.raises(pki.CertError, match="missing"):
         pki.write_acl(ca)
@@ -208,13 +217,13 @@ def test_edge_acl_lets_it_write_its_chargers_and_its_edge_topics_only(ca: Path) 
     acl = pki.render_acl(ca, SERVICES_ACL)
     block = acl.split("user site-1\n", 1)[1].split("\n\n", 1)[0]
     assert block.splitlines() == [
-        # the same rights a charger has on its own topics (readwrite), per listed charger
-        "topic readwrite chargers/amtron-1/#",
-        "topic readwrite chargers/amtron-2/#",
+        # the same rights a charger has on its own topics, per listed charger
+        *CHARGER_RULES.format(c="amtron-1").splitlines(),
+        *CHARGER_RULES.format(c="amtron-2").splitlines(),
         "topic readwrite edges/site-1/#",
     ]
-    assert "chargers/amtron-9/#" not in block
-    assert "user amtron-9\ntopic readwrite chargers/amtron-9/#" in acl
+    assert "chargers/amtron-9/" not in block
+    assert f"user amtron-9\n{CHARGER_RULES.format(c='amtron-9')}" in acl
     # ingest and monitor read the edges' availability and charger lists
     assert "user ingest\ntopic read chargers/#\ntopic read edges/#" in acl
 
@@ -239,8 +248,8 @@ def test_edge_names_are_checked(ca: Path, identity: str, chargers: list[str], er
     assert not (ca / "clients" / f"{identity}.crt").exists()
 
 
-def test_only_an_edge_lists_chargers(ca: Path) -> None:
-    with pytest.raises(pki.CertError, match="only an edge"):
+def test_only_an_edge_or_a_controller_lists_chargers(ca: Path) -> None:
+    with pytest.raises(pki.CertError, match="only an edge or controller"):
         pki.issue_client(ca, "amtron-1", role="charger", chargers=["amtron-2"])
 
 
@@ -267,7 +276,7 @@ def test_rotate_keeps_the_edge_role_and_its_chargers(ca: Path) -> None:
     )
     acl = (ca / "mosquitto.acl").read_text()
     assert acl.count("user site-1\n") == 1
-    assert "topic readwrite chargers/amtron-2/#" in acl
+    assert "topic readwrite chargers/amtron-2/+" in acl
 
 
 def test_a_revoked_edge_leaves_the_acl(ca: Path) -> None:
@@ -275,7 +284,7 @@ def test_a_revoked_edge_leaves_the_acl(ca: Path) -> None:
     pki.revoke(ca, "site-1")
     acl = (ca / "mosquitto.acl").read_text()
     assert "site-1" not in acl
-    assert "chargers/amtron-1/#" not in acl
+    assert "chargers/amtron-1/" not in acl
 
 
 def test_cli_issues_and_lists_an_edge(ca: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -344,3 +353,36 @@ def test_reading_roles_get_their_rules_and_nothing_more(ca: Path) -> None:
     with pytest.raises(pki.CertError, match="reserved"):
         pki.issue_client(ca, "api", role="ingest")
     assert main(["--dir", str(ca), "client", "ingest-3", "--role", "ingest"]) == 0
+
+
+def test_a_controller_commands_the_listed_chargers_or_all(ca: Path) -> None:
+    pki.issue_client(ca, "evcc", role="controller", chargers=["amtron-1"])
+    pki.issue_client(ca, "loadmgr", role="controller")
+    pki.issue_client(ca, "api", role="service")
+    acl = pki.render_acl(ca, SERVICES_ACL)
+    block = acl.split("user evcc\n", 1)[1].split("\n\n", 1)[0]
+    assert block.splitlines() == [
+        "topic write chargers/amtron-1/set/+",
+        "topic read chargers/amtron-1/#",
+    ]
+    every = ["topic write chargers/+/set/+", "topic read chargers/+/#"]
+    assert acl.split("user loadmgr\n", 1)[1].split("\n\n", 1)[0].splitlines() == every
+    # the API publishes the commands its control tokens send: a controller of all
+    assert acl.split("user api\n", 1)[1].split("\n\n", 1)[0].splitlines() == every
+    # rotate keeps the list
+    pki.rotate(ca, "evcc")
+    (info,) = [c for c in pki.list_certs(ca) if c.identity == "evcc" and not c.revoked]
+    assert (info.role, info.chargers) == ("controller", ("amtron-1",))
+
+
+@pytest.mark.parametrize("identity", ["ingest", "api", "monitor", "poller"])
+def test_a_controller_cannot_take_a_service_name(ca: Path, identity: str) -> None:
+    with pytest.raises(pki.CertError, match="reserved"):
+        pki.issue_client(ca, identity, role="controller")
+
+
+def test_cli_lists_a_controller(ca: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--dir", str(ca), "client", "evcc", "--role", "controller"]) == 0
+    capsys.readouterr()
+    assert main(["--dir", str(ca), "list"]) == 0
+    assert "controller (all)" in capsys.readouterr().out

@@ -106,3 +106,10 @@ def test_the_topics_and_limits_quoted_are_the_code_s() -> None:
     assert f"default {defaults['max_payload_bytes'].default:,}" in text
     assert f"default {defaults['max_future_seconds'].default:g} s" in text
     assert MIN_SAMPLING_TIME.strftime("`%Y-%m-%dT%H:%M:%SZ`") in text
+
+
+def test_every_command_and_outcome() -> None:
+    from chargelift_contract.commands import Command, Outcome
+
+    rows = table_rows("Commands")
+    assert set(rows) == {c.value for c in Command} | {o.value for o in Outcome}

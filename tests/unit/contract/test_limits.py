@@ -21,8 +21,6 @@ from chargelift_contract.topics import (
     MONITOR_FILTERS,
     READER_FILTERS,
     TopicError,
-    acl_filters_for_charger,
-    acl_filters_for_edge,
     edge_chargers_topic,
     encode_edge_chargers,
 )
@@ -63,14 +61,3 @@ def test_the_charger_id_pattern_is_the_rule() -> None:
 def test_acl_filters() -> None:
     assert READER_FILTERS == ("chargers/#", "edges/#")
     assert MONITOR_FILTERS == ("chargers/#", "edges/#", "$SYS/#")
-    assert acl_filters_for_charger("amtron-1") == ("chargers/amtron-1/#",)
-    assert acl_filters_for_edge("site-1", ["b", "a"]) == (
-        "chargers/b/#",
-        "chargers/a/#",
-        "edges/site-1/#",
-    )
-    for bad in ("", "A", "x/y", "#"):
-        with pytest.raises(TopicError):
-            acl_filters_for_charger(bad)
-        with pytest.raises(TopicError):
-            acl_filters_for_edge(bad, [])
