@@ -33,9 +33,12 @@ from typing import Protocol, TypeVar
 import asyncpg
 import tenacity
 
+from chargelift_contract.commands import CommandMessage
 from chargelift_ingest.metrics import IngestMetrics
 from chargelift_ingest.validate import (
+    Audit,
     Availability,
+    ChargerResult,
     DeadLetter,
     EdgeAvailability,
     EdgeChargers,
@@ -59,6 +62,7 @@ _DATA_CLASSES = ("22", "23")
 
 
 _STATE_CHANGES = (Availability, EdgeAvailability, EdgeChargers)
+_AUDIT = (CommandMessage, ChargerResult)
 
 
 class NotStored(Exception):  # noqa: N818 - names an outcome, as asyncio.CancelledError does
@@ -80,6 +84,7 @@ class BatchWriter(Protocol):
         readings: Sequence[Reading],
         dead_letters: Sequence[DeadLetter] = (),
         availability: Sequence[StateChange] = (),
+        audit: Sequence[Audit] = (),
     ) -> WriteResult: ...
 
 
@@ -197,9 +202,10 @@ class Batcher:
         readings = [p.item for p in batch if isinstance(p.item, Reading)]
         dead = [p.item for p in batch if isinstance(p.item, DeadLetter)]
         avail = [p.item for p in batch if isinstance(p.item, _STATE_CHANGES)]  # in order
+        audit = [p.item for p in batch if isinstance(p.item, _AUDIT)]
         started = time.perf_counter()
         try:
-            result = await self._retrying(lambda: self.writer.write(readings, dead, avail))
+            result = await self._retrying(lambda: self.writer.write(readings, dead, avail, audit))
         except asyncpg.PostgresError as exc:  # only data errors get here
             self.metrics.db_errors.labels("rejected").inc()
             log.error("database refused a batch (%s): writing it one message at a time", exc)
@@ -218,9 +224,10 @@ class Batcher:
             readings = [item] if isinstance(item, Reading) else []
             dead = [item] if isinstance(item, DeadLetter) else []
             avail: list[StateChange] = [item] if isinstance(item, _STATE_CHANGES) else []
+            audit: list[Audit] = [item] if isinstance(item, _AUDIT) else []
             try:
                 result = await self._retrying(
-                    functools.partial(self.writer.write, readings, dead, avail)
+                    functools.partial(self.writer.write, readings, dead, avail, audit)
                 )
             except asyncpg.PostgresError as exc:
                 letter = DeadLetter(p.topic, p.payload, "db_rejected", str(exc)[:500])
@@ -286,6 +293,9 @@ class Batcher:
     ) -> None:
         self.metrics.rows.inc(result.inserted)
         self.metrics.duplicates.inc(result.duplicates)
+        self.metrics.commands.inc(result.commands)
+        self.metrics.command_results.inc(result.results)
+        self.metrics.audit_duplicates.inc(result.audit_duplicates)
         self.metrics.availability.inc(sum(1 for a in avail if not isinstance(a, EdgeChargers)))
         for d in dead:
             self.metrics.dead.labels(d.reason).inc()

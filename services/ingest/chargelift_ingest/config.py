@@ -43,16 +43,19 @@ class DatabaseSettings(BaseSettings):
 
 class MigrateSettings(DatabaseSettings):
     """``chargelift-ingest migrate`` also sets the services' database passwords:
-    ``INGEST_DB_PASSWORD`` (role ``chargelift_ingest``) and ``READER_PASSWORD``
-    (``chargelift_reader``), each only when given."""
+    ``INGEST_DB_PASSWORD`` (role ``chargelift_ingest``), ``READER_PASSWORD``
+    (``chargelift_reader``) and ``API_DB_PASSWORD`` (``chargelift_api``), each only when
+    given."""
 
     db_password: SecretStr | None = None
     reader_password: SecretStr | None = Field(None, validation_alias="READER_PASSWORD")
+    api_db_password: SecretStr | None = Field(None, validation_alias="API_DB_PASSWORD")
 
     def role_passwords(self) -> dict[str, str]:
         given = {
             "chargelift_ingest": self.db_password,
             "chargelift_reader": self.reader_password,
+            "chargelift_api": self.api_db_password,
         }
         return {role: pw.get_secret_value() for role, pw in given.items() if pw is not None}
 

@@ -28,6 +28,22 @@ class IngestMetrics:
             "readings already stored (redelivery, replay, retained re-send)",
             registry=r,
         )
+        self.commands = Counter(
+            "ingest_commands_stored_total",
+            "commands recorded in the audit (table commands)",
+            registry=r,
+        )
+        self.command_results = Counter(
+            "ingest_command_results_stored_total",
+            "results of commands recorded in the audit (table command_results)",
+            registry=r,
+        )
+        self.audit_duplicates = Counter(
+            "ingest_command_duplicates_total",
+            "commands and results already recorded (redelivery, a repeat, a command the API "
+            "recorded first)",
+            registry=r,
+        )
         self.dead = Counter(
             "ingest_dead_letters_total", "messages that can never be stored", ["reason"],
             registry=r,

@@ -1,6 +1,6 @@
 """Validation of every message against the contract: a reading, an availability (of a
-charger or of an edge), an edge's charger list, or a dead letter with a reason (a fixed
-set: it is a Prometheus label)."""
+charger or of an edge), an edge's charger list, a command or a command's result (the
+audit), or a dead letter with a reason (a fixed set: it is a Prometheus label)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,19 @@ from typing import Any, Literal, get_args
 import orjson
 
 from chargelift_contract import CATALOGUE, FieldType
+from chargelift_contract.commands import (
+    MAX_COMMAND_BYTES,
+    RESULT,
+    Command,
+    CommandMessage,
+    CommandResult,
+    decode_result,
+    is_command_or_result_topic,
+    parse_command,
+    parse_command_topic,
+)
 from chargelift_contract.envelope import EnvelopeError, from_document
+from chargelift_contract.errors import ContractError
 from chargelift_contract.fields import FieldValueError
 from chargelift_contract.limits import MAX_PACKET_BYTES
 from chargelift_contract.topics import (
@@ -42,6 +54,8 @@ Reason = Literal[
     "implausible_time",
     "db_rejected",
     "out_of_range",
+    "bad_command",
+    "bad_result",
 ]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
@@ -108,9 +122,21 @@ class DeadLetter:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class ChargerResult:
+    """A result on ``chargers/{charger}/result/{command}``."""
+
+    charger: str
+    command: Command
+    result: CommandResult
+
+
 #: Changes of state, written in arrival order (an edge's "offline" after its list).
 StateChange = Availability | EdgeAvailability | EdgeChargers
-Item = Reading | StateChange | DeadLetter
+#: The audit: a command seen on ``chargers/{charger}/set/{Command}`` (a
+#: :class:`~chargelift_contract.commands.CommandMessage`, as parsed) or a result.
+Audit = CommandMessage | ChargerResult
+Item = Reading | StateChange | DeadLetter | Audit
 
 
 def _loads(payload: bytes) -> Any:
@@ -244,9 +270,13 @@ def _validate(
     max_future: timedelta,
     min_time: datetime,
 ) -> Item | Cleared:
-    if len(payload) > max_bytes:
+    if len(payload) > max_bytes or len(payload) > MAX_COMMAND_BYTES:
         limit = max_bytes
-        if isinstance(_parse_topic(topic), EdgeChargersTopic):
+        if is_command_or_result_topic(topic):
+            # Commands and results have the contract's own bound, whatever
+            # INGEST_MAX_PAYLOAD_BYTES says (a long Reason must not lose a result).
+            limit = MAX_COMMAND_BYTES
+        elif isinstance(_parse_topic(topic), EdgeChargersTopic):
             # An edge's charger list may exceed INGEST_MAX_PAYLOAD_BYTES (a site of 1,000
             # chargers: ~15 KB); the broker's packet limit bounds it.
             limit = max(max_bytes, MAX_PACKET_BYTES)
@@ -254,6 +284,10 @@ def _validate(
             raise _Dead("too_large", f"payload of {len(payload)} bytes exceeds {limit}")
     parsed = _parse_topic(topic)
     if isinstance(parsed, TopicError):
+        # Checked only when the topic is not a field's or an availability's: the
+        # readings' path pays nothing for the commands.
+        if is_command_or_result_topic(topic):
+            return _audit(topic, payload, now)
         raise _Dead("bad_topic", str(parsed))
     if not payload:  # a retained value deleted (only on a valid topic: else a dead letter)
         if isinstance(parsed, EdgeChargersTopic):
@@ -305,3 +339,25 @@ def _validate(
         else:
             text = str(value)
     return Reading(parsed.charger, parsed.field, env.sampling_time, num, text, flag)
+
+
+def _audit(topic: str, payload: bytes, now: datetime) -> Audit | Cleared:
+    """A command or a result (its size is already bounded); ``now`` is its arrival.
+
+    Whatever is wrong with it, its topic included (an unknown command, a bad charger
+    id), makes it a ``bad_command`` or ``bad_result`` dead letter."""
+    result = topic.split("/")[2] == RESULT
+    reason: Reason = "bad_result" if result else "bad_command"
+    try:
+        parsed = parse_command_topic(topic)
+        if not payload:
+            return Cleared(topic)  # a retained command or result deleted: nothing to store
+        if not result:
+            return parse_command(topic, payload, received_at=now)
+        decoded = decode_result(payload)
+    except ContractError as exc:  # CommandError and TopicError
+        raise _Dead(reason, str(exc)) from None
+    if "\x00" in decoded.reason:
+        # Valid JSON (\u0000) that PostgreSQL text cannot hold.
+        raise _Dead(reason, "Reason has a NUL character")
+    return ChargerResult(parsed.charger, parsed.command, decoded)

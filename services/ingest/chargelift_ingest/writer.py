@@ -14,7 +14,11 @@ Per batch, in ONE transaction:
    all of them);
 4. dead letters are inserted into ``dead_letters`` once each: ``ON CONFLICT (key)`` on
    their natural key (sha256 of topic and payload) counts a repeat in ``times_seen``
-   instead of adding a row; the stored payload is cut to ``dead_letter_max_bytes``.
+   instead of adding a row; the stored payload is cut to ``dead_letter_max_bytes``;
+5. commands and results (the audit) are inserted once each: ``commands`` on
+   (charger, command_id), where a row the API inserted first keeps its ``via`` and
+   ``issuer`` (only a missing issuer is filled in), ``command_results`` on
+   (charger, command_id, outcome). They are rare: one statement each.
 
 Only after the commit does the caller acknowledge the batch's MQTT messages.
 """
@@ -29,10 +33,13 @@ from typing import Any
 
 import asyncpg
 
+from chargelift_contract.commands import CommandMessage
 from chargelift_ingest.deadletters import bounded, dead_letter_key
 from chargelift_ingest.metrics import IngestMetrics
 from chargelift_ingest.validate import (
+    Audit,
     Availability,
+    ChargerResult,
     DeadLetter,
     EdgeAvailability,
     EdgeChargers,
@@ -159,6 +166,34 @@ ON CONFLICT (key) DO UPDATE
        last_received_at = excluded.last_received_at
 """
 
+# A command seen on the broker. The API inserts the commands it accepts before it
+# publishes them (via 'api', issuer "token:<name>"): that row stays as it is, but for an
+# issuer it did not know. `xmax = 0` tells a new row from an updated one.
+_COMMAND = """
+INSERT INTO commands AS c (charger, command_id, command, value, issued_at, expires_at,
+                           valid_for, issuer, via)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'mqtt')
+ON CONFLICT (charger, command_id) DO UPDATE SET issuer = COALESCE(c.issuer, excluded.issuer)
+RETURNING (xmax = 0) AS inserted
+"""
+
+# A result, once per (charger, command_id, outcome): `applied` then `reverted` are two.
+_RESULT = """
+INSERT INTO command_results (charger, command_id, outcome, reason, at, value, lease_end)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (charger, command_id, outcome) DO NOTHING
+RETURNING true
+"""
+
+
+def _audit_order(item: Audit) -> tuple[int, str, str, str]:
+    """Commands, then results, each by key: two ingests of a ``$share`` group that
+    write the same rows lock them in the same order."""
+    if isinstance(item, CommandMessage):
+        return (0, item.charger, item.command_id, "")
+    return (1, item.charger, item.result.command_id, item.result.outcome.value)
+
+
 #: Stored topics and details are cut to this many characters (a topic may be 64 KiB).
 MAX_STORED_TOPIC_CHARS = 1024
 MAX_DETAIL_CHARS = 1000
@@ -200,6 +235,16 @@ class WriteResult:
     inserted: int
     duplicates: int
     dead_letters: int
+    #: Rows added to ``commands`` and ``command_results``; audit items already there.
+    commands: int = 0
+    results: int = 0
+    audit_duplicates: int = 0
+
+
+@dataclass(slots=True)
+class _AuditCounts:
+    commands: int = 0
+    results: int = 0
 
 
 #: The chargers an edge may affect (its certificate's list), by edge id.
@@ -247,18 +292,29 @@ class Writer:
         readings: Sequence[Reading],
         dead_letters: Sequence[DeadLetter] = (),
         availability: Sequence[StateChange] = (),
+        audit: Sequence[Audit] = (),
     ) -> WriteResult:
         unique = {r.key: r for r in readings}  # the same sample twice in one batch
+        counts = _AuditCounts()
         conn = await self.pool.acquire(timeout=self.acquire_timeout)
         try:
             async with asyncio.timeout(self.timeout):
-                inserted = await self._transaction(conn, unique, dead_letters, availability)
+                inserted = await self._transaction(
+                    conn, unique, dead_letters, availability, audit, counts
+                )
         except BaseException:
             conn.terminate()  # unknown state: never reused (see the class docstring)
             raise
         finally:
             await self.pool.release(conn, timeout=self.acquire_timeout)
-        return WriteResult(inserted, len(readings) - inserted, len(dead_letters))
+        return WriteResult(
+            inserted,
+            len(readings) - inserted,
+            len(dead_letters),
+            commands=counts.commands,
+            results=counts.results,
+            audit_duplicates=len(audit) - counts.commands - counts.results,
+        )
 
     async def _transaction(
         self,
@@ -266,6 +322,8 @@ class Writer:
         unique: dict[Any, Reading],
         dead_letters: Sequence[DeadLetter],
         availability: Sequence[StateChange],
+        audit: Sequence[Audit],
+        counts: _AuditCounts,
     ) -> int:
         # BEGIN/COMMIT by hand: on an error the connection is terminated (the server
         # rolls back), so no ROLLBACK is ever awaited on a connection that may hang.
@@ -288,8 +346,39 @@ class Writer:
             await conn.execute(
                 _DEAD_LETTERS, *dead_letter_rows(dead_letters, self.dead_letter_max_bytes)
             )
+        for item in sorted(audit, key=_audit_order):
+            await self._audit(conn, item, counts)
         await conn.execute("COMMIT")
         return inserted
+
+    @staticmethod
+    async def _audit(conn: asyncpg.Connection, item: Audit, counts: _AuditCounts) -> None:
+        if isinstance(item, CommandMessage):
+            new = await conn.fetchval(
+                _COMMAND,
+                item.charger,
+                item.command_id,
+                item.command.value,
+                item.value,
+                item.issued_at,
+                item.expires_at,
+                item.valid_for,
+                item.issuer,
+            )
+            counts.commands += bool(new)
+        elif isinstance(item, ChargerResult):
+            r = item.result
+            new = await conn.fetchval(
+                _RESULT,
+                item.charger,
+                r.command_id,
+                r.outcome.value,
+                r.reason,
+                r.at,
+                r.value,
+                r.lease_end,
+            )
+            counts.results += bool(new)
 
     async def _state_change(self, conn: asyncpg.Connection, change: StateChange) -> None:
         if isinstance(change, Availability):

@@ -13,10 +13,18 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from chargelift_contract.commands import (
+    Command,
+    CommandMessage,
+    CommandResult,
+    Outcome,
+)
 from chargelift_ingest.batcher import Batcher, NotStored
 from chargelift_ingest.metrics import IngestMetrics
 from chargelift_ingest.validate import (
+    Audit,
     Availability,
+    ChargerResult,
     DeadLetter,
     EdgeAvailability,
     EdgeChargers,
@@ -45,6 +53,7 @@ class FakeWriter:
         default_factory=list
     )
     stored: set[tuple[str, str, datetime]] = field(default_factory=set)
+    audits: list[list[Audit]] = field(default_factory=list)
     gate: asyncio.Event | None = None
 
     async def write(
@@ -52,6 +61,7 @@ class FakeWriter:
         readings: Sequence[Reading],
         dead_letters: Sequence[DeadLetter] = (),
         availability: Sequence[StateChange] = (),
+        audit: Sequence[Audit] = (),
     ) -> WriteResult:
         if self.gate is not None:
             await self.gate.wait()
@@ -60,9 +70,17 @@ class FakeWriter:
         if self.refuse & set(readings):
             raise asyncpg.exceptions.CheckViolationError("refused")
         self.batches.append((list(readings), list(dead_letters), list(availability)))
+        self.audits.append(list(audit))
         new = {r.key for r in readings} - self.stored
         self.stored |= new
-        return WriteResult(len(new), len(readings) - len(new), len(dead_letters))
+        commands = sum(isinstance(a, CommandMessage) for a in audit)
+        return WriteResult(
+            len(new),
+            len(readings) - len(new),
+            len(dead_letters),
+            commands=commands,
+            results=len(audit) - commands,
+        )
 
 
 async def test_a_full_batch_is_written_at_once_and_acknowledged_after_commit() -> None:
@@ -168,6 +186,36 @@ async def test_dead_letters_and_availability_travel_in_the_same_batch() -> None:
             batcher.submit(avail, "chargers/a/availability", b"online"),
         )
     assert writer.batches == [([reading(1)], [letter], [avail])]
+    batcher.close()
+    await runner
+
+
+async def test_commands_and_results_travel_in_the_batch_and_are_acknowledged_after_it() -> None:
+    # The audit takes the readings' path: written in the batch's transaction, each
+    # message acknowledged only when that has committed.
+    writer = FakeWriter(gate=asyncio.Event())
+    registry = CollectorRegistry()
+    batcher = Batcher(writer, size=3, age_s=60, backoff=FAST, metrics=IngestMetrics(registry))
+    runner = asyncio.create_task(batcher.run())
+    command = CommandMessage("a", Command.PAUSE, None, "c-1", T0, T0 + timedelta(minutes=1))
+    result = ChargerResult(
+        "a", Command.PAUSE, CommandResult("c-1", Outcome.APPLIED, "", T0 + timedelta(seconds=1))
+    )
+    subs = [
+        asyncio.create_task(batcher.submit(command, "chargers/a/set/Pause", b"{}")),
+        asyncio.create_task(batcher.submit(reading(1), "t", b"p")),
+        asyncio.create_task(batcher.submit(result, "chargers/a/result/Pause", b"{}")),
+    ]
+    await asyncio.sleep(0.05)
+    assert not any(s.done() for s in subs)  # not committed: not acknowledged
+    assert writer.gate is not None
+    writer.gate.set()
+    async with asyncio.timeout(2):
+        await asyncio.gather(*subs)
+    assert writer.batches == [([reading(1)], [], [])]
+    assert writer.audits == [[command, result]]
+    assert registry.get_sample_value("ingest_commands_stored_total") == 1
+    assert registry.get_sample_value("ingest_command_results_stored_total") == 1
     batcher.close()
     await runner
 

@@ -111,7 +111,7 @@ def test_any_rfc3339_time_is_accepted_and_stored_in_utc(stamp: str) -> None:
             b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1}',
             "bad_topic",
         ),
-        ("chargers/a/set/MaximumOutputCurrent", b"16", "bad_topic"),
+        ("chargers/a/set/MaximumOutputCurrent", b"16", "bad_command"),  # no such command
         ("other/a/PowerOutput", b"{}", "bad_topic"),
         ("chargers/a/Bogus", b'{"SamplingTime":"2026-11-24T11:00:00Z","Value":1}', "unknown_field"),
         ("chargers/a/PowerOutput", b"{not json", "bad_json"),
