@@ -13,18 +13,20 @@ from chargelift_api import docs, problems
 from chargelift_api.auth import TokenStore
 from chargelift_api.billing import Billing
 from chargelift_api.config import Settings
+from chargelift_api.control import CommandPublisher
 from chargelift_api.deps import Context
 from chargelift_api.metrics import ApiMetrics, MetricsMiddleware
 from chargelift_api.repository import Repository
 from chargelift_api.routes import billing, chargers, health, readings
+from chargelift_api.routes import commands as command_routes
 
 DESCRIPTION = """
 State, history, charging sessions, energy and cost of the chargers, from the database
 (the API never talks to a charger).
 
-Every `/api/v1` endpoint needs `Authorization: Bearer <token>` (scope `read`); tokens
-are made with `chargelift-api hash-token`. Errors are problem details
-(`application/problem+json`, RFC 9457). Times are RFC 3339 with an offset; `from` is
+Every `/api/v1` endpoint needs `Authorization: Bearer <token>` (scope `read`; sending a
+command: scope `control`); tokens are made with `chargelift-api hash-token`. Errors are
+problem details (`application/problem+json`, RFC 9457). Times are RFC 3339 with an offset; `from` is
 inclusive, `to` exclusive. The rules for sessions, energy and cost are in docs/api.md.
 """
 
@@ -40,9 +42,16 @@ def server_settings(settings: Settings) -> dict[str, str]:
     return {**SERVER_SETTINGS, "statement_timeout": f"{settings.statement_timeout_ms}ms"}
 
 
-def create_app(settings: Settings, *, metrics: ApiMetrics | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    metrics: ApiMetrics | None = None,
+    commands: CommandPublisher | None = None,
+) -> FastAPI:
     """The application; the database pool lives as long as the app (lifespan). Its
-    metrics are ``metrics`` (default: new ones, on a registry of their own)."""
+    metrics are ``metrics`` (default: new ones, on a registry of their own); commands
+    go to ``commands`` (whose owner, :class:`~chargelift_api.service.ApiService`, runs
+    it; None: the command endpoints answer 503)."""
     metrics = metrics if metrics is not None else ApiMetrics()
 
     @asynccontextmanager
@@ -61,6 +70,7 @@ def create_app(settings: Settings, *, metrics: ApiMetrics | None = None) -> Fast
                 billing=Billing(repo, timedelta(days=settings.max_session_days)),
                 tokens=TokenStore(settings.token_entries()),
                 metrics=metrics,
+                commands=commands,
             )
             yield
 
@@ -77,6 +87,12 @@ def create_app(settings: Settings, *, metrics: ApiMetrics | None = None) -> Fast
     docs.install(app)
     problems.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for router in (chargers.router, readings.router, billing.router, health.router):
+    for router in (
+        chargers.router,
+        readings.router,
+        billing.router,
+        command_routes.router,
+        health.router,
+    ):
         app.include_router(router)
     return app
