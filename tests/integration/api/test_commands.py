@@ -320,9 +320,10 @@ async def test_a_command_accepted_while_the_broker_is_down_expires_and_is_never_
     try:
         # A persistent session: what the API publishes while the watcher reconnects after
         # the restart is kept for it, so "not seen" means "not published".
-        async with watcher(own_broker, certs, persistent=True) as (w, inbox), http(
-            live, CONTROL
-        ) as c:
+        async with (
+            watcher(own_broker, certs, persistent=True) as (w, inbox),
+            http(live, CONTROL) as c,
+        ):
             probe = (await c.post(URL, json={"command": "resume"})).json()["id"]
             await inbox.wait_for(probe)  # the API is connected
 
@@ -346,7 +347,7 @@ async def test_a_command_accepted_while_the_broker_is_down_expires_and_is_never_
             await inbox.wait_for(marker, timeout=30)
             assert cid not in inbox.ids()  # the API never published it
             assert (await c.get(f"{URL}/{cid}")).json()["status"] == "expired"
-        metrics = httpx.get(f"{live.url}/metrics", timeout=5).text
+            metrics = (await c.get("/metrics")).text
         assert 'api_command_publish_failures_total{reason="expired"} 1.0' in metrics
     finally:
         live.stop()
