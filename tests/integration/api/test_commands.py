@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -351,3 +352,36 @@ async def test_a_command_accepted_while_the_broker_is_down_expires_and_is_never_
         assert 'api_command_publish_failures_total{reason="expired"} 1.0' in metrics
     finally:
         live.stop()
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_generated_commands_never_cause_a_5xx(api: LiveApi, mode: str) -> None:
+    """schemathesis against POST …/commands with a control token (docs: test_schemathesis)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
+    operation = schema["/api/v1/chargers/{charger}/commands"]["POST"]
+    generation = GenerationMode.NEGATIVE if mode == "negative" else GenerationMode.POSITIVE
+    statuses: list[int] = []
+
+    @given(case=operation.as_strategy(generation_mode=generation))
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    def check(case: Any) -> None:
+        if mode == "positive":
+            case.path_parameters["charger"] = CHARGER
+        response = case.call_and_validate(
+            headers={"Authorization": f"Bearer {CONTROL}"},
+            excluded_checks=[positive_data_acceptance],
+            timeout=10,
+        )
+        statuses.append(response.status_code)
+
+    check()
+    assert statuses
+    assert max(statuses) < 500
+    if mode == "positive":
+        assert 202 in statuses, statuses

@@ -94,6 +94,7 @@ def location(charger: str, command_id: str) -> str:
 POST_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     **NOT_FOUND,
+    400: problem("the body is not JSON"),
     403: problem("the token lacks the control scope"),
     503: problem("no broker configured (MQTT_HOST), the queue is full, or the database is down"),
 }
