@@ -453,3 +453,42 @@ async def test_publisher_drops_a_refused_command_and_goes_on() -> None:
     assert await pub.drain(5)
     task.cancel()
     assert metrics.command_publish_failures.labels("refused")._value.get() == 1
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def test_with_mqtt_host_the_broker_block_is_required(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@127.0.0.1/db")
+    monkeypatch.setenv("API_TOKENS", TOKENS)
+    monkeypatch.setenv("MQTT_HOST", "broker.example")
+    for name in ("MQTT_CA_FILE", "MQTT_CERTS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "MQTT_CA_FILE" in err
+    assert "MQTT_CERTS_DIR" in err
+
+
+def test_the_service_publishes_as_api_unless_told_otherwise(tmp_path: Any) -> None:
+    from chargelift_api.config import MqttSettings
+    from chargelift_api.service import ApiService
+
+    s = Settings(DATABASE_URL="postgresql://u:p@127.0.0.1:1/db", tokens=TOKENS, control_queue=7)
+    mqtt = MqttSettings(host="127.0.0.1", ca_file=tmp_path / "ca.crt", certs_dir=tmp_path)
+    service = ApiService(s, mqtt=mqtt, metrics=ApiMetrics(CollectorRegistry()))
+    assert service.client is not None
+    assert service.client.client_id == "api"
+    assert service.commands is not None
+    assert service.commands.capacity == 7
+    other = ApiService(
+        s,
+        mqtt=mqtt.model_copy(update={"identity": "api-2"}),
+        metrics=ApiMetrics(CollectorRegistry()),
+    )
+    assert other.client is not None
+    assert other.client.client_id == "api-2"
+    without = ApiService(s, metrics=ApiMetrics(CollectorRegistry()))
+    assert (without.client, without.commands) == (None, None)
