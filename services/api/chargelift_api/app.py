@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -13,7 +14,7 @@ from chargelift_api import docs, problems
 from chargelift_api.auth import TokenStore
 from chargelift_api.billing import Billing
 from chargelift_api.config import Settings
-from chargelift_api.control import CommandPublisher
+from chargelift_api.control import CommandPublisher, QueueFullError, outgoing_of
 from chargelift_api.deps import Context
 from chargelift_api.metrics import ApiMetrics, MetricsMiddleware
 from chargelift_api.repository import Repository
@@ -30,6 +31,8 @@ problem details (`application/problem+json`, RFC 9457). Times are RFC 3339 with 
 inclusive, `to` exclusive. The rules for sessions, energy and cost are in docs/api.md.
 """
 
+log = logging.getLogger(__name__)
+
 # Every API query is short and index-driven; JIT compilation costs more than it saves
 # (it added ~200 ms to a 24-hour bucket query whose row estimate it overrated).
 SERVER_SETTINGS = {"jit": "off", "application_name": "chargelift-api"}
@@ -40,6 +43,22 @@ def server_settings(settings: Settings) -> dict[str, str]:
     that runs longer (answered as a 422, problems.py), so no request holds a connection
     and the database's CPU for minutes."""
     return {**SERVER_SETTINGS, "statement_timeout": f"{settings.statement_timeout_ms}ms"}
+
+
+async def resend_unfinished(repo: Repository, commands: CommandPublisher) -> int:
+    """Queue again what this API accepted before a restart and may still be applied (no
+    result, not expired): the queue of the process before died with it. The edge applies
+    a command id once, so one that was published already is not applied twice."""
+    queued = 0
+    for row in await repo.unfinished_commands(commands.capacity):
+        try:
+            commands.submit(outgoing_of(row))
+        except QueueFullError:
+            break
+        queued += 1
+    if queued:
+        log.info("commands: %d accepted earlier and unfinished, queued again", queued)
+    return queued
 
 
 def create_app(
@@ -64,6 +83,8 @@ def create_app(
             server_settings=server_settings(settings),
         ) as pool:
             repo = Repository(pool)
+            if commands is not None:
+                await resend_unfinished(repo, commands)
             app.state.ctx = Context(
                 settings=settings,
                 repo=repo,

@@ -278,6 +278,17 @@ SELECT {COMMAND_COLUMNS} FROM commands
  LIMIT $4
 """  # noqa: S608 - column names only
 
+# What the API accepted and may still be applied, with no result yet: sent again after a
+# restart (a queue in memory died with the process; the edge removes duplicates).
+UNFINISHED = f"""
+SELECT {COMMAND_COLUMNS} FROM commands c
+ WHERE via = 'api' AND expires_at > now()
+   AND NOT EXISTS (SELECT 1 FROM command_results r
+                    WHERE r.charger = c.charger AND r.command_id = c.command_id)
+ ORDER BY received_at
+ LIMIT $1
+"""  # noqa: S608 - column names only
+
 RESULTS = """
 SELECT command_id, outcome, reason, at, value, lease_end FROM command_results
  WHERE charger = $1 AND command_id = ANY($2::text[])
@@ -492,6 +503,11 @@ class Repository:
         )
         self._charge(len(rows), "commands")
         return [_command(r) for r in rows]
+
+    async def unfinished_commands(self, limit: int) -> list[CommandRow]:
+        """Up to ``limit`` commands the API accepted that are unexpired and have no
+        result, oldest first."""
+        return [_command(r) for r in await self.pool.fetch(UNFINISHED, limit)]
 
     async def results(self, charger: str, command_ids: Sequence[str]) -> list[ResultRow]:
         """Every result of these commands."""

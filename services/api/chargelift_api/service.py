@@ -8,8 +8,9 @@ lifespan's shutdown (the database pool closes) and returns.
 With the broker block (``MQTT_*``) the service also owns the MQTT client (identity
 ``api``, a controller) and the :class:`~chargelift_api.control.CommandPublisher` that
 publishes the commands the API accepts: both start before uvicorn serves, and after it
-has finished the queue is drained for at most :data:`DRAIN_S` seconds (what is left is
-on record and expires) before the client disconnects.
+has finished the queue is drained for at most :data:`DRAIN_S` seconds before the client
+disconnects (what is left is on record: the next start queues it again while it may
+still be applied, :func:`chargelift_api.app.resend_unfinished`).
 """
 
 from __future__ import annotations

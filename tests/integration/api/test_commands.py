@@ -24,6 +24,7 @@ import orjson
 import pytest
 
 from chargelift_api.auth import hash_token
+from chargelift_certs import pki
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.postgres import PostgresServer
 from chargelift_runtime.mqtt import Message, MqttClient
@@ -385,3 +386,52 @@ def test_generated_commands_never_cause_a_5xx(api: LiveApi, mode: str) -> None:
     assert max(statuses) < 500
     if mode == "positive":
         assert 202 in statuses, statuses
+
+
+async def test_a_restarted_api_sends_again_what_is_unfinished(
+    dsn: str, broker: MosquittoServer, certs: TestCerts, base_dir: Path
+) -> None:
+    """Accepted, then the process died with its queue: the next one sends what may still
+    be applied (no result, not expired), and nothing else."""
+    now = datetime.now(UTC)
+    tag = uuid.uuid4().hex[:8]
+    unfinished, expired, done = (f"api:{kind}-{tag}" for kind in ("unfinished", "expired", "done"))
+    conn = await asyncpg.connect(dsn)
+    try:
+        for cid, issued, expires in (
+            (unfinished, now, now + timedelta(seconds=60)),
+            (expired, now - timedelta(seconds=60), now - timedelta(seconds=1)),
+            (done, now, now + timedelta(seconds=60)),
+        ):
+            await conn.execute(
+                """INSERT INTO commands (charger, command_id, command, value, issued_at,
+                                         expires_at, issuer, via)
+                   VALUES ($1, $2, 'Pause', NULL, $3, $4, 'token:evcc', 'api')""",
+                CHARGER, cid, issued, expires,
+            )  # fmt: skip
+        await conn.execute(
+            """INSERT INTO command_results (charger, command_id, outcome, reason, at)
+               VALUES ($1, $2, 'applied', 'paused', now())""",
+            CHARGER, done,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+    # A controller identity of its own: the module's API keeps `api` (one connection each).
+    if not (certs.dir / "clients" / "api-again.crt").exists():
+        pki.issue_client(certs.dir, "api-again", role="controller")
+    broker.reload()
+    async with watcher(broker, certs) as (_, inbox):
+        live = start_api(as_role(dsn, "chargelift_api"), scratch(base_dir, "api-again"),
+                         API_TOKENS=TOKENS, MQTT_IDENTITY="api-again",
+                         **mqtt_env(broker, certs))  # fmt: skip
+        try:
+            msg = await inbox.wait_for(unfinished)
+            async with http(live, CONTROL) as c:  # a marker behind them in the queue
+                marker = (await c.post(URL, json={"command": "resume"})).json()["id"]
+            await inbox.wait_for(marker)
+        finally:
+            live.stop()
+    assert msg.topic == f"chargers/{CHARGER}/set/Pause"
+    assert orjson.loads(msg.payload)["Issuer"] == "token:evcc"
+    assert expired not in inbox.ids()
+    assert done not in inbox.ids()
