@@ -334,6 +334,9 @@ class QueueFullError(Exception):
 class Broker(Protocol):
     """What the publisher needs of :class:`chargelift_runtime.mqtt.MqttClient`."""
 
+    @property
+    def is_connected(self) -> bool: ...
+
     async def wait_connected(self) -> None: ...
 
     async def publish(
@@ -371,6 +374,11 @@ class CommandPublisher:
         self.clock = clock
         self.publish_timeout = publish_timeout
         self._queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=capacity)
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up."""
+        return self.broker.is_connected
 
     @property
     def depth(self) -> int:

@@ -50,6 +50,12 @@ class ApiMetrics:
             ["reason"],
             registry=r,
         )
+        self.broker_connected = Gauge(
+            "api_broker_connected",
+            "1 while the API is connected to the broker (commands), 0 while not; "
+            "absent without MQTT_HOST",
+            registry=r,
+        )
         self.command_queue_depth = Gauge(
             "api_command_queue_depth", "commands accepted and waiting for the broker", registry=r
         )

@@ -331,6 +331,9 @@ async def test_a_command_accepted_while_the_broker_is_down_expires_and_is_never_
 
             own_broker.stop()
             down = time.monotonic()
+            async with asyncio.timeout(10):
+                while "api_broker_connected 0.0" not in (await c.get("/metrics")).text:
+                    await asyncio.sleep(0.1)
             body = {"command": "set_current_limit", "value": 6, "expires_in": EXPIRY_S}
             r = await c.post(URL, json=body)
             assert r.status_code == 202, r.text  # on record; the broker is down
@@ -351,6 +354,7 @@ async def test_a_command_accepted_while_the_broker_is_down_expires_and_is_never_
             assert (await c.get(f"{URL}/{cid}")).json()["status"] == "expired"
             metrics = (await c.get("/metrics")).text
         assert 'api_command_publish_failures_total{reason="expired"} 1.0' in metrics
+        assert "api_broker_connected 1.0" in metrics
     finally:
         live.stop()
 

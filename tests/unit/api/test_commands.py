@@ -98,6 +98,10 @@ class FakeBroker:
         self.refuse = refuse
         self.published: list[tuple[str, bytes, int, bool]] = []
 
+    @property
+    def is_connected(self) -> bool:
+        return self.connected.is_set()
+
     async def wait_connected(self) -> None:
         await self.connected.wait()
 
