@@ -3,7 +3,8 @@
 # services/certs/Dockerfile).
 #
 #   no arguments        first start: create what is missing (CA, broker certificate with
-#                       the compose names + $BROKER_SANS, ingest and monitor identities;
+#                       the compose names + $BROKER_SANS, ingest, monitor and api
+#                       (a controller) identities;
 #                       charger identities amtron-1..$SIM_COUNT for the simulator only
 #                       when SIM_COUNT is set, which only the sim profile's sim-certs
 #                       does), re-sign the CRL when it expires within 90 days, regenerate
@@ -13,7 +14,8 @@
 #
 # Either way it ends by giving every private key to the one account that reads it
 # (0600): broker.key to Mosquitto (uid $MOSQUITTO_UID; the broker drops to it before it
-# reads the key), ingest.key to ingest (uid 10001), charger keys to the poller
+# reads the key), ingest.key to ingest (uid 10001), api.key to the API (uid 10002),
+# charger keys to the poller
 # (uid 10003); the CA key (in its own volume, $CHARGELIFT_CA_KEY) stays root's.
 # That chown is why compose runs it as root.
 set -eu
@@ -45,7 +47,8 @@ else
         for san in $(echo "${BROKER_SANS:-}" | tr ',' ' '); do set -- "$@" --san "$san"; done
         certs server "$@"
     fi
-    for id in ingest monitor; do
+    # api: a controller of every charger (it publishes the commands it accepts)
+    for id in ingest monitor api; do
         [ -f "$dir/clients/$id.crt" ] || certs client "$id" --role service
     done
     # the broker's health check logs in with an identity of its own (role monitor): the
@@ -68,7 +71,8 @@ for key in "$dir"/clients/*.key; do
     [ -f "$key" ] || continue
     case "$(basename "$key" .key)" in
         ingest|ingest-[0-9]*) chown 10001 "$key" ;;
-        monitor|healthcheck|api|poller) ;;
+        api) chown 10002 "$key" ;;
+        monitor|healthcheck|poller) ;;
         *) chown 10003 "$key" ;;
     esac
 done

@@ -107,6 +107,7 @@ class Stack:
             "POSTGRES_PASSWORD": secrets.token_hex(16),
             "INGEST_DB_PASSWORD": secrets.token_hex(16),
             "READER_PASSWORD": secrets.token_hex(16),
+            "API_DB_PASSWORD": secrets.token_hex(16),
             "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(16),
             "API_TOKENS": f"compose-test:read:{digest}",
             **self.loopback_settings(),
@@ -305,12 +306,12 @@ def test_each_service_has_least_privilege(stack: Stack) -> None:
             "-c", "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = 'chargelift'"
             " AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
         ).stdout.split()  # fmt: skip
-        return set(out) if {"chargelift_ingest", "chargelift_reader"} <= set(out) else None
+        return set(out) if {"chargelift_ingest", "chargelift_api"} <= set(out) else None
 
     # ingest and the API (their pools) are connected; nobody else but this psql
     assert _wait("ingest and the API logged in", logins) == {
         "chargelift_ingest",
-        "chargelift_reader",
+        "chargelift_api",
     }
 
 
@@ -605,7 +606,13 @@ def test_a_revocation_takes_effect_on_its_own(stack: Stack) -> None:
 # --- 6. a user's first hour: the first token, then an upgrade ---------------------------
 
 UNIT = "deploy/systemd/chargelift-stack.service"
-SECRETS = ("POSTGRES_PASSWORD", "INGEST_DB_PASSWORD", "READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "INGEST_DB_PASSWORD",
+    "READER_PASSWORD",
+    "API_DB_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+)
 #: Not in a fresh clone: the developer's state at the top, caches anywhere.
 LOCAL_STATE = {".git", ".venv", ".venv-compose", ".env", "backups", ".dev", "certs"}
 CACHES = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}

@@ -111,10 +111,13 @@ def _env(service: str) -> dict[str, str]:
 def test_the_certs_bootstrap_issues_no_charger_the_sim_certs_the_simulated_ones(
     tmp_path: Path,
 ) -> None:
-    services = ["healthcheck", "ingest", "ingest-2", "monitor"]
+    services = ["api", "healthcheck", "ingest", "ingest-2", "monitor"]
     assert _run_certs(tmp_path, **_env("certs")) == services
     acl = (tmp_path / "certs" / "mosquitto.acl").read_text()
     assert "amtron" not in acl
+    # the API publishes the commands it accepts: a controller of every charger
+    api_rules = acl.split("user api\n", 1)[1].split("\n\n", 1)[0]
+    assert "topic write chargers/+/set/+" in api_rules
     # the sim profile: sim-certs after certs, with the CA key (in its own directory)
     assert (tmp_path / "ca" / "ca.key").is_file()
     sim_env = _env("sim-certs")

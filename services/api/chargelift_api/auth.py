@@ -1,8 +1,9 @@
-"""Bearer API tokens: configured as SHA-256 hashes, each with a scope (read, admin).
+"""Bearer API tokens: configured as SHA-256 hashes, each with a scope (read, control, admin).
 
 A token is a random string the operator hands out; the API only ever stores and
 compares its hash (``chargelift-api hash-token`` prints a new token and its entry).
-``admin`` includes ``read``.
+Every scope includes ``read``; ``control`` (sending commands to chargers) is given
+only by name: ``admin`` does not include it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
-Scope = Literal["read", "admin"]
-_ENTRY = re.compile(r"([A-Za-z0-9_.-]{1,64}):(read|admin):([0-9a-f]{64})")
+Scope = Literal["read", "control", "admin"]
+SCOPES: tuple[Scope, ...] = ("read", "control", "admin")
+_ENTRY = re.compile(r"([A-Za-z0-9_.-]{1,64}):(read|control|admin):([0-9a-f]{64})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +29,9 @@ class TokenEntry:
     sha256: str = field(repr=False)
 
     def grants(self, scope: Scope) -> bool:
-        """True if this token may do what ``scope`` allows (admin includes read)."""
-        return self.scope == "admin" or scope == "read"
+        """True if this token may do what ``scope`` allows (every scope includes read;
+        control is never implied)."""
+        return scope == "read" or self.scope == scope
 
 
 def hash_token(token: str) -> str:
@@ -53,8 +56,10 @@ def parse_tokens(text: str) -> list[TokenEntry]:
             continue
         m = _ENTRY.fullmatch(raw)
         if m is None:
-            raise ValueError(f"API_TOKENS entry {i + 1} is not name:read|admin:<sha256 hex>")
-        scope: Scope = "admin" if m.group(2) == "admin" else "read"
+            raise ValueError(
+                f"API_TOKENS entry {i + 1} is not name:read|control|admin:<sha256 hex>"
+            )
+        scope = next(s for s in SCOPES if s == m.group(2))
         entries.append(TokenEntry(m.group(1), scope, m.group(3)))
     if not entries:
         raise ValueError("API_TOKENS has no token")

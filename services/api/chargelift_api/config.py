@@ -1,4 +1,9 @@
-"""Settings of the API, from the environment (built in ``main()``, never at import)."""
+"""Settings of the API, from the environment (built in ``main()``, never at import).
+
+The broker block ``MQTT_*`` is the shared :class:`~chargelift_runtime.settings.MqttSettings`
+and is optional here: without ``MQTT_HOST`` the API serves its reads and answers the
+command endpoints with 503 (``MQTT_IDENTITY`` defaults to ``api``: :data:`DEFAULT_IDENTITY`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,18 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chargelift_api.auth import TokenEntry, parse_tokens
+from chargelift_runtime.settings import MqttSettings
+
+__all__ = ["DEFAULT_IDENTITY", "MqttSettings", "Settings", "mqtt_configured"]
+
+#: The API's MQTT identity when ``MQTT_IDENTITY`` is unset: a controller of every
+#: charger (chargelift-certs gives the service identity ``api`` that role).
+DEFAULT_IDENTITY = "api"
+
+
+def mqtt_configured(environ: dict[str, str]) -> bool:
+    """True if the broker block is configured at all (``MQTT_HOST`` set and not empty)."""
+    return bool(environ.get("MQTT_HOST", "").strip())
 
 
 class Settings(BaseSettings):
@@ -41,6 +58,12 @@ class Settings(BaseSettings):
     port: int = 8000
     pool_min: int = Field(2, ge=1)
     pool_max: int = Field(10, ge=1)
+    control_queue: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="commands accepted and waiting for the broker (more: 503)",
+    )
 
     @field_validator("timezone")
     @classmethod

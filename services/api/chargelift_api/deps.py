@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from chargelift_api.auth import Scope, TokenEntry, TokenStore
 from chargelift_api.billing import Billing
 from chargelift_api.config import Settings
+from chargelift_api.control import CommandPublisher
 from chargelift_api.metrics import ApiMetrics
 from chargelift_api.problems import ProblemError
 from chargelift_api.repository import Repository
@@ -26,6 +27,8 @@ class Context:
     billing: Billing
     tokens: TokenStore
     metrics: ApiMetrics
+    #: None without ``MQTT_HOST``: the command endpoints answer 503.
+    commands: CommandPublisher | None = None
 
 
 def context(request: Request) -> Context:
@@ -69,6 +72,14 @@ def require_read(
 ) -> TokenEntry:
     """401 unless a bearer token with scope read (or admin) is presented."""
     return _authenticate(request, credentials, "read")
+
+
+def require_control(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> TokenEntry:
+    """401 unless a bearer token is presented, 403 unless its scope is control."""
+    return _authenticate(request, credentials, "control")
 
 
 def _unauthorized(detail: str) -> ProblemError:

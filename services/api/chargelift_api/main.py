@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from chargelift_api.auth import hash_token, new_token
-from chargelift_api.config import Settings
+from chargelift_api.auth import SCOPES, hash_token, new_token
+from chargelift_api.config import MqttSettings, Settings, mqtt_configured
 from chargelift_api.service import ApiService
 from chargelift_runtime.logs import configure_logging
 from chargelift_runtime.service import run_until_signal, settings_failed
@@ -28,15 +29,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("serve", help="run the API (the default)")
     tok = sub.add_parser("hash-token", help="print a new token and its API_TOKENS entry")
     tok.add_argument("name")
-    tok.add_argument("--scope", choices=["read", "admin"], default="read")
+    tok.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default="read",
+        help="read (the default), control (read and send commands) or admin",
+    )
     args = parser.parse_args(argv)
     if args.cmd == "hash-token":
         token = new_token()
         print(f"token (give it to the user, it is not stored): {token}")
         print(f"API_TOKENS entry: {args.name}:{args.scope}:{hash_token(token)}")
         return 0
+    mqtt: MqttSettings | None = None
     try:
-        settings = load_settings(Settings)
+        # The broker is optional: without MQTT_HOST the command endpoints answer 503.
+        if mqtt_configured(dict(os.environ)):
+            settings, mqtt = load_settings(Settings, MqttSettings)
+        else:
+            settings = load_settings(Settings)
     except SettingsError as exc:
         status = settings_failed(PROG, exc)
         if f"{env_name(Settings, 'tokens')}:" in str(exc):
@@ -44,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     password = urlsplit(settings.database_url.get_secret_value()).password
     configure_logging("INFO", [password or ""])
-    run_until_signal(ApiService(settings))
+    run_until_signal(ApiService(settings, mqtt=mqtt))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the API: requests by route and status, latency, pool."""
+"""Prometheus metrics of the API: requests by route and status, latency, pool, commands."""
 
 from __future__ import annotations
 
@@ -33,6 +33,31 @@ class ApiMetrics:
         self.pool_max = Gauge("api_db_pool_max", "most connections the pool may open", registry=r)
         self.pool_in_use = Gauge(
             "api_db_pool_in_use", "connections lent to requests now", registry=r
+        )
+        self.commands_accepted = Counter(
+            "api_commands_accepted_total",
+            "commands accepted (202, replays of an Idempotency-Key not counted)",
+            ["command"],
+            registry=r,
+        )
+        self.commands_published = Counter(
+            "api_commands_published_total", "commands the broker acknowledged", registry=r
+        )
+        self.command_publish_failures = Counter(
+            "api_command_publish_failures_total",
+            "commands not published: expired (waited for the broker past ExpiresAt), "
+            "refused (the broker's PUBACK said no), queue_full (503)",
+            ["reason"],
+            registry=r,
+        )
+        self.broker_connected = Gauge(
+            "api_broker_connected",
+            "1 while the API is connected to the broker (commands), 0 while not; "
+            "absent without MQTT_HOST",
+            registry=r,
+        )
+        self.command_queue_depth = Gauge(
+            "api_command_queue_depth", "commands accepted and waiting for the broker", registry=r
         )
 
     def observe_pool(self, pool: asyncpg.Pool) -> None:

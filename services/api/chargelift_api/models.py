@@ -326,3 +326,69 @@ class Energy(_Model):
     periods: list[PeriodOut]
     total_energy_wh: float
     total_cost: float
+
+
+CommandStatusT = Literal["pending", "applied", "rejected", "expired", "failed"]
+
+
+class Reverted(_Model):
+    """The limit's lease ran out: the charger went back to its default limit."""
+
+    at: datetime
+    reason: str
+
+
+class CommandOut(_Model):
+    """A command and where it stands (docs/api.md, "Commands")."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "api:5f0c…",
+                    "charger": "amtron-1",
+                    "command": "set_current_limit",
+                    "value": 10.0,
+                    "valid_for": 300.0,
+                    "issuer": "token:evcc",
+                    "via": "api",
+                    "issued_at": "2026-12-02T10:00:00Z",
+                    "expires_at": "2026-12-02T10:01:00Z",
+                    "received_at": "2026-12-02T10:00:00.004Z",
+                    "status": "applied",
+                    "reason": "read back 10 A",
+                    "result_at": "2026-12-02T10:00:01.250Z",
+                    "result_value": 10.0,
+                    "lease_end": "2026-12-02T10:05:01.250Z",
+                    "reverted": None,
+                }
+            ]
+        }
+    )
+
+    id: str = Field(description="the command id (also its CommandId on the broker)")
+    charger: str
+    command: str = Field(description="set_current_limit, pause, resume or stop")
+    value: float | None = Field(description="the limit asked for, in A (null for the others)")
+    valid_for: float | None = Field(description="the lease asked for, in s")
+    issuer: str | None = Field(description="who sent it: `token:<name>` for the API's")
+    via: Literal["api", "mqtt"] = Field(description="sent through the API or straight to MQTT")
+    issued_at: datetime
+    expires_at: datetime = Field(description="the edge refuses it from then on")
+    received_at: datetime = Field(description="when it was recorded")
+    status: CommandStatusT
+    reason: str | None = Field(description="the edge's reason, or why it expired")
+    result_at: datetime | None = Field(description="when the edge decided (null without result)")
+    result_value: float | None = Field(description="the limit in force afterwards, in A")
+    lease_end: datetime | None = Field(description="when the limit reverts unless renewed")
+    reverted: Reverted | None = Field(description="the lease ran out (after `applied`)")
+
+
+class CommandList(_Model):
+    """One page of a charger's commands, newest first."""
+
+    charger: str
+    commands: list[CommandOut]
+    next: str | None = Field(
+        description="pass as `before` for the next (older) page; null on the last page"
+    )

@@ -76,6 +76,7 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 
 
 _TITLES = {
+    400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",

@@ -1,6 +1,8 @@
 """All SQL of the API (the tables are described in docs/schema.md). No HTTP here.
 
-Every query is against the ingest's tables as they are; nothing here writes. Values
+Every query is against the ingest's tables as they are; the one write is the insert
+of a command the API accepted (:meth:`Repository.insert_command`: the role
+``chargelift_api`` may insert there and nowhere else). Values
 of the narrow ``readings`` table sit in one of three typed columns, chosen from the
 field catalogue (:func:`column_of`), never from user input.
 
@@ -33,6 +35,7 @@ from chargelift_api.buckets import (
     numeric_buckets,
     state_buckets,
 )
+from chargelift_api.control import CommandRow, Cursor, ResultRow
 from chargelift_api.energy import EnergyDelta
 from chargelift_api.series import Point, Series
 from chargelift_contract import CATALOGUE, FieldType
@@ -248,6 +251,54 @@ SELECT greatest(
 """  # noqa: S608 - the bounds are literals of the catalogue
 
 
+# --- commands (0009_commands.sql) --------------------------------------------------------
+
+COMMAND_COLUMNS = """charger, command_id, command, value, issued_at, expires_at, valid_for,
+       issuer, via, received_at"""
+
+# Whoever comes first (the API, or ingest having read it on the broker) writes the row;
+# the API never changes one (it may not: INSERT only).
+INSERT_COMMAND = f"""
+INSERT INTO commands (charger, command_id, command, value, issued_at, expires_at, valid_for,
+                      issuer, via)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'api')
+ON CONFLICT (charger, command_id) DO NOTHING
+RETURNING {COMMAND_COLUMNS}
+"""  # noqa: S608 - column names only
+
+COMMAND = f"SELECT {COMMAND_COLUMNS} FROM commands WHERE charger = $1 AND command_id = $2"  # noqa: S608
+
+# Newest first (received_at, then id: the index commands_newest); $2/$3: after this one.
+COMMANDS_PAGE = f"""
+SELECT {COMMAND_COLUMNS} FROM commands
+ WHERE charger = $1
+   AND ($2::timestamptz IS NULL OR received_at < $2
+        OR (received_at = $2 AND command_id > $3))
+ ORDER BY received_at DESC, command_id
+ LIMIT $4
+"""  # noqa: S608 - column names only
+
+# What the API accepted and may still be applied, with no result yet: sent again after a
+# restart (a queue in memory died with the process; the edge removes duplicates).
+UNFINISHED = f"""
+SELECT {COMMAND_COLUMNS} FROM commands c
+ WHERE via = 'api' AND expires_at > now()
+   AND NOT EXISTS (SELECT 1 FROM command_results r
+                    WHERE r.charger = c.charger AND r.command_id = c.command_id)
+ ORDER BY received_at
+ LIMIT $1
+"""  # noqa: S608 - column names only
+
+RESULTS = """
+SELECT command_id, outcome, reason, at, value, lease_end FROM command_results
+ WHERE charger = $1 AND command_id = ANY($2::text[])
+"""
+
+
+def _command(row: asyncpg.Record) -> CommandRow:
+    return CommandRow(**dict(row))
+
+
 def _value(row: asyncpg.Record) -> Value:
     for col in ("value_num", "value_bool", "value_text"):
         if row[col] is not None:
@@ -404,6 +455,65 @@ class Repository:
         )
         self._charge(len(rows), f"{register} deltas")
         return [EnergyDelta(r["t0"], r["t1"], float(r["wh"]), bool(r["reset"])) for r in rows]
+
+    async def insert_command(
+        self,
+        charger: str,
+        command_id: str,
+        command: str,
+        value: float | None,
+        issued_at: datetime,
+        expires_at: datetime,
+        valid_for: float | None,
+        issuer: str,
+    ) -> tuple[CommandRow, bool]:
+        """Record a command; the row and True, or the row already there and False."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                INSERT_COMMAND,
+                charger,
+                command_id,
+                command,
+                value,
+                issued_at,
+                expires_at,
+                valid_for,
+                issuer,
+            )
+            if row is not None:
+                return _command(row), True
+            row = await conn.fetchrow(COMMAND, charger, command_id)
+        if row is None:  # cannot happen: rows are never deleted
+            raise RuntimeError(f"command {command_id!r} vanished")
+        return _command(row), False
+
+    async def command(self, charger: str, command_id: str) -> CommandRow | None:
+        """One command, or None."""
+        row = await self.pool.fetchrow(COMMAND, charger, command_id)
+        return None if row is None else _command(row)
+
+    async def commands(self, charger: str, after: Cursor | None, limit: int) -> list[CommandRow]:
+        """Up to ``limit`` commands of ``charger``, newest first, after ``after``."""
+        rows = await self.pool.fetch(
+            COMMANDS_PAGE,
+            charger,
+            None if after is None else after.received_at,
+            None if after is None else after.command_id,
+            limit,
+        )
+        self._charge(len(rows), "commands")
+        return [_command(r) for r in rows]
+
+    async def unfinished_commands(self, limit: int) -> list[CommandRow]:
+        """Up to ``limit`` commands the API accepted that are unexpired and have no
+        result, oldest first."""
+        return [_command(r) for r in await self.pool.fetch(UNFINISHED, limit)]
+
+    async def results(self, charger: str, command_ids: Sequence[str]) -> list[ResultRow]:
+        """Every result of these commands."""
+        rows = await self.pool.fetch(RESULTS, charger, list(command_ids))
+        self._charge(len(rows), "command results")
+        return [ResultRow(**dict(r)) for r in rows]
 
     async def peak_power(
         self, charger: str, spans: Sequence[tuple[datetime, datetime]]

@@ -4,6 +4,13 @@
 :func:`chargelift_runtime.service.run_until_signal` on SIGTERM or SIGINT), then lets
 uvicorn finish: it stops accepting, completes the requests in flight, runs the
 lifespan's shutdown (the database pool closes) and returns.
+
+With the broker block (``MQTT_*``) the service also owns the MQTT client (identity
+``api``, a controller) and the :class:`~chargelift_api.control.CommandPublisher` that
+publishes the commands the API accepts: both start before uvicorn serves, and after it
+has finished the queue is drained for at most :data:`DRAIN_S` seconds before the client
+disconnects (what is left is on record: the next start queues it again while it may
+still be applied, :func:`chargelift_api.app.resend_unfinished`).
 """
 
 from __future__ import annotations
@@ -15,8 +22,13 @@ from collections.abc import Iterator
 import uvicorn
 
 from chargelift_api.app import create_app
-from chargelift_api.config import Settings
+from chargelift_api.config import DEFAULT_IDENTITY, MqttSettings, Settings
+from chargelift_api.control import CommandPublisher
 from chargelift_api.metrics import ApiMetrics
+from chargelift_runtime.mqtt import MqttClient
+
+#: Longest wait at shutdown for the queued commands to reach the broker.
+DRAIN_S = 5.0
 
 
 class _Server(uvicorn.Server):
@@ -31,12 +43,30 @@ class _Server(uvicorn.Server):
 class ApiService:
     """The API on ``API_HOST:API_PORT``; nothing starts before :meth:`run`."""
 
-    def __init__(self, settings: Settings, *, metrics: ApiMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        mqtt: MqttSettings | None = None,
+        metrics: ApiMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else ApiMetrics()
+        self.client: MqttClient | None = None
+        self.commands: CommandPublisher | None = None
+        if mqtt is not None:
+            identity = mqtt.identity or DEFAULT_IDENTITY
+            # Not connected before run(); no will: the API's presence is nobody's state.
+            self.client = MqttClient(
+                host=mqtt.host,
+                port=mqtt.port,
+                client_id=identity,
+                tls=mqtt.tls(identity),
+            )
+            self.commands = CommandPublisher(self.client, settings.control_queue, self.metrics)
         self.server = _Server(
             uvicorn.Config(
-                create_app(settings, metrics=self.metrics),
+                create_app(settings, metrics=self.metrics, commands=self.commands),
                 host=settings.host,
                 port=settings.port,
                 # Records go to the root logger (chargelift_runtime.logs: redacted).
@@ -55,8 +85,21 @@ class ApiService:
             await stop.wait()
             self.server.should_exit = True
 
-        watcher = asyncio.create_task(exit_on_stop(), name="stop")
-        try:
-            await self.server.serve()
-        finally:
-            watcher.cancel()
+        async with contextlib.AsyncExitStack() as stack:
+            if self.client is not None:
+                await stack.enter_async_context(self.client)
+            async with asyncio.TaskGroup() as tg:
+                watcher = tg.create_task(exit_on_stop(), name="stop")
+                publishing = (
+                    tg.create_task(self.commands.run(), name="commands")
+                    if self.commands is not None
+                    else None
+                )
+                try:
+                    await self.server.serve()
+                    if self.commands is not None:
+                        await self.commands.drain(DRAIN_S)
+                finally:
+                    watcher.cancel()
+                    if publishing is not None:
+                        publishing.cancel()

@@ -181,6 +181,9 @@ class Stack:
         pin = self.secret("charger-pin", 6)
         api_token = self.secret("api-token", 24)
         token_hash = hashlib.sha256(api_token.encode()).hexdigest()
+        # read + send commands to the chargers (the API publishes them as identity api)
+        control_token = self.secret("api-control-token", 24)
+        control_hash = hashlib.sha256(control_token.encode()).hexdigest()
         certs = self.certs_dir.resolve()
         common = {
             "MQTT_HOST": "127.0.0.1",
@@ -238,8 +241,11 @@ class Stack:
                 {
                     "API_PORT": str(self.ports.api),
                     "API_HOST": "127.0.0.1",
-                    "DATABASE_URL": self.postgres.dsn_as("chargelift_reader"),  # read only
-                    "API_TOKENS": f"dev:read:{token_hash}",
+                    # reads, and inserts the commands it accepts (nothing else)
+                    "DATABASE_URL": self.postgres.dsn_as("chargelift_api"),
+                    "API_TOKENS": f"dev:read:{token_hash},dev-control:control:{control_hash}",
+                    # the broker from `common`, as the API's own identity (a controller)
+                    "MQTT_IDENTITY": "api",
                 },
             ),
         ]
@@ -256,6 +262,7 @@ class Stack:
             **common,
             "API_URL": f"http://127.0.0.1:{self.ports.api}",
             "API_TOKEN": api_token,
+            "API_CONTROL_TOKEN": control_token,
             "SIMULATOR_CONTROL_URL": f"http://127.0.0.1:{self.ports.simulator_control}",
             "POLLER_METRICS_URL": f"http://127.0.0.1:{self.ports.poller_metrics}/metrics",
             "INGEST_METRICS_URL": f"http://127.0.0.1:{self.ports.ingest_metrics}/metrics",

@@ -51,4 +51,6 @@ async def readyz(ctx: Ctx) -> Response:
 async def prometheus(ctx: Ctx) -> Response:
     """Prometheus exposition: requests by route and status, latency, pool statistics."""
     ctx.metrics.observe_pool(ctx.repo.pool)
+    if ctx.commands is not None:
+        ctx.metrics.broker_connected.set(1 if ctx.commands.connected else 0)
     return Response(ctx.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
