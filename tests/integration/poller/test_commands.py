@@ -231,8 +231,8 @@ async def test_out_of_range_limits_and_an_offline_charger_are_rejected_untouched
     ):
         await up(poller, box.id)
         await eventually(
-            lambda: poller.registry.get_sample_value("poller_polls_failed_total",
-                                                     {"charger": dead.id, "error": "http"}),
+            lambda: bool(poller.registry.get_sample_value(
+                "poller_polls_failed_total", {"charger": dead.id, "error": "http"})),
             10, "the dead charger's failed poll",
         )  # fmt: skip
         await ctl.send(box.id, Command.CURRENT_LIMIT, 5, command_id="low-1")
