@@ -29,8 +29,8 @@ from chargelift_contract.commands import (
 )
 from chargelift_contract.envelope import format_time
 from chargelift_devstack.mosquitto import MosquittoServer
-from chargelift_poller.config import ChargerConfig, ControlConfig
-from chargelift_runtime.mqtt import Message, MqttClient
+from chargelift_poller.config import ChargerConfig, ControlConfig, MqttIdentity
+from chargelift_runtime.mqtt import Message, MqttClient, PublishRefusedError
 from chargelift_runtime.retry import Backoff
 from chargelift_simulator import FaultKind
 from chargelift_simulator.faults import Fault
@@ -398,3 +398,57 @@ async def test_a_command_received_before_a_sigkill_is_applied_once_after_the_res
         finally:
             assert await restarted.stop() == 0
         assert PIN not in restarted.text()
+
+
+async def test_the_edge_identity_receives_its_chargers_commands_and_answers_them(
+    own_broker: MosquittoServer, certs: TestCerts, fleet: Any, tmp_path: Path
+) -> None:
+    edge = "edge-cmd"
+    ids = sorted(c.id for c in fleet.chargers)
+    certs.issue_edge(edge, tuple(ids))
+    own_broker.reload()
+    s = settings(own_broker, certs, tmp_path / "outbox.sqlite")
+    chargers = [charger_config(c.id, c.url) for c in fleet.chargers]
+    async with (
+        controller(own_broker, certs, "t16-ctl-8") as ctl,
+        running_poller(s, chargers, MqttIdentity("edge", edge)) as poller,
+    ):
+        assert len(poller.clients) == 1
+        for c in fleet.chargers:
+            await up(poller, c.id)
+        for n, c in enumerate(fleet.chargers):
+            await ctl.send(c.id, Command.CURRENT_LIMIT, 7 + n, command_id=f"edge-{c.id}")
+        await eventually(
+            lambda: all(ctl.outcome(f"edge-{i}") for i in ids), 10, "every charger's result"
+        )
+        for n, c in enumerate(fleet.chargers):
+            assert ctl.outcome(f"edge-{c.id}") is Outcome.APPLIED
+            assert c.info()["current_limit"] == 7.0 + n
+        topics = {t for t, _ in ctl.results}
+        assert topics == {f"chargers/{i}/result/CurrentLimit" for i in ids}
+
+
+async def test_a_charger_identity_cannot_command_itself_or_another_charger(
+    own_broker: MosquittoServer, certs: TestCerts, fleet: Any, tmp_path: Path
+) -> None:
+    box = fleet.chargers[0]
+    s = settings(own_broker, certs, tmp_path / "outbox.sqlite")
+    async with running_poller(s, [charger_config(box.id, box.url)]) as poller:
+        await up(poller, box.id)
+        for target in (box.id, fleet.chargers[1].id):
+            async with MqttClient(
+                host=own_broker.host,
+                port=own_broker.port,
+                client_id=f"t16-rogue-{target}",
+                tls=certs.tls(fleet.chargers[1].id),  # a charger's own certificate
+                backoff=Backoff(initial=5.0, maximum=5.0),
+            ) as rogue:
+                async with asyncio.timeout(10):
+                    await rogue.wait_connected()
+                payload = encode_command(Command.STOP, command_id=f"rogue-{target}")
+                with pytest.raises(PublishRefusedError) as refused:
+                    await rogue.publish(command_topic(target, Command.STOP), payload, qos=1)
+                assert refused.value.reason_code == 0x87
+        await asyncio.sleep(1.0)
+        assert box.info()["writes"] == 0
+        assert fleet.chargers[1].info()["writes"] == 0
