@@ -285,6 +285,7 @@ class Commander:
         self._wake = asyncio.Event()
         self._last_write: float | None = None  # monotonic
         self._lease = self._store.lease()
+        self._open = True  # commands may wait in the store (after a restart): look
         self._pruned_at = 0.0
         self._m_writes = metrics.charger_writes.labels(charger_id)
 
@@ -329,7 +330,12 @@ class Commander:
             outcome, reason = refusal
             self._finish(msg, outcome, reason, now, new=True)
             return
+        if self._store.open_count() >= MAX_OPEN:
+            reason = f"too many commands waiting for this charger (at most {MAX_OPEN})"
+            self._finish(msg, Outcome.REJECTED, reason, now, new=True)
+            return
         self._outbox.execute([self._store.insert(msg, RECEIVED, _ts(now))])
+        self._open = True
         self._wake.set()
 
     def _malformed(self, message: Message, reason: str, now: datetime) -> None:
@@ -454,7 +460,7 @@ class Commander:
     async def _next_work(self) -> None:
         """Return when a command waits or the lease ends (looks every :data:`TICK`)."""
         while True:
-            if self._store.open_count() or self._lease_due(self._clock.now()):
+            if self._open or self._lease_due(self._clock.now()):
                 return
             now = time.time()
             if now - self._pruned_at > 3600:
@@ -492,6 +498,8 @@ class Commander:
                 self._finish(msg, Outcome.REJECTED, f"superseded by {newest}", now)
             elif first is None:
                 first = s
+        if first is None:
+            self._open = False  # all settled; receive() says when another one waits
         return first
 
     async def _apply(self, stored: Stored) -> None:
@@ -585,6 +593,11 @@ class Commander:
     def _wrote(self) -> None:
         self._last_write = self._clock.monotonic()
 
+    def _retry_later(self) -> None:
+        """The next write (a revert's retry) waits at least :data:`REVERT_RETRY`."""
+        extra = max(0.0, REVERT_RETRY - self._control.min_write_interval)
+        self._last_write = self._clock.monotonic() + extra
+
     async def _revert(self) -> None:
         lease = self._lease
         assert lease is not None
@@ -593,16 +606,14 @@ class Commander:
         if controller is None or default is None:
             why = "no default_current and the charger's maximum is unknown"
             log.warning("charger %s: cannot revert the lease: %s", self.charger_id, why)
-            self._wrote()
+            self._retry_later()
             return
         try:
             async with self._device.lock:
                 try:
                     await self._write(controller, Command.CURRENT_LIMIT, default)
                 finally:
-                    self._last_write = self._clock.monotonic() + max(
-                        0.0, REVERT_RETRY - self._control.min_write_interval
-                    )
+                    self._retry_later()  # undone below if it is confirmed
                 reading = await self._read()
         except ChargerError as exc:
             log.warning(

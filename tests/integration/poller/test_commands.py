@@ -452,3 +452,29 @@ async def test_a_charger_identity_cannot_command_itself_or_another_charger(
         await asyncio.sleep(1.0)
         assert box.info()["writes"] == 0
         assert fleet.chargers[1].info()["writes"] == 0
+
+
+async def test_a_command_that_expired_while_the_poller_was_away_is_never_applied(
+    own_broker: MosquittoServer, certs: TestCerts, fleet: Any, tmp_path: Path
+) -> None:
+    box = fleet.chargers[0]
+    s = settings(own_broker, certs, tmp_path / "outbox.sqlite")
+    chargers = [charger_config(box.id, box.url)]
+    async with controller(own_broker, certs, "t16-ctl-9") as ctl:
+        async with running_poller(s, chargers) as poller:
+            await up(poller, box.id)  # its session (and subscription) exists now
+        # The poller is away: the broker keeps the commands for its session.
+        now = datetime.now(UTC)
+        await ctl.send(
+            box.id, Command.CURRENT_LIMIT, 8, command_id="away-short",
+            issued_at=now, expires_at=now + timedelta(seconds=2),
+        )  # fmt: skip
+        await ctl.send(box.id, Command.CURRENT_LIMIT, 9, command_id="away-long")
+        await asyncio.sleep(3.0)
+        async with running_poller(s, chargers) as poller:
+            ids = ("away-short", "away-long")
+            await eventually(lambda: all(ctl.outcome(i) for i in ids), 15, "both results")
+            assert ctl.outcome("away-short") is Outcome.EXPIRED
+            assert ctl.outcome("away-long") is Outcome.APPLIED
+        assert box.info()["writes"] == 1
+        assert box.info()["current_limit"] == 9.0

@@ -297,3 +297,41 @@ async def test_a_command_for_a_charger_not_polled_yet_waits_for_the_first_poll(
         await settle(lambda: outcome(outbox, "early") is not None, "a result")
     assert outcome(outbox, "early") is Outcome.APPLIED
     assert box.writes == [("limit", 9)]
+
+
+async def test_commands_waiting_for_one_charger_are_bounded(
+    outbox: Outbox, clock: FakeClock, metrics: PollerMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chargelift_poller.commands as commands
+
+    monkeypatch.setattr(commands, "MAX_OPEN", 2)
+    c = commander(outbox, FakeBox(clock), clock, metrics)  # not running: nothing is applied
+    for i in range(3):
+        await c.receive(command(Command.PAUSE, command_id=f"w-{i}"))
+    (result,) = results(outbox)
+    assert (result.command_id, result.outcome) == ("w-2", Outcome.REJECTED)
+    assert "too many commands waiting" in result.reason
+
+
+async def test_writes_and_read_backs_hold_the_device_lock_polls_hold(
+    outbox: Outbox, clock: FakeClock, metrics: PollerMetrics
+) -> None:
+    lock = asyncio.Lock()
+    held: list[bool] = []
+
+    class Watched(FakeBox):
+        async def read(self, *, full: bool) -> ChargerReading:
+            held.append(lock.locked())
+            return await super().read(full=full)
+
+        async def set_current_limit(self, amps: float, *, permanent: bool) -> None:
+            held.append(lock.locked())
+            await super().set_current_limit(amps, permanent=permanent)
+
+    box = Watched(clock)
+    device = Device(lock, lambda: True, timeout=1.0)
+    c = Commander(CHARGER, box, ControlConfig(), outbox, device, metrics, clock=clock)
+    async with running(c):
+        await c.receive(command(Command.CURRENT_LIMIT, 9, command_id="locked"))
+        await settle(lambda: outcome(outbox, "locked") is not None, "a result")
+    assert held == [True, True]  # the write, then the read-back
