@@ -53,6 +53,7 @@ from typing import Any
 import orjson
 
 from chargelift_contract.commands import (
+    DEFAULT_EXPIRY,
     Command,
     CommandMessage,
     CommandResult,
@@ -351,11 +352,16 @@ class Commander:
         if topic.charger != self.charger_id:
             return
         cid = _command_id_of(message.topic, message.payload)
-        result = CommandResult(cid, Outcome.REJECTED, reason, now)
-        payload = encode_result(result)
-        self._metrics.commands.labels(topic.command.value, Outcome.REJECTED.value).inc()
-        log.warning("charger %s: command %s rejected: %s", self.charger_id, cid, reason[:200])
-        self._outbox.append([self._entry(topic.command, payload, now)])
+        known = self._store.get(cid)
+        if known is not None:
+            # The id is known: the command it names keeps its one outcome (re-sent).
+            self._metrics.commands.labels(topic.command.value, "duplicate").inc()
+            if known.result is not None:
+                self._outbox.append([self._entry(topic.command, known.result, now)])
+            return
+        # Stored like any other, so that the same bytes again get the same answer.
+        msg = CommandMessage(self.charger_id, topic.command, None, cid, now, now + DEFAULT_EXPIRY)
+        self._finish(msg, Outcome.REJECTED, reason, now, new=True)
 
     def _refusal(self, msg: CommandMessage, now: datetime) -> tuple[Outcome, str] | None:
         """Why ``msg`` cannot be applied (outcome, reason), or ``None``."""

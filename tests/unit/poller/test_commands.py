@@ -158,6 +158,9 @@ async def test_a_malformed_command_is_rejected_with_the_reason_and_an_id_from_it
     rows = outbox.load(CHARGER, after=0, limit=10)
     assert [r.retain for r in rows] == [False, False]  # results are never retained
     assert box.writes == []
+    # A malformed payload reusing a known id does not give that command a second outcome.
+    await c.receive(Message(topic, b'{"Value": null, "CommandId": "mine-1"}', 1, False))
+    assert results(outbox)[2] == second  # its one result, again
 
 
 async def test_a_command_found_applying_after_a_crash_is_read_back_never_written_again(
