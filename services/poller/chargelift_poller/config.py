@@ -27,6 +27,11 @@ from the chargers file, never from ``MQTT_IDENTITY``). The chargers file is TOML
                                 # (per-charger identity only)
     # interval = 1.0
     # timeout = 5.0
+    # min_current = 6.0         # A: lowest limit a command may set (IEC 61851: 6 A)
+    # max_current = 16.0        # A: highest; default: the charger's own (MHCP MaxCurrWb)
+    # default_current = 16.0    # A: what a lease reverts to; default: max_current
+    # min_write_interval = 2.0  # s between two writes to the charger
+    # permanent_writes = false  # save written limits to the charger's flash
     # [chargers.options]        # driver-specific, e.g. api_path = "/MHCP/1.0"
 
 PINs are :class:`~pydantic.SecretStr` from the moment they are read; error messages
@@ -40,7 +45,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -51,10 +56,12 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chargelift_contract import TopicError, encode_edge_chargers, validate_charger_id
+from chargelift_contract.commands import MAX_CURRENT_A
 from chargelift_contract.limits import MAX_EDGE_CHARGERS_BYTES, MAX_PACKET_BYTES
 from chargelift_poller.models import OptionValue
 from chargelift_runtime.settings import MqttSettings
@@ -62,6 +69,7 @@ from chargelift_runtime.settings import MqttSettings
 __all__ = [
     "ChargerConfig",
     "ConfigFileError",
+    "ControlConfig",
     "MqttIdentity",
     "MqttSettings",
     "PollerConfig",
@@ -135,6 +143,21 @@ class Settings(BaseSettings):
 
 
 @dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """How commands may drive one charger (the chargers file's control keys).
+
+    ``max_current`` ``None``: the charger's own maximum as its driver reads it (MHCP
+    ``MaxCurrWb``); ``default_current`` ``None``: the maximum in force.
+    """
+
+    min_current: float = 6.0
+    max_current: float | None = None
+    default_current: float | None = None
+    min_write_interval: float = 2.0
+    permanent_writes: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ChargerConfig:
     """One charger, resolved: the PIN is read, the identity is known."""
 
@@ -147,6 +170,7 @@ class ChargerConfig:
     pin: SecretStr | None = field(repr=False)
     pin_ref: str
     options: Mapping[str, OptionValue]
+    control: ControlConfig = ControlConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +226,31 @@ class _Entry(BaseModel):
     interval: PositiveFloat = 1.0
     timeout: PositiveFloat = 5.0
     options: dict[str, OptionValue] = Field(default_factory=dict)
+    min_current: PositiveFloat = 6.0
+    max_current: PositiveFloat | None = Field(default=None, le=MAX_CURRENT_A)
+    default_current: PositiveFloat | None = Field(default=None, le=MAX_CURRENT_A)
+    min_write_interval: float = Field(default=2.0, ge=0, le=3600)
+    permanent_writes: bool = False
+
+    @model_validator(mode="after")
+    def _currents(self) -> Self:
+        low, high, default = self.min_current, self.max_current, self.default_current
+        if high is not None and low > high:
+            raise ValueError(f"min_current {low:g} A is above max_current {high:g} A")
+        if default is not None and default < low:
+            raise ValueError(f"default_current {default:g} A is below min_current {low:g} A")
+        if default is not None and high is not None and default > high:
+            raise ValueError(f"default_current {default:g} A is above max_current {high:g} A")
+        return self
+
+    def control(self) -> ControlConfig:
+        return ControlConfig(
+            min_current=self.min_current,
+            max_current=self.max_current,
+            default_current=self.default_current,
+            min_write_interval=self.min_write_interval,
+            permanent_writes=self.permanent_writes,
+        )
 
     @field_validator("id", "identity")
     @classmethod
@@ -214,7 +263,19 @@ class _Entry(BaseModel):
         return value
 
 
-_DEFAULTABLE = frozenset({"driver", "interval", "timeout", "options"})
+_DEFAULTABLE = frozenset(
+    {
+        "driver",
+        "interval",
+        "timeout",
+        "options",
+        "min_current",
+        "max_current",
+        "default_current",
+        "min_write_interval",
+        "permanent_writes",
+    }
+)
 
 
 def _problems(exc: ValidationError) -> str:
@@ -287,6 +348,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> PollerC
                 pin=pin,
                 pin_ref=pin_ref,
                 options=dict(entry.options),
+                control=entry.control(),
             )
         )
     _check_unique(path, chargers, edge=mqtt.is_edge)

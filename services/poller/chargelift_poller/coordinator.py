@@ -24,13 +24,18 @@
   stop the site (issue 14). Without it (the default, what unit tests get) it
   propagates, so a bug fails the test instead of showing as "charger offline".
   Failures of the outbox (the disk) are never contained.
+* The charger's device is shared with its :class:`~chargelift_poller.commands.Commander`:
+  every read holds :attr:`Coordinator.device_lock`, which the commander holds for a
+  write and its read-back, so polls and writes never interleave on the box. The
+  commander's control state (``CurrentLimit``, ``CurrentLimitLeaseEnd``: ``extra``)
+  joins every reading, so it travels through the same change detection and outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -107,8 +112,13 @@ class Coordinator:
         snapshot_interval: float,
         clock: Clock,
         contain_driver_faults: bool = False,
+        extra: Callable[[], Mapping[str, Value]] | None = None,
     ) -> None:
         self.charger_id = charger_id
+        #: Held for every read of the device (and by the commander for its writes).
+        self.device_lock = asyncio.Lock()
+        #: The commander's control state, joined to every reading.
+        self.extra = extra
         self._contain = contain_driver_faults
         self._fault_logged = False
         self._driver = driver
@@ -159,8 +169,10 @@ class Coordinator:
         started = self._clock.monotonic()
         full = self._changes.snapshot_due(started)
         try:
-            async with asyncio.timeout(self._timing.timeout):
+            async with self.device_lock, asyncio.timeout(self._timing.timeout):
                 reading = await self._driver.read(full=full)
+            if self.extra is not None:
+                reading = ChargerReading(reading.sampling_time, {**reading.values, **self.extra()})
             changed, entries = self._entries(reading, full)
         except InvalidReadingError as exc:  # ChargerReading refused a value: name the field
             return self._failed(ChargerProtocolError(self.charger_id, f"reading refused: {exc}"))

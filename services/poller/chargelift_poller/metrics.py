@@ -97,6 +97,19 @@ class PollerMetrics:
         )
         for reason in DROP_REASONS:
             self.outbox_dropped.labels(reason)
+        self.commands = Counter(
+            "poller_commands",
+            "Commands to the chargers by command and outcome (applied, rejected, expired, "
+            "failed, reverted; duplicate: an id seen before, not applied again)",
+            ["command", "outcome"],
+            registry=r,
+        )
+        self.charger_writes = Counter(
+            "poller_charger_writes",
+            "Writes to a charger (commands and lease reverts; attempts, also failed ones)",
+            ["charger"],
+            registry=r,
+        )
 
     def declare_charger(self, charger: str) -> None:
         """Create a charger's main series at 0 (failure series appear at the first one)."""

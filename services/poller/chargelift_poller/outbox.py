@@ -21,6 +21,14 @@ Guarantees (docs/poller.md has the long version):
   that the newest row of each topic is never dropped (the retained value — the shadow —
   stays right). Every drop is counted by reason (``max_rows``, ``max_age``, ``refused``,
   ``too_large``).
+* **Retained or not.** Readings and availability are published retained (the shadow);
+  a row with ``retain`` false (a command's result) is published as a plain QoS 1
+  message. Schema version 2 added the column; a version 1 file is migrated in place
+  (every old row is retained, which is what it was).
+* **Command state lives here too.** The same file holds the commands a charger
+  received and the control limit in force (tables ``commands`` and ``control``, used by
+  :mod:`.commands`), so that a command's outcome and its result row commit in one
+  transaction (:meth:`Outbox.append` with ``also``).
 * **Nothing the broker cannot take.** An entry whose MQTT PUBLISH packet would exceed
   ``max_packet_bytes`` (the broker's ``max_packet_size``) never becomes an unsent row:
   over the limit Mosquitto drops the connection instead of refusing the packet, so such
@@ -48,7 +56,7 @@ from chargelift_contract.limits import publish_packet_size
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -58,7 +66,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload    BLOB NOT NULL,
     sampled_at REAL NOT NULL,  -- unix seconds: when the value was read (SamplingTime)
     created_at REAL NOT NULL,  -- unix seconds: when the row was inserted
-    acked_at   REAL            -- unix seconds of the first PUBACK; NULL = not yet sent
+    acked_at   REAL,           -- unix seconds of the first PUBACK; NULL = not yet sent
+    retain     INTEGER NOT NULL DEFAULT 1  -- 0: published not retained (results)
 );
 CREATE INDEX IF NOT EXISTS outbox_by_charger ON outbox (charger, seq);
 CREATE INDEX IF NOT EXISTS outbox_unacked ON outbox (seq) WHERE acked_at IS NULL;
@@ -72,6 +81,33 @@ CREATE TABLE IF NOT EXISTS dropped (
     payload    BLOB NOT NULL,
     reason     TEXT NOT NULL,
     dropped_at REAL NOT NULL
+);
+-- Commands received per charger and what became of them (chargelift_poller.commands):
+-- a command id is applied at most once, also across restarts.
+CREATE TABLE IF NOT EXISTS commands (
+    charger     TEXT NOT NULL,
+    command_id  TEXT NOT NULL,
+    command     TEXT NOT NULL,
+    value       REAL,
+    issued_at   REAL NOT NULL,
+    expires_at  REAL NOT NULL,
+    valid_for   REAL,
+    issuer      TEXT,
+    stage       TEXT NOT NULL,  -- received | applying | done
+    outcome     TEXT,           -- when done
+    result      BLOB,           -- the result payload published (re-sent for a repeat)
+    received_at REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (charger, command_id)
+);
+CREATE INDEX IF NOT EXISTS commands_open ON commands (charger) WHERE stage != 'done';
+CREATE INDEX IF NOT EXISTS commands_expiry ON commands (expires_at) WHERE stage = 'done';
+-- The controller's current limit in force per charger, and its lease.
+CREATE TABLE IF NOT EXISTS control (
+    charger    TEXT PRIMARY KEY,
+    command_id TEXT NOT NULL,
+    value      REAL NOT NULL,
+    lease_end  REAL             -- unix seconds; NULL: no lease
 );
 """
 
@@ -95,6 +131,11 @@ class Entry:
     topic: str
     payload: bytes
     sampled_at: float
+    retain: bool = True
+
+
+#: SQL run in the transaction of an :meth:`Outbox.append`: (statement, parameters).
+Statement = tuple[str, Sequence[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +148,7 @@ class Row:
     payload: bytes
     sampled_at: float
     acked: bool = False
+    retain: bool = True
 
 
 class OutboxListener(Protocol):
@@ -125,9 +167,12 @@ def _prepare(db: sqlite3.Connection, path: Path, synchronous: str) -> None:
         raise OutboxError(f"outbox {path}: cannot use WAL mode (got {mode})")
     db.execute(f"PRAGMA synchronous={synchronous}")
     (version,) = db.execute("PRAGMA user_version").fetchone()
-    if version not in (0, SCHEMA_VERSION):
+    if version not in (0, 1, SCHEMA_VERSION):
         raise OutboxError(f"outbox {path}: schema version {version} is not supported")
     db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    if "retain" not in columns:  # version 1: every row was published retained
+        db.execute("ALTER TABLE outbox ADD COLUMN retain INTEGER NOT NULL DEFAULT 1")
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
@@ -258,22 +303,25 @@ class Outbox:
             raise
         cur.execute("COMMIT")
 
-    def append(self, entries: Sequence[Entry]) -> list[Row]:
+    def append(self, entries: Sequence[Entry], *, also: Sequence[Statement] = ()) -> list[Row]:
         """Store ``entries`` in one transaction; return the rows (committed) in order.
 
         Entries too large for the broker are recorded as dropped instead (module
-        docstring) and are not among the rows returned."""
-        if not entries:
+        docstring) and are not among the rows returned. ``also`` are statements (of the
+        command tables) committed in the same transaction."""
+        if not entries and not also:
             return []
         now = self._clock()
         rows: list[Row] = []
         too_large: list[tuple[Entry, int]] = []
         with self._transaction() as cur:
+            for sql, params in also:
+                cur.execute(sql, tuple(params))
             for e in entries:
                 cur.execute(
-                    "INSERT INTO outbox (charger, topic, payload, sampled_at, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (e.charger, e.topic, e.payload, e.sampled_at, now),
+                    "INSERT INTO outbox (charger, topic, payload, sampled_at, created_at, retain) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (e.charger, e.topic, e.payload, e.sampled_at, now, int(e.retain)),
                 )
                 seq = cur.lastrowid
                 assert seq is not None
@@ -284,7 +332,7 @@ class Outbox:
                     cur.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
                     too_large.append((e, size))
                     continue
-                rows.append(Row(seq, e.charger, e.topic, e.payload, e.sampled_at))
+                rows.append(Row(seq, e.charger, e.topic, e.payload, e.sampled_at, retain=e.retain))
         if too_large:
             self._report_too_large(too_large)
         self._unacked += len(rows)
@@ -375,12 +423,22 @@ class Outbox:
         """``charger``'s rows after ``after`` that are unsent or inside the replay window."""
         since = self._clock() - self.replay_window
         cursor = self._db.execute(
-            "SELECT seq, topic, payload, sampled_at, acked_at IS NOT NULL FROM outbox "
+            "SELECT seq, topic, payload, sampled_at, acked_at IS NOT NULL, retain FROM outbox "
             "WHERE charger = ? AND seq > ? AND (acked_at IS NULL OR acked_at >= ?) "
             "ORDER BY seq LIMIT ?",
             (charger, after, since, limit),
         )
-        return [Row(s, charger, t, bytes(p), at, bool(a)) for s, t, p, at, a in cursor]
+        return [Row(s, charger, t, bytes(p), at, bool(a), bool(r)) for s, t, p, at, a, r in cursor]
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Rows of a read-only query (the command tables)."""
+        return self._db.execute(sql, tuple(params)).fetchall()
+
+    def execute(self, statements: Sequence[Statement]) -> None:
+        """Run ``statements`` (of the command tables) in one transaction."""
+        with self._transaction() as cur:
+            for sql, params in statements:
+                cur.execute(sql, tuple(params))
 
     # -- maintenance -------------------------------------------------------------
 

@@ -12,9 +12,9 @@ Per connection ("session"):
 2. append the charger's current availability (the broker may have published our last
    will ``offline`` while we were away) — it gets the newest ``seq``, so it lands after
    the backlog;
-3. publish rows in ``seq`` order, retained, QoS 1, with at most the window's size
-   awaiting their PUBACK on the connection (one connection, in order: the broker keeps
-   the order);
+3. publish rows in ``seq`` order, retained (results: not retained), QoS 1, with at
+   most the window's size awaiting their PUBACK on the connection (one connection, in
+   order: the broker keeps the order);
 4. on each PUBACK mark the row acknowledged; if the connection drops, unacknowledged
    rows simply stay in the outbox for the next session.
 
@@ -264,7 +264,7 @@ class Publisher:
                 window.wait(self, self._wake.set)
                 return
             try:
-                fut = self._client.publish_nowait(row.topic, row.payload, qos=1, retain=True)
+                fut = self._client.publish_nowait(row.topic, row.payload, qos=1, retain=row.retain)
             except ConnectionLostError:
                 window.give_back()
                 self._requeue(row)

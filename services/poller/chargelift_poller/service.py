@@ -17,6 +17,12 @@ MQTT connection disconnects with its will, so the chargers show ``offline``; wit
 edge identity each charger's ``offline`` is queued in the outbox first and drained
 with the rest, then the edge's will says the edge is ``offline``).
 Whatever is still unsent stays in the outbox for the next start.
+
+Commands: whichever connection publishes a charger's fields also subscribes its
+command topic (``chargers/{id}/set/+``, QoS 1, a persistent session so that the broker
+keeps commands for a poller that reconnects); each message is handed to the charger's
+:class:`~.commands.Commander` and acknowledged once it is stored. One commander task
+per charger applies them (docs/poller.md, "Control").
 """
 
 from __future__ import annotations
@@ -36,10 +42,13 @@ import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from chargelift_contract import availability_topic, edge_availability_topic
+from chargelift_contract.commands import MAX_EXPIRY, command_filter, parse_command_topic
+from chargelift_contract.errors import ContractError
 from chargelift_contract.topics import OFFLINE
 from chargelift_poller import __version__
 from chargelift_poller.checks import StartupError
 from chargelift_poller.clock import Clock, SystemClock
+from chargelift_poller.commands import Commander, Device
 from chargelift_poller.config import ChargerConfig, MqttSettings, PollerConfig, Settings
 from chargelift_poller.coordinator import Coordinator, Timing
 from chargelift_poller.drivers import REGISTRY
@@ -53,7 +62,7 @@ from chargelift_poller.publisher import Publisher, Window
 from chargelift_poller.transport import DeviceTransport
 from chargelift_runtime.certmetrics import CertificateExpiryCollector
 from chargelift_runtime.http import HttpEndpoint, Response
-from chargelift_runtime.mqtt import MqttClient, Will
+from chargelift_runtime.mqtt import Message, MessageHandler, MqttClient, Will
 from chargelift_runtime.retry import Backoff
 from chargelift_runtime.service import health
 from chargelift_runtime.watchdog import Liveness
@@ -131,6 +140,8 @@ class PollerService:
         self.registry.register(CertificateExpiryCollector(lambda: cert_files))
         self.clock = clock or SystemClock()
         self.coordinators: list[Coordinator] = []
+        self.commanders: dict[str, Commander] = {}
+        self._commanders_ready = asyncio.Event()
         self.clients: list[MqttClient] = []
         self.client_of: dict[str, _Connected] = {}  # charger id -> its MQTT connection
         self.announcer: EdgeAnnouncer | None = None
@@ -254,6 +265,8 @@ class PollerService:
                     self.edge_id,
                     f"poller-edge-{self.edge_id}",
                     edge_availability_topic(self.edge_id),
+                    [command_filter(c.id) for c in self.chargers],
+                    self._route_command,
                 )
             )
             shared = edge_client, Window(s.edge_inflight)
@@ -269,11 +282,16 @@ class PollerService:
                     follow_redirects=False,
                 )
             )
-            coordinator = self._coordinator(charger, index, outbox, http)
+            coordinator, commander = self._coordinator(charger, index, outbox, http)
+            self.commanders[charger.id] = commander
             if shared is None:
                 client = await stack.enter_async_context(
                     self._client(
-                        charger.identity, f"poller-{charger.id}", availability_topic(charger.id)
+                        charger.identity,
+                        f"poller-{charger.id}",
+                        availability_topic(charger.id),
+                        [command_filter(charger.id)],
+                        commander.receive,
                     )
                 )
                 window = Window(s.inflight)
@@ -294,11 +312,26 @@ class PollerService:
             )
             self.coordinators.append(coordinator)
             self.client_of[charger.id] = client
+        self._commanders_ready.set()
         return publishers
+
+    async def _route_command(self, message: Message) -> None:
+        """Edge identity: hand a command to its charger's commander."""
+        await self._commanders_ready.wait()
+        try:
+            charger = parse_command_topic(message.topic).charger
+        except ContractError:
+            log.warning("a message on an unexpected topic was ignored: %r", message.topic[:200])
+            return
+        commander = self.commanders.get(charger)
+        if commander is None:
+            log.warning("a command for charger %s, not polled here, was ignored", charger)
+            return
+        await commander.receive(message)
 
     def _coordinator(
         self, charger: ChargerConfig, index: int, outbox: Outbox, http: httpx.AsyncClient
-    ) -> Coordinator:
+    ) -> tuple[Coordinator, Commander]:
         s = self.settings
         spec = DriverSpec(
             charger_id=charger.id,
@@ -321,7 +354,7 @@ class PollerService:
             permanent_retry=s.permanent_retry,
             start_delay=start_delay,
         )
-        return Coordinator(
+        coordinator = Coordinator(
             charger.id,
             driver,
             outbox,
@@ -333,6 +366,17 @@ class PollerService:
             # site (issue 14): the task group would exit. Logged with its traceback.
             contain_driver_faults=True,
         )
+        commander = Commander(
+            charger.id,
+            driver,
+            charger.control,
+            outbox,
+            Device(coordinator.device_lock, lambda: coordinator.status.up, charger.timeout),
+            self.metrics,
+            clock=self.clock,
+        )
+        coordinator.extra = commander.values
+        return coordinator, commander
 
     def _dropped(self, reason: str, count: int) -> None:
         self.metrics.outbox_dropped.labels(reason).inc(count)
@@ -342,14 +386,31 @@ class PollerService:
         # "offline" is queued by _queue_offline): a reconnect must not announce it online.
         return OFFLINE if self._stopping else coordinator.availability()
 
-    def _client(self, identity: str, client_id: str, will_topic: str) -> MqttClient:
-        """An MQTT connection as ``identity`` whose will says ``will_topic`` is offline."""
+    def _client(
+        self,
+        identity: str,
+        client_id: str,
+        will_topic: str,
+        commands: Sequence[str],
+        on_command: MessageHandler,
+    ) -> MqttClient:
+        """An MQTT connection as ``identity`` whose will says ``will_topic`` is offline.
+
+        It subscribes ``commands`` and acknowledges each command once ``on_command``
+        has stored it (a persistent session: commands wait for a poller that is away,
+        at most as long as a command can live).
+        """
         return MqttClient(
             host=self.mqtt.host,
             port=self.mqtt.port,
             client_id=client_id,
             tls=self.mqtt.tls(identity),
             will=Will(will_topic, OFFLINE),
+            persistent_session=True,
+            session_expiry=int(MAX_EXPIRY.total_seconds()),
+            subscriptions=commands,
+            on_message=on_command,
+            manual_ack=True,
             backoff=Backoff(initial=0.5, maximum=self.settings.mqtt_max_backoff),
         )
 
@@ -361,11 +422,15 @@ class PollerService:
             polling = [
                 tg.create_task(c.run(), name=f"poll:{c.charger_id}") for c in self.coordinators
             ]
+            polling += [
+                tg.create_task(c.run(), name=f"commands:{c.charger_id}")
+                for c in self.commanders.values()
+            ]
             others = [tg.create_task(p.run(), name=f"publish:{p.charger_id}") for p in publishers]
             others.append(tg.create_task(housekeeper.run(), name="housekeeping"))
             if self.announcer is not None:
                 others.append(tg.create_task(self.announcer.run(), name="edge"))
-            log.info("polling %d charger(s)", len(polling))
+            log.info("polling %d charger(s)", len(self.coordinators))
             await stop.wait()
             for task in polling:
                 task.cancel()

@@ -3,13 +3,20 @@
 Separate port, no authentication, so it binds to loopback unless told otherwise::
 
     GET  /chargers                 {"chargers": [{"id", "port", "url", "state", "plugged",
-                                                  "fault": {"kind", "latency_s", "remaining"}}]}
+                                                  "fault": {"kind", "latency_s", "remaining"},
+                                                  "dev_mode", "remote_current",
+                                                  "current_limit", "writes",
+                                                  "permanent_writes"}]}
     GET  /chargers/<id>            one of those objects
     POST /chargers/<id>/fault      body {"kind": "none"|"latency"|..., "latency_s": 0.0,
                                          "remaining": null|n, "raw": {key: text}}
                                    → the charger's object (raw: kind "crafted" only)
     POST /chargers/<id>/plug       a car arrives now   → {"changed": bool, "charger": {...}}
     POST /chargers/<id>/unplug     the car leaves now  → {"changed": bool, "charger": {...}}
+
+``current_limit`` is the limit in force (A; 0 below 6 A), ``remote_current`` the
+``RemoteCurr`` last written, ``writes`` the POSTs the box accepted (``permanent_writes``:
+those with ``Permanent`` true).
 
 Errors: 404 unknown charger or path, 405 wrong method, 400 bad body (``{"error": ...}``).
 """

@@ -67,6 +67,7 @@ class DevInfoPost:
     dev_name: str | None = None
     battery_wh: int | None = None
     dev_mode: DevMode | None = None
+    permanent: bool = False
 
 
 def _object(body: bytes, allowed: frozenset[str]) -> dict[str, Any]:
@@ -143,7 +144,7 @@ def parse_charge_data_post(body: bytes) -> ChargeDataPost:
 def parse_dev_info_post(body: bytes) -> DevInfoPost:
     """Validate a ``POST /DevInfo`` body; time and cost fields are checked, then ignored."""
     obj = _object(body, _DEV_INFO_KEYS)
-    _optional(obj, "Permanent", bool)
+    permanent = bool(_optional(obj, "Permanent", bool))
     _optional(obj, "Summer", bool)
     for key in ("Tz", "FixedVehCosts", "OldVehCosts"):
         value = obj.get(key)
@@ -162,7 +163,10 @@ def parse_dev_info_post(body: bytes) -> DevInfoPost:
     if mode is not None and mode not in DevMode.__members__.values():
         raise InvalidBodyError("DevMode must be Remote, HomeManager, Time or null")
     return DevInfoPost(
-        dev_name=name, battery_wh=battery, dev_mode=None if mode is None else DevMode(mode)
+        dev_name=name,
+        battery_wh=battery,
+        dev_mode=None if mode is None else DevMode(mode),
+        permanent=permanent,
     )
 
 
@@ -209,6 +213,10 @@ class SimCharger:
         self._id_json = orjson.dumps(self.id)
         self._wall_clock = wall_clock
         self._faults = FaultSlot()
+        #: Successful POSTs (ChargeData and DevInfo): what a poller wrote to the box.
+        self.writes = 0
+        #: Successful POSTs that asked for the change to be saved to flash (Permanent).
+        self.permanent_writes = 0
         self.server = HttpServer(self.handle, host, port, idle_timeout=idle_timeout, name=self.id)
 
     def __repr__(self) -> str:  # never shows the PIN
@@ -275,6 +283,11 @@ class SimCharger:
             "state": self.state.value,
             "plugged": self.model.vehicle is not None,
             "fault": self.fault.to_json(),
+            "dev_mode": self.model.settings.dev_mode.value,
+            "remote_current": self.model.settings.remote_curr,
+            "current_limit": self.model.limit_a(),
+            "writes": self.writes,
+            "permanent_writes": self.permanent_writes,
         }
 
     # -- HTTP ----------------------------------------------------------------------
@@ -337,11 +350,17 @@ class SimCharger:
                 return 401, b"", False
             try:
                 if path == CHARGE_DATA:
-                    self._apply_charge_data(parse_charge_data_post(request.body))
+                    post = parse_charge_data_post(request.body)
+                    self._apply_charge_data(post)
+                    permanent = post.permanent
                 else:
-                    self._apply_dev_info(parse_dev_info_post(request.body))
+                    info = parse_dev_info_post(request.body)
+                    self._apply_dev_info(info)
+                    permanent = info.permanent
             except InvalidBodyError:
                 return 400, b"", False
+            self.writes += 1
+            self.permanent_writes += int(permanent)
             return 200, b"", False
         return 405, b"", False
 

@@ -26,6 +26,11 @@ async def test_list_the_chargers(fleet: Fleet, client: httpx.AsyncClient) -> Non
         "state": "Idle",
         "plugged": False,
         "fault": {"kind": "none", "latency_s": 0.0, "remaining": None},
+        "dev_mode": "Remote",
+        "remote_current": 16,
+        "current_limit": 16.0,
+        "writes": 0,
+        "permanent_writes": 0,
     }
     r = await client.get(control(fleet, "/chargers/amtron-2"))
     assert r.json()["id"] == "amtron-2"
@@ -99,3 +104,18 @@ async def test_errors(
     assert r.status_code == status
     assert "error" in r.json()
     assert fleet.chargers[0].fault == Fault()
+
+
+async def test_writes_and_the_limit_show_on_the_control_endpoint(
+    fleet: Fleet, client: httpx.AsyncClient
+) -> None:
+    charger = fleet.chargers[0]
+    r = await client.post(mhcp(charger), json={"Permanent": False, "RemoteCurr": 10})
+    assert r.status_code == 200
+    r = await client.post(mhcp(charger), json={"Permanent": True, "RemoteCurr": 12})
+    assert r.status_code == 200
+    r = await client.post(mhcp(charger), json={"Permanent": "no"})  # refused: not counted
+    assert r.status_code == 400
+    info = (await client.get(control(fleet, "/chargers/amtron-1"))).json()
+    assert (info["remote_current"], info["current_limit"]) == (12, 12.0)
+    assert (info["writes"], info["permanent_writes"]) == (2, 1)

@@ -208,3 +208,33 @@ def test_an_edge_charger_list_must_fit_in_one_mqtt_packet(tmp_path: Path) -> Non
     many = [entry.format(f"c{i:04d}-" + "x" * 50) for i in range(MAX_EDGE_CHARGERS_BYTES // 59 + 1)]
     with pytest.raises(ConfigFileError, match="split the chargers over two edges"):
         load_config(write(tmp_path, EDGE + "\n".join(many)), {})
+
+
+# -- issue 16: control keys ------------------------------------------------------------
+
+
+def test_control_keys_have_defaults_and_are_validated(tmp_path: Path) -> None:
+    from chargelift_poller.config import ControlConfig
+
+    base = '[[chargers]]\nid = "a"\ndriver = "mhcp"\nurl = "http://x"\n'
+    config = load_config(write(tmp_path, base))
+    assert config.chargers[0].control == ControlConfig(
+        min_current=6.0, max_current=None, default_current=None,
+        min_write_interval=2.0, permanent_writes=False,
+    )  # fmt: skip
+    text = (
+        "[defaults]\nmin_write_interval = 5\npermanent_writes = true\n"
+        + base
+        + "min_current = 8\nmax_current = 20\ndefault_current = 10\n"
+    )
+    control = load_config(write(tmp_path, text)).chargers[0].control
+    assert control == ControlConfig(8.0, 20.0, 10.0, 5.0, True)
+    for extra, message in (
+        ("max_current = 5\n", "min_current 6 A is above max_current 5 A"),
+        ("default_current = 4\n", "default_current 4 A is below min_current 6 A"),
+        ("max_current = 10\ndefault_current = 11\n", "above max_current 10 A"),
+        ("min_write_interval = -1\n", "min_write_interval"),
+        ("min_current = 0\n", "min_current"),
+    ):
+        with pytest.raises(ConfigFileError, match=message):
+            load_config(write(tmp_path, base + extra))

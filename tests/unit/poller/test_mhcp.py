@@ -333,3 +333,68 @@ async def test_api_path_option(answering: Recorder, clock: FakeClock) -> None:
     d = driver(answering, clock, api_path="/MHCP/1.1/")
     await d.read(full=False)
     assert answering.requests[-1].url.path == "/MHCP/1.1/ChargeData"
+
+
+# -- issue 16: writes (the Controller capability) --------------------------------------
+
+
+async def test_a_limit_write_switches_to_remote_first_and_is_not_permanent(
+    recorder: Recorder, clock: FakeClock
+) -> None:
+    import json
+
+    from chargelift_contract.commands import Command
+    from chargelift_poller.drivers import Controller
+
+    recorder.json("ChargeData", idle())
+    recorder.json("DevInfo", devinfo(DevMode="Time", MaxCurrWb=32))
+    d = driver(recorder, clock)
+    assert isinstance(d, Controller)  # the capability the poller detects
+    assert driver(recorder, clock).hardware_max_current is None  # nothing read yet
+    await d.read(full=True)
+    assert d.hardware_max_current == 32
+    recorder.requests.clear()
+    await d.set_current_limit(10, permanent=False)
+    posts = [
+        (r.method, r.url.path.rsplit("/", 1)[-1], json.loads(r.content)) for r in recorder.requests
+    ]
+    assert posts == [
+        ("POST", "DevInfo", {"Permanent": False, "DevMode": "Remote"}),
+        ("POST", "ChargeData", {"Permanent": False, "RemoteCurr": 10}),
+    ]
+    assert all(r.url.params["DevKey"] == PIN for r in recorder.requests)
+    recorder.json("DevInfo", devinfo(DevMode="Remote"))
+    await d.read(full=True)
+    recorder.requests.clear()
+    await d.set_current_limit(12, permanent=True)  # already Remote: one write
+    await d.pause()
+    await d.resume()
+    await d.stop()
+    bodies = [json.loads(r.content) for r in recorder.requests]
+    assert bodies == [
+        {"Permanent": True, "RemoteCurr": 12},
+        {"Permanent": False, "ChgState": "Pause"},
+        {"Permanent": False, "ChgState": "Continue"},
+        {"Permanent": False, "ChgState": "Terminate"},
+    ]
+    reading = await d.read(full=True)
+    assert d.shows(reading, Command.CURRENT_LIMIT, 13) is None  # RemoteCurr, in Remote
+    assert "not 99 A" in (d.shows(reading, Command.CURRENT_LIMIT, 99) or "")
+
+
+async def test_write_errors_are_charger_errors_without_the_pin(
+    recorder: Recorder, clock: FakeClock
+) -> None:
+    recorder.json("DevInfo", devinfo())
+    recorder.json("ChargeData", {}, status=401)
+    d = driver(recorder, clock)
+    with pytest.raises(AuthError, match="refused the PIN") as auth:
+        await d.pause()
+    recorder.json("ChargeData", {}, status=500)
+    with pytest.raises(ChargerHttpError, match="POST ChargeData: HTTP 500") as http:
+        await d.stop()
+    recorder.fail("ChargeData", httpx.ConnectError(f"boom DevKey={PIN}"))
+    with pytest.raises(ChargerConnectionError) as conn:
+        await d.resume()
+    for exc in (auth, http, conn):
+        assert PIN not in str(exc.value)

@@ -262,3 +262,38 @@ def test_an_entry_over_the_broker_packet_limit_is_dropped_at_enqueue(
     assert len(logged) == 1  # once per topic
     assert "c1" in logged[0]
     assert "1025 bytes" in logged[0]
+
+
+# -- issue 16: per-row retain flag (schema 2) ------------------------------------------
+
+
+def test_a_version_1_outbox_is_migrated_its_rows_stay_retained(path: Path, wall: Wall) -> None:
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, charger TEXT NOT NULL, topic TEXT NOT NULL,
+            payload BLOB NOT NULL, sampled_at REAL NOT NULL, created_at REAL NOT NULL,
+            acked_at REAL
+        );
+        INSERT INTO outbox (charger, topic, payload, sampled_at, created_at)
+            VALUES ('c1', 'chargers/c1/PowerOutput', X'7631', 1.0, 1.0);
+        PRAGMA user_version=1;
+        """
+    )
+    db.close()
+    with Outbox.open(path, clock=wall) as outbox:
+        outbox.append([Entry("c1", "chargers/c1/result/Stop", b"r", 2.0, retain=False)])
+        rows = outbox.load("c1", after=0, limit=10)
+        assert [(r.payload, r.retain) for r in rows] == [(b"v1", True), (b"r", False)]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    db.close()
+
+
+def test_statements_commit_with_the_rows_or_not_at_all(outbox: Outbox) -> None:
+    bad = ("INSERT INTO no_such_table VALUES (?)", (1,))
+    with pytest.raises(sqlite3.OperationalError):
+        outbox.append([entry(1)], also=[bad])
+    assert outbox.depth == 0
+    assert outbox.load("c1", after=0, limit=10) == []

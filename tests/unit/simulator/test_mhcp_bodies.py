@@ -76,3 +76,28 @@ def test_dev_info_bodies() -> None:
     ):
         with pytest.raises(InvalidBodyError):
             parse_dev_info_post(bad)
+
+
+def test_accepted_writes_are_counted_and_the_limit_shown_to_the_control_endpoint() -> None:
+    from chargelift_simulator.wire import Request
+    from tests.unit.simulator.conftest import manual_fleet
+
+    fleet = manual_fleet()
+    box = fleet.chargers[0]
+    pin = fleet.config.pin
+    assert isinstance(pin, str)
+
+    def post(path: str, body: bytes, key: str = pin) -> int:
+        request = Request("POST", path, {"DevKey": key}, "HTTP/1.1", {}, body, True)
+        return box._route(request)[0]
+
+    assert (box.info()["writes"], box.info()["current_limit"]) == (0, 16.0)
+    assert post("/MHCP/1.0/DevInfo", b'{"Permanent": true, "DevMode": "Time"}') == 200
+    assert post("/MHCP/1.0/ChargeData", b'{"Permanent": false, "RemoteCurr": 9}') == 200
+    assert box.info()["dev_mode"] == "Time"
+    assert post("/MHCP/1.0/DevInfo", b'{"DevMode": "Remote"}') == 200
+    assert post("/MHCP/1.0/ChargeData", b'{"RemoteCurr": 9}') == 400  # no Permanent
+    assert post("/MHCP/1.0/ChargeData", b'{"Permanent": false, "RemoteCurr": 9}', "x") == 401
+    info = box.info()
+    assert (info["dev_mode"], info["remote_current"], info["current_limit"]) == ("Remote", 9, 9.0)
+    assert (info["writes"], info["permanent_writes"]) == (3, 1)

@@ -6,7 +6,7 @@ below with one line, add recorded responses under
 """
 
 from chargelift_poller.drivers.base import (
-    CurrentLimiter,
+    Controller,
     Driver,
     DriverFactory,
     DriverRegistry,
@@ -19,7 +19,7 @@ REGISTRY.register("mhcp", MhcpDriver)
 
 __all__ = [
     "REGISTRY",
-    "CurrentLimiter",
+    "Controller",
     "Driver",
     "DriverFactory",
     "DriverRegistry",

@@ -7,8 +7,9 @@ objects, raises only :mod:`chargelift_poller.errors`, and knows nothing of MQTT,
 or metrics.
 
 Capabilities are small protocols: :class:`Driver` (``read``) is required; control
-capabilities such as :class:`CurrentLimiter` are optional and detected with
-``isinstance`` when the poller grows commands.
+(:class:`Controller`: current limit, pause, resume, stop) is optional and detected with
+``isinstance(driver, Controller)``: a charger whose driver lacks it rejects every
+command ("the driver cannot control this charger").
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
+from chargelift_contract.commands import Command
 from chargelift_poller.models import ChargerReading, DriverSpec
 
 
@@ -34,11 +36,37 @@ class Driver(Protocol):
 
 
 @runtime_checkable
-class CurrentLimiter(Protocol):
-    """Optional capability: set the charging current limit per phase (A)."""
+class Controller(Protocol):
+    """Optional capability: write to the charger (the poller's commands).
 
-    async def set_max_current(self, amps: float) -> None:
-        """Set the limit; raise :class:`~chargelift_poller.errors.ChargerError` on failure."""
+    Every write raises :class:`~chargelift_poller.errors.ChargerError` on failure. A
+    write is not its confirmation: the poller reads the charger back afterwards and asks
+    :meth:`shows` whether the reading shows the command in effect.
+    """
+
+    @property
+    def hardware_max_current(self) -> float | None:
+        """The charger's own highest current limit (A), if a read has shown it."""
+        ...
+
+    async def set_current_limit(self, amps: float, *, permanent: bool) -> None:
+        """Set the charging current limit per phase (A); ``permanent``: save it to flash."""
+        ...
+
+    async def pause(self) -> None:
+        """Pause charging; the session stays open."""
+        ...
+
+    async def resume(self) -> None:
+        """Resume a paused session."""
+        ...
+
+    async def stop(self) -> None:
+        """End the session."""
+        ...
+
+    def shows(self, reading: ChargerReading, command: Command, value: float | None) -> str | None:
+        """``None`` if ``reading`` shows ``command`` in effect, else what it shows instead."""
         ...
 
 

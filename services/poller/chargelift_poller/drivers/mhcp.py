@@ -34,6 +34,21 @@ see docs/reference/charger-protocols.md §1.3)::
      "Err": 0,                                    # -> ErrorCode, 0 = none
      "ChgState": "Idle", "Phases": 3, "MaxCurr": 0, ...}
 
+Writes (the :class:`~chargelift_poller.drivers.base.Controller` capability; §1.5 of
+the reference; the same ``DevKey``; the box answers 200 without a body)::
+
+    POST /MHCP/1.0/ChargeData?DevKey=<PIN>  {"Permanent": false, "RemoteCurr": 10}
+                                            {"Permanent": false, "ChgState": "Pause"}
+                                            (Start, Pause, Continue, Terminate)
+    POST /MHCP/1.0/DevInfo?DevKey=<PIN>     {"Permanent": false, "DevMode": "Remote"}
+
+``RemoteCurr`` is the limit only in ``DevMode`` Remote ("App control"): a limit write
+first switches the box to Remote when the last DevInfo read showed another mode.
+``Permanent`` (save to flash) is false unless the poller is told otherwise (the
+chargers file's ``permanent_writes``): the box's flash is not worn by every change.
+``MaxCurrWb`` of DevInfo is the box's own highest limit (:attr:`hardware_max_current`).
+A wrong PIN answers 401 on POST (403 on GET).
+
 Device quirks this driver respects:
 
 * "Amtron wallboxes don't like to be stressed with requests": DevInfo is read only on
@@ -62,9 +77,11 @@ from types import MappingProxyType
 from typing import Annotated, TypeVar
 
 import httpx
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from chargelift_contract import OperationState
+from chargelift_contract.commands import Command
 from chargelift_contract.envelope import Value
 from chargelift_poller.errors import (
     AuthError,
@@ -158,6 +175,7 @@ class _DevInfo(BaseModel):
     err: Integer | None = Field(default=None, alias="Err")
     hcc3: str | None = Field(default=None, alias="Hcc3")
     dev_mode: str | None = Field(default=None, alias="DevMode")
+    max_curr_wb: Number | None = Field(default=None, alias="MaxCurrWb")
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +277,13 @@ class MhcpDriver:
         # identity: the body bound counts what arrives; a compressed body could expand
         # a thousandfold past it.
         self._headers = httpx.Headers({"Accept": "application/json", "Accept-Encoding": "identity"})
+        self._post_headers = httpx.Headers(
+            {
+                "Accept": "application/json",
+                "Accept-Encoding": "identity",
+                "Content-Type": "application/json",
+            }
+        )
         self._dev: _DevInfo | None = None
         self._in_error = False  # last ChargeData said "Error": read DevInfo every poll
         self._unknown_states: set[str] = set()
@@ -280,6 +305,88 @@ class MhcpDriver:
             if value is not None:
                 values[f.name] = value
         return ChargerReading(sampling_time, values)
+
+    # -- writes (Controller) ---------------------------------------------------------
+
+    @property
+    def hardware_max_current(self) -> float | None:
+        """DevInfo ``MaxCurrWb`` of the last DevInfo read (A)."""
+        dev = self._dev
+        if dev is None or dev.max_curr_wb is None or dev.max_curr_wb <= 0:
+            return None
+        return float(dev.max_curr_wb)
+
+    async def set_current_limit(self, amps: float, *, permanent: bool) -> None:
+        """``RemoteCurr``, after switching ``DevMode`` to Remote if it is not."""
+        if self._dev is None or self._dev.dev_mode != "Remote":
+            await self._post("DevInfo", {"Permanent": permanent, "DevMode": "Remote"})
+            self._dev = None  # read DevInfo again on the next read
+        await self._post("ChargeData", {"Permanent": permanent, "RemoteCurr": amps})
+
+    async def pause(self) -> None:
+        await self._post("ChargeData", {"Permanent": False, "ChgState": "Pause"})
+
+    async def resume(self) -> None:
+        await self._post("ChargeData", {"Permanent": False, "ChgState": "Continue"})
+
+    async def stop(self) -> None:
+        await self._post("ChargeData", {"Permanent": False, "ChgState": "Terminate"})
+
+    def shows(self, reading: ChargerReading, command: Command, value: float | None) -> str | None:
+        """Whether ``reading`` (a full read after the write) shows ``command`` in effect."""
+        values = reading.values
+        state = values.get("VendorState")
+        match command:
+            case Command.CURRENT_LIMIT:
+                limit = values.get("MaximumOutputCurrent")
+                if (
+                    isinstance(limit, int | float)
+                    and value is not None
+                    and abs(limit - value) < 0.01
+                ):
+                    return None
+                return f"the charger reads back a limit of {limit!r} A, not {value:g} A"
+            case Command.PAUSE:
+                ok = state != "Charging"
+            case Command.RESUME:
+                ok = state != "Paused"
+            case Command.STOP:
+                ok = state not in ("Charging", "Paused")
+        return None if ok else f"the charger reads back ChgState {state!r}"
+
+    async def _post(self, endpoint: str, body: Mapping[str, object]) -> None:
+        content = orjson.dumps(dict(body))
+        try:
+            async with self._http.stream(
+                "POST",
+                self._urls[endpoint],
+                headers=self._post_headers,
+                content=content,
+            ) as response:
+                status = response.status_code
+                if status in (401, 403):
+                    raise AuthError(
+                        self._id,
+                        f"POST {endpoint}: the charger refused the PIN (HTTP {status}); "
+                        f"check {self._pin_ref}",
+                    )
+                if status != 200:
+                    raise ChargerHttpError(self._id, f"POST {endpoint}: HTTP {status}")
+                await self._body(endpoint, response)
+        except httpx.TimeoutException:
+            raise ChargerTimeoutError(self._id, f"POST {endpoint}: no answer in time") from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            raise ConfigError(
+                self._id, f"POST {endpoint}: the configured url is not usable"
+            ) from None
+        except httpx.TransportError as exc:
+            raise ChargerConnectionError(
+                self._id, f"POST {endpoint}: {type(exc).__name__}: {self._scrub(str(exc))}"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise ChargerProtocolError(
+                self._id, f"POST {endpoint}: {type(exc).__name__}: {self._scrub(str(exc))[:200]}"
+            ) from None
 
     def _state(self, vendor: str) -> OperationState:
         if self._dev is not None and self._dev.err:
