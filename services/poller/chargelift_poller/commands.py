@@ -86,8 +86,10 @@ DONE = "done"
 KEEP_DONE = 24 * 3600.0
 #: Commands waiting per charger; beyond that a new one is rejected.
 MAX_OPEN = 1000
-#: How often the worker looks at the lease and at a charger not polled yet (s).
+#: How often a command waiting for a charger's first poll looks again (s).
 TICK = 0.5
+#: How often done commands past :data:`KEEP_DONE` are deleted (s).
+PRUNE_EVERY = 3600.0
 #: Shortest pause between two attempts to revert a lease that failed (s).
 REVERT_RETRY = 2.0
 
@@ -464,17 +466,26 @@ class Commander:
                 await self._revert()
 
     async def _next_work(self) -> None:
-        """Return when a command waits or the lease ends (looks every :data:`TICK`)."""
+        """Return when a command waits or the lease ends.
+
+        Idle, it sleeps until ``receive`` wakes it or the lease ends (at most
+        :data:`PRUNE_EVERY`): no timer per charger ticks while nothing happens.
+        """
         while True:
-            if self._open or self._lease_due(self._clock.now()):
+            now = self._clock.now()
+            if self._open or self._lease_due(now):
                 return
-            now = time.time()
-            if now - self._pruned_at > 3600:
-                self._pruned_at = now
-                self._store.prune(now)
+            wall = time.time()
+            if wall - self._pruned_at >= PRUNE_EVERY:
+                self._pruned_at = wall
+                self._store.prune(wall)
+            timeout = PRUNE_EVERY
+            lease = self._lease
+            if lease is not None and lease.lease_end is not None:
+                timeout = min(timeout, (lease.lease_end - now).total_seconds() + 0.01)
             self._wake.clear()
             try:
-                async with asyncio.timeout(TICK):
+                async with asyncio.timeout(max(0.0, timeout)):
                     await self._wake.wait()
             except TimeoutError:
                 pass
