@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 #: MQTT 5 "Disconnect with Will Message".
 _DISCONNECT_WITH_WILL = 0x04
+#: Topic filters per SUBSCRIBE packet when (re)connecting: 100 charger command filters
+#: are about 4 KB, far below the broker's packet limit.
+SUBSCRIBE_BATCH = 100
 
 
 class MqttError(Exception):
@@ -362,8 +365,23 @@ class MqttClient:
     async def _subscribe(
         conn: _Connection, topic: str, qos: int, retain_handling: int, wait_s: float = 10.0
     ) -> int:
+        granted = await MqttClient._subscribe_many(conn, (topic,), qos, retain_handling, wait_s)
+        return granted[0]
+
+    @staticmethod
+    async def _subscribe_many(
+        conn: _Connection,
+        topics: Sequence[str],
+        qos: int,
+        retain_handling: int,
+        wait_s: float = 10.0,
+    ) -> tuple[int, ...]:
+        """One SUBSCRIBE packet for ``topics``; the granted QoS of each, in order."""
         mid = conn.client.subscribe(
-            gmqtt.Subscription(topic, qos=qos, retain_handling_options=retain_handling)
+            [
+                gmqtt.Subscription(t, qos=qos, retain_handling_options=retain_handling)
+                for t in topics
+            ]
         )
         fut: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
         conn.sub_waiters[mid] = fut
@@ -381,7 +399,11 @@ class MqttClient:
                 conn.lost.set()  # the supervisor closes this connection and reconnects
                 raise ConnectionLostError(f"no SUBACK within {wait_s:.0f} s")
             raise ConnectionLostError("connection lost before SUBACK")
-        return fut.result()[0]
+        granted = fut.result()
+        if len(granted) != len(topics):
+            conn.lost.set()
+            raise ConnectionLostError(f"SUBACK for {len(granted)} of {len(topics)} filters")
+        return granted
 
     # -- the supervisor --------------------------------------------------------------
 
@@ -409,17 +431,22 @@ class MqttClient:
             try:
                 # Subscribed before "connected": whoever waits for the connection may rely
                 # on the subscriptions being in place.
-                for topic in self._subscriptions:
-                    granted = await self._subscribe(
-                        conn, topic, 1, self._retain_handling, self._connect_timeout
+                # Batched: an edge subscribes every charger's commands, one round
+                # trip per SUBSCRIBE_BATCH filters instead of one per charger.
+                subs = self._subscriptions
+                for start in range(0, len(subs), SUBSCRIBE_BATCH):
+                    batch = subs[start : start + SUBSCRIBE_BATCH]
+                    granted_all = await self._subscribe_many(
+                        conn, batch, 1, self._retain_handling, self._connect_timeout
                     )
-                    if granted >= 0x80:
-                        log.error(
-                            "mqtt %s: subscription to %s refused (%#04x)",
-                            self.client_id,
-                            topic,
-                            granted,
-                        )
+                    for topic, granted in zip(batch, granted_all, strict=True):
+                        if granted >= 0x80:
+                            log.error(
+                                "mqtt %s: subscription to %s refused (%#04x)",
+                                self.client_id,
+                                topic,
+                                granted,
+                            )
             except ConnectionLostError:
                 pass  # dropped while subscribing: conn.lost is set, handled just below
             if not conn.lost.is_set():

@@ -14,7 +14,7 @@ import asyncio
 import pytest
 
 from chargelift_devstack.mosquitto import MosquittoServer
-from chargelift_runtime.mqtt import MqttError, PublishRefusedError
+from chargelift_runtime.mqtt import MqttClient, MqttError, PublishRefusedError
 from tests.integration.broker.test_mtls import Inbox, client
 from tests.support.certs import TestCerts
 
@@ -107,3 +107,29 @@ async def test_a_charger_reads_only_its_own_commands(
         await inbox.wait_for("chargers/charger-b/set/Stop")
         await asyncio.sleep(0.2)
     assert "chargers/charger-a/set/Stop" not in inbox.topics()
+
+
+async def test_an_edge_of_250_chargers_subscribes_all_their_commands_on_connect(
+    own_broker: MosquittoServer, certs: TestCerts
+) -> None:
+    # The client subscribes in batches (SUBSCRIBE_BATCH filters per packet): every
+    # filter is granted, in order, and a command to the last charger arrives.
+    chargers = tuple(f"site-big-{i:03d}" for i in range(250))
+    certs.issue_edge("edge-big", chargers)
+    own_broker.reload()
+    inbox = Inbox()
+    async with MqttClient(
+        host=own_broker.host,
+        port=own_broker.port,
+        client_id="edge-big",
+        tls=certs.tls("edge-big"),
+        subscriptions=tuple(f"chargers/{c}/set/+" for c in chargers),
+        on_message=inbox.handle,
+    ) as edge:
+        async with asyncio.timeout(10):
+            await edge.wait_connected()
+        async with client(own_broker, certs.tls("api"), "api") as api:
+            for c in (chargers[0], chargers[-1]):
+                await api.publish(f"chargers/{c}/set/Stop", b'{"Value": null}')
+        await inbox.wait_for(f"chargers/{chargers[0]}/set/Stop")
+        await inbox.wait_for(f"chargers/{chargers[-1]}/set/Stop")

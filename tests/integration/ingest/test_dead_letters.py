@@ -15,9 +15,10 @@ from tests.integration.ingest.conftest import IngestProcess, Publisher, messages
 pytestmark = pytest.mark.integration
 
 GOOD_TIME = b'"SamplingTime":"2026-11-24T10:00:00Z"'
-# (topic under charger-a's own prefix -- the ACL allows nothing else --, payload, reason)
+# (topic under charger-a's own prefix -- the ACL allows nothing else: a charger writes
+# chargers/charger-a/+ and its results chargers/charger-a/result/+ --, payload, reason)
 BAD = [
-    ("chargers/charger-a/PowerOutput/extra", b"{" + GOOD_TIME + b',"Value":1}', "bad_topic"),
+    ("chargers/charger-a/result/Reboot", b"{" + GOOD_TIME + b',"Value":1}', "bad_result"),
     ("chargers/charger-a/poweroutput", b"{" + GOOD_TIME + b',"Value":1}', "bad_topic"),
     ("chargers/charger-a/Bogus", b"{" + GOOD_TIME + b',"Value":1}', "unknown_field"),
     ("chargers/charger-a/PowerOutput", b"{not json", "bad_json"),
