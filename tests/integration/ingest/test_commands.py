@@ -6,8 +6,10 @@ publish its results) and real PostgreSQL, ingest as a process logged in as its o
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -23,7 +25,14 @@ from chargelift_contract.commands import (
 )
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_runtime.mqtt import MqttClient, MqttError, PublishRefusedError
-from tests.integration.ingest.conftest import IngestProcess, Publisher, count_rows, wait_rows
+from tests.integration.ingest.conftest import (
+    IngestProcess,
+    Publisher,
+    count_rows,
+    ingest_env,
+    wait_rows,
+)
+from tests.integration.ingest.test_dead_letter_quota import _Proxy
 from tests.integration.poller.support import eventually
 from tests.support.certs import TestCerts
 from tests.support.db import as_role
@@ -256,3 +265,42 @@ async def test_a_charger_cannot_publish_a_command_so_none_is_recorded(
         assert await conn.fetchval("SELECT command FROM commands") == "Resume"
     finally:
         await conn.close()
+
+
+async def test_a_command_and_a_result_redelivered_after_a_kill_before_the_puback_are_stored_once(
+    own_broker: MosquittoServer,
+    certs: TestCerts,
+    publisher: Publisher,
+    db: str,
+    tmp_path: Path,
+) -> None:
+    env = ingest_env(own_broker, certs, db)
+    results = result_topic(CHARGER, Command.CURRENT_LIMIT)
+    sent = [
+        (CONTROLLER, LIMIT_TOPIC, limit(12, "evcc-kill")),
+        (CHARGER, results, result("evcc-kill", Outcome.APPLIED)),
+    ]
+    async with _Proxy(own_broker.port) as proxy:
+        first = IngestProcess({**env, "MQTT_PORT": str(proxy.port)}, tmp_path / "first.log")
+        first.start()
+        try:
+            await first.ready()
+            proxy.upstream_open = False  # from now on ingest's PUBACKs are lost
+            await publisher.publish(sent, retain=False)
+            assert await wait_rows(db, 1, table="command_results", timeout=20) == 1
+            await asyncio.sleep(0.3)  # committed, and the PUBACKs swallowed
+        finally:
+            first.kill()  # SIGKILL after the commit, before the broker got the PUBACKs
+    # The same session again, straight to the broker: it redelivers both.
+    second = IngestProcess(env, tmp_path / "second.log")
+    second.start()
+    try:
+        await second.ready()
+        await wait_metric(second, "ingest_command_duplicates_total", 2)
+        assert await second.metric("ingest_commands_stored_total") == 0
+        assert await second.metric("ingest_command_results_stored_total") == 0
+    finally:
+        second.kill()
+    assert await count_rows(db, "commands") == 1
+    assert await count_rows(db, "command_results") == 1
+    assert await count_rows(db, "dead_letters") == 0

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from chargelift_contract import OperationState
-from chargelift_ingest.config import DatabaseSettings, Settings
+from chargelift_ingest.config import DatabaseSettings, MigrateSettings, Settings
 from chargelift_ingest.migrate import MIGRATIONS, discover
 from chargelift_ingest.validate import REASONS
 
@@ -100,3 +100,22 @@ def test_migrate_needs_only_the_database(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("INGEST_RETENTION_DAYS", "2")
     with pytest.raises(ValidationError):
         DatabaseSettings()
+
+
+def test_migrate_takes_each_services_password_only_when_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", ENV["DATABASE_URL"])
+    for name in ("INGEST_DB_PASSWORD", "READER_PASSWORD", "API_DB_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    assert MigrateSettings().role_passwords() == {}
+    monkeypatch.setenv("API_DB_PASSWORD", "api-pw")
+    monkeypatch.setenv("READER_PASSWORD", "reader-pw")
+    monkeypatch.setenv("INGEST_DB_PASSWORD", "ingest-pw")
+    settings = MigrateSettings()
+    assert settings.role_passwords() == {
+        "chargelift_ingest": "ingest-pw",
+        "chargelift_reader": "reader-pw",
+        "chargelift_api": "api-pw",
+    }
+    assert "api-pw" not in repr(settings)
