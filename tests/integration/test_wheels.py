@@ -208,4 +208,4 @@ def test_certs_writes_the_acl_from_package_data(installed: Path, tmp_path: Path)
     shipped = next(installed.glob("lib/python*/site-packages/chargelift_certs/acl.services"))
     assert shipped.read_text().rstrip() in acl
     assert "user api\n" in acl
-    assert "user amtron-1\ntopic readwrite chargers/amtron-1/#\n" in acl
+    assert "user amtron-1\ntopic readwrite chargers/amtron-1/+\n" in acl
