@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chargelift_api.repository import RowLimitExceeded
+from chargelift_api.repository import CommandsNotRecordable, RowLimitExceeded
 
 PROBLEM = "application/problem+json"
 
@@ -124,6 +124,14 @@ def install(app: FastAPI) -> None:
         )
         return problem_response(Problem(title="Unprocessable Content", status=422, detail=detail))
 
+    async def on_not_recordable(_: Request, __: Exception) -> JSONResponse:
+        detail = (
+            "the API's database role may not record commands: log in as chargelift_api "
+            "(docs/api.md)"
+        )
+        log.error("POST command: %s", detail)
+        return problem_response(Problem(title="Service Unavailable", status=503, detail=detail))
+
     async def on_statement_timeout(request: Request, exc: Exception) -> JSONResponse:
         # The server cancelled a statement after API_STATEMENT_TIMEOUT_MS.
         ms = request.app.state.ctx.settings.statement_timeout_ms
@@ -152,6 +160,7 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(RowLimitExceeded, on_too_many_rows)
+    app.add_exception_handler(CommandsNotRecordable, on_not_recordable)
     app.add_exception_handler(asyncpg.QueryCanceledError, on_statement_timeout)
     for unavailable in DATABASE_UNAVAILABLE:
         app.add_exception_handler(unavailable, on_unavailable)

@@ -43,6 +43,10 @@ from chargelift_contract import CATALOGUE, FieldType
 Value = float | str | bool | None
 
 
+class CommandsNotRecordable(Exception):  # noqa: N818 - reads as what happened
+    """The API's database role may not insert into ``commands`` (a read-only role)."""
+
+
 class RowLimitExceeded(Exception):  # noqa: N818 - reads as what happened
     """A request needs more rows than its budget (``API_MAX_ROWS``)."""
 
@@ -469,17 +473,22 @@ class Repository:
     ) -> tuple[CommandRow, bool]:
         """Record a command; the row and True, or the row already there and False."""
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                INSERT_COMMAND,
-                charger,
-                command_id,
-                command,
-                value,
-                issued_at,
-                expires_at,
-                valid_for,
-                issuer,
-            )
+            try:
+                row = await conn.fetchrow(
+                    INSERT_COMMAND,
+                    charger,
+                    command_id,
+                    command,
+                    value,
+                    issued_at,
+                    expires_at,
+                    valid_for,
+                    issuer,
+                )
+            except asyncpg.InsufficientPrivilegeError:
+                # A read-only deployment (DATABASE_URL as chargelift_reader): a 503
+                # that says so, never a 500; nothing was recorded or sent.
+                raise CommandsNotRecordable from None
             if row is not None:
                 return _command(row), True
             row = await conn.fetchrow(COMMAND, charger, command_id)

@@ -307,6 +307,21 @@ async def test_without_mqtt_settings_commands_are_503_and_reads_work(
         live.stop()
 
 
+async def test_a_read_only_database_role_answers_503_not_500(
+    dsn: str, broker: MosquittoServer, certs: TestCerts, base_dir: Path
+) -> None:
+    # Deployed with the readers' role (INSERT on nothing): a clear 503, never a 500.
+    live = start_api(as_role(dsn, "chargelift_reader"), scratch(base_dir, "api-reader"),
+                     API_TOKENS=TOKENS, **mqtt_env(broker, certs))  # fmt: skip
+    try:
+        async with http(live, CONTROL) as c:
+            r = await c.post(URL, json={"command": "pause"}, headers={"Idempotency-Key": "ro-1"})
+            assert r.status_code == 503, r.text
+            assert "chargelift_api" in r.json()["detail"]
+    finally:
+        live.stop()
+
+
 #: Must-show 3: the broker is down this long after a command with this expiry was accepted.
 BROKER_DOWN_S = 30.0
 EXPIRY_S = 10
