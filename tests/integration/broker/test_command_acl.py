@@ -47,9 +47,9 @@ async def test_a_charger_cannot_publish_a_command_its_own_or_another_s(
         ):
             await refused(own_broker, certs, "charger-a", topic)
         # An edge is refused too, for its own chargers' commands.
-        certs.issue_edge("edge-cmd", ("charger-a",))
+        certs.issue_edge("edge-acl-cmd", ("charger-a",))
         own_broker.reload()
-        await refused(own_broker, certs, "edge-cmd", "chargers/charger-a/set/Pause")
+        await refused(own_broker, certs, "edge-acl-cmd", "chargers/charger-a/set/Pause")
         # A marker: once it arrives, nothing refused is in flight.
         async with client(own_broker, certs.tls("charger-a"), "charger-a") as a:
             await a.publish("chargers/charger-a/PowerOutput", b"{}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -216,3 +217,48 @@ async def wait_rows(
             return await count_rows(dsn, table, where)
         await asyncio.sleep(0.1)
     pytest.fail(f"{table}: {n} rows after {timeout}s, expected {expected}")
+
+
+class PubackProxy:
+    """A TCP relay on loopback between ingest and the broker whose ingest → broker
+    direction can be cut: ingest's PUBACKs then never reach the broker."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.upstream_open = True
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> PubackProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in self._writers:
+            w.close()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, up_writer]
+        for task in (
+            asyncio.create_task(self._pipe(reader, up_writer, upstream=True)),
+            asyncio.create_task(self._pipe(up_reader, writer, upstream=False)),
+        ):
+            self._tasks.add(task)
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
+    ) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                if upstream and not self.upstream_open:
+                    continue  # swallowed: the broker never sees it
+                writer.write(data)
+                await writer.drain()

@@ -27,12 +27,12 @@ from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_runtime.mqtt import MqttClient, MqttError, PublishRefusedError
 from tests.integration.ingest.conftest import (
     IngestProcess,
+    PubackProxy,
     Publisher,
     count_rows,
     ingest_env,
     wait_rows,
 )
-from tests.integration.ingest.test_dead_letter_quota import _Proxy
 from tests.integration.poller.support import eventually
 from tests.support.certs import TestCerts
 from tests.support.db import as_role
@@ -280,7 +280,7 @@ async def test_a_command_and_a_result_redelivered_after_a_kill_before_the_puback
         (CONTROLLER, LIMIT_TOPIC, limit(12, "evcc-kill")),
         (CHARGER, results, result("evcc-kill", Outcome.APPLIED)),
     ]
-    async with _Proxy(own_broker.port) as proxy:
+    async with PubackProxy(own_broker.port) as proxy:
         first = IngestProcess({**env, "MQTT_PORT": str(proxy.port)}, tmp_path / "first.log")
         first.start()
         try:

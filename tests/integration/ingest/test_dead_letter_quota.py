@@ -5,7 +5,6 @@ are deleted, and a redelivered dead letter is stored once."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from pathlib import Path
@@ -16,11 +15,11 @@ import pytest
 
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_devstack.postgres import PostgresServer
-from chargelift_devstack.procs import free_port
 from chargelift_ingest.deadletters import dead_letter_key
 from chargelift_ingest.migrate import discover, migrate
 from tests.integration.ingest.conftest import (
     IngestProcess,
+    PubackProxy,
     Publisher,
     count_rows,
     ingest_env,
@@ -182,51 +181,6 @@ async def _wait_count(dsn: str, where: str, expected: int, timeout: float = 20) 
         await asyncio.sleep(0.1)
 
 
-class _Proxy:
-    """A TCP relay on loopback between ingest and the broker whose ingest → broker
-    direction can be cut: ingest's PUBACKs then never reach the broker."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.upstream_open = True
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def __aenter__(self) -> _Proxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for w in self._writers:
-            w.close()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self._writers += [writer, up_writer]
-        for task in (
-            asyncio.create_task(self._pipe(reader, up_writer, upstream=True)),
-            asyncio.create_task(self._pipe(up_reader, writer, upstream=False)),
-        ):
-            self._tasks.add(task)
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
-    ) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while data := await reader.read(65536):
-                if upstream and not self.upstream_open:
-                    continue  # swallowed: the broker never sees it
-                writer.write(data)
-                await writer.drain()
-
-
 async def test_a_dead_letter_redelivered_after_a_kill_before_its_puback_is_stored_once(
     own_broker: MosquittoServer,
     certs: TestCerts,
@@ -236,7 +190,7 @@ async def test_a_dead_letter_redelivered_after_a_kill_before_its_puback_is_store
 ) -> None:
     env = ingest_env(own_broker, certs, db)
     junk = ("charger-a", "chargers/charger-a/PowerOutput", b"{not json")
-    async with _Proxy(own_broker.port) as proxy:
+    async with PubackProxy(own_broker.port) as proxy:
         first = IngestProcess({**env, "MQTT_PORT": str(proxy.port)}, tmp_path / "first.log")
         first.start()
         try:
