@@ -45,10 +45,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -77,6 +77,7 @@ from chargelift_poller.outbox import Entry, Outbox, Statement
 from chargelift_runtime.mqtt import Message
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 RECEIVED = "received"
 APPLYING = "applying"
@@ -562,50 +563,39 @@ class Commander:
 
     async def _write(self, controller: Controller, command: Command, value: float | None) -> None:
         self._m_writes.inc()
+        await self._guarded("write", self._call(controller, command, value))
+
+    async def _guarded(self, what: str, call: Awaitable[_T]) -> _T:
+        """``call`` within the device timeout; every failure as a :class:`ChargerError`."""
         try:
-            await self._call(controller, command, value)
+            async with asyncio.timeout(self._device.timeout):
+                return await call
         except TimeoutError:
             raise ChargerTimeoutError(
-                self.charger_id, f"write: no answer within {self._device.timeout:g} s"
+                self.charger_id, f"{what}: no answer within {self._device.timeout:g} s"
             ) from None
         except ChargerError:
             raise
         except Exception as exc:  # a bug met by an odd answer: only this command fails
-            log.exception("charger %s: unexpected error writing %s", self.charger_id, command)
+            log.exception("charger %s: unexpected error (%s)", self.charger_id, what)
             raise DriverFaultError(
-                self.charger_id, f"unexpected {type(exc).__name__} in the driver (a bug)"
+                self.charger_id, f"{what}: unexpected {type(exc).__name__} in the driver (a bug)"
             ) from None
 
     async def _call(self, controller: Controller, command: Command, value: float | None) -> None:
-        async with asyncio.timeout(self._device.timeout):
-            match command:
-                case Command.CURRENT_LIMIT:
-                    assert value is not None
-                    await controller.set_current_limit(
-                        value, permanent=self._control.permanent_writes
-                    )
-                case Command.PAUSE:
-                    await controller.pause()
-                case Command.RESUME:
-                    await controller.resume()
-                case Command.STOP:
-                    await controller.stop()
+        match command:
+            case Command.CURRENT_LIMIT:
+                assert value is not None
+                await controller.set_current_limit(value, permanent=self._control.permanent_writes)
+            case Command.PAUSE:
+                await controller.pause()
+            case Command.RESUME:
+                await controller.resume()
+            case Command.STOP:
+                await controller.stop()
 
     async def _read(self) -> ChargerReading:
-        try:
-            async with asyncio.timeout(self._device.timeout):
-                return await self._driver.read(full=True)
-        except TimeoutError:
-            raise ChargerTimeoutError(
-                self.charger_id, f"read back: no answer within {self._device.timeout:g} s"
-            ) from None
-        except ChargerError:
-            raise
-        except Exception as exc:  # a bug met by an odd answer: only this command fails
-            log.exception("charger %s: unexpected error reading back", self.charger_id)
-            raise DriverFaultError(
-                self.charger_id, f"read back: unexpected {type(exc).__name__} (a bug)"
-            ) from None
+        return await self._guarded("read back", self._driver.read(full=True))
 
     def _wrote(self) -> None:
         self._last_write = self._clock.monotonic()
