@@ -30,6 +30,7 @@ from chargelift_poller.service import PollerService
 from chargelift_runtime.mqtt import Message, MqttClient
 from chargelift_runtime.retry import Backoff
 from tests.support.certs import TestCerts
+from tests.support.metrics import parse_metrics
 
 #: A PIN nobody would print by accident; the tests grep every log for it.
 PIN = "7319-pin-secret"
@@ -247,12 +248,7 @@ class PollerProcess:
     async def metrics(self) -> dict[str, float]:
         async with httpx.AsyncClient(trust_env=False, timeout=2) as http:
             r = await http.get(f"http://127.0.0.1:{self.metrics_port}/metrics")
-        out: dict[str, float] = {}
-        for line in r.text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
+        return parse_metrics(r.text)
 
     async def ready(self) -> bool:
         try:
