@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PACKAGES := services/contract services/runtime services/certs services/simulator services/poller \
+PACKAGES := services/contract services/runtime services/edge services/certs services/simulator services/poller \
             services/ingest services/api tools/devstack
 CERTS_DIR ?= certs
 DEV_CHARGERS ?= 3

@@ -31,7 +31,7 @@ python3 -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --require-hashes \
   -r deploy/raspberry-pi/requirements-poller.lock
 "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
-  ./services/contract ./services/runtime ./services/poller
+  ./services/contract ./services/runtime ./services/edge ./services/poller
 mkdir -p "$PREFIX/docs" && cp docs/raspberry-pi.md docs/poller.md "$PREFIX/docs/"
 
 install -d -m 750 "$ETC_DIR" "$ETC_DIR/certs" "$ETC_DIR/certs/clients"

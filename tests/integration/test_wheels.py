@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "docker" / "requirements-runtime.lock"
 #: The distributions under services/ (each is a wheel of its own).
-SERVICES = ("contract", "runtime", "certs", "poller", "ingest", "api", "simulator")
+SERVICES = ("contract", "runtime", "edge", "certs", "poller", "ingest", "api", "simulator")
 PACKAGES = tuple(f"chargelift_{s}" for s in SERVICES)
 #: uv beside the test's interpreter (make venv installs it); it builds and installs
 #: from its cache, so the test takes seconds, not minutes.

@@ -23,6 +23,7 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 PACKAGES = {
     "chargelift_contract": "services/contract",
     "chargelift_runtime": "services/runtime",
+    "chargelift_edge": "services/edge",
     "chargelift_certs": "services/certs",
     "chargelift_poller": "services/poller",
     "chargelift_simulator": "services/simulator",
@@ -36,6 +37,7 @@ CONTRACT_PURE = "The wire contract imports no runtime, no service and no I/O lib
 RUNTIME_ONLY_CONTRACT = (
     "The runtime imports, of chargelift, only the contract (no service, no devstack)"
 )
+EDGE_LIBRARY = "The edge library imports, of chargelift, only the contract and the runtime"
 NO_DEVSTACK = "No service imports the development stack (tools/devstack)"
 
 
@@ -57,7 +59,13 @@ def lint_imports(cwd: Path, pythonpath: Path | None = None) -> subprocess.Comple
 def test_the_tree_keeps_every_contract() -> None:
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in (SERVICES_INDEPENDENT, CONTRACT_PURE, RUNTIME_ONLY_CONTRACT, NO_DEVSTACK):
+    for name in (
+        SERVICES_INDEPENDENT,
+        CONTRACT_PURE,
+        RUNTIME_ONLY_CONTRACT,
+        EDGE_LIBRARY,
+        NO_DEVSTACK,
+    ):
         assert f"{name} KEPT" in result.stdout
 
 
@@ -68,6 +76,9 @@ def test_the_tree_keeps_every_contract() -> None:
         ("chargelift_contract/envelope.py", "gmqtt", CONTRACT_PURE),
         ("chargelift_poller/coordinator.py", "chargelift_api", SERVICES_INDEPENDENT),
         ("chargelift_runtime/logs.py", "chargelift_ingest", RUNTIME_ONLY_CONTRACT),
+        ("chargelift_runtime/logs.py", "chargelift_edge", RUNTIME_ONLY_CONTRACT),
+        ("chargelift_edge/publisher.py", "chargelift_poller", EDGE_LIBRARY),
+        ("chargelift_contract/topics.py", "chargelift_edge", CONTRACT_PURE),
         ("chargelift_api/series.py", "chargelift_devstack", NO_DEVSTACK),
     ],
 )

@@ -67,13 +67,13 @@ from chargelift_contract.commands import (
 )
 from chargelift_contract.envelope import Value, format_time
 from chargelift_contract.errors import ContractError
-from chargelift_poller.clock import Clock
+from chargelift_edge.clock import Clock
+from chargelift_edge.outbox import Entry, Outbox, Statement
 from chargelift_poller.config import ControlConfig
 from chargelift_poller.drivers.base import Controller, Driver
 from chargelift_poller.errors import ChargerError, ChargerTimeoutError, DriverFaultError
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import ChargerReading
-from chargelift_poller.outbox import Entry, Outbox, Statement
 from chargelift_runtime.mqtt import Message
 
 log = logging.getLogger(__name__)

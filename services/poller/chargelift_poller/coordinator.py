@@ -43,8 +43,9 @@ from typing import Protocol
 from chargelift_contract import Envelope, availability_topic, encode, field_topic
 from chargelift_contract.envelope import Value
 from chargelift_contract.topics import OFFLINE, ONLINE
-from chargelift_poller.changes import ChangeDetector
-from chargelift_poller.clock import Clock
+from chargelift_edge.changes import ChangeDetector
+from chargelift_edge.clock import Clock
+from chargelift_edge.outbox import Entry
 from chargelift_poller.drivers import Driver
 from chargelift_poller.errors import (
     ChargerError,
@@ -55,7 +56,6 @@ from chargelift_poller.errors import (
 )
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import ChargerReading, InvalidReadingError
-from chargelift_poller.outbox import Entry
 from chargelift_runtime.retry import Backoff
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ the chargers' own rows matter, the edge publishes (retained, QoS 1):
 2. ``edges/{edge}/availability`` = ``online`` (the will may have said ``offline``).
 
 Each charger's own ``chargers/{id}/availability`` still travels through the outbox as
-with the per-charger identity (:mod:`.publisher`, :mod:`.coordinator`).
+with the per-charger identity (:mod:`chargelift_edge.publisher`, :mod:`.coordinator`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from chargelift_contract import (
 )
 from chargelift_contract.identity import chargers_of_uris
 from chargelift_contract.topics import ONLINE
-from chargelift_poller.publisher import PublishClient
+from chargelift_edge.publisher import PublishClient
 from chargelift_runtime.mqtt import ConnectionLostError, PublishRefusedError
 
 log = logging.getLogger(__name__)

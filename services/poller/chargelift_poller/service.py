@@ -45,20 +45,20 @@ from chargelift_contract import availability_topic, edge_availability_topic
 from chargelift_contract.commands import MAX_EXPIRY, command_filter, parse_command_topic
 from chargelift_contract.errors import ContractError
 from chargelift_contract.topics import OFFLINE
+from chargelift_edge.clock import Clock, SystemClock
+from chargelift_edge.housekeeping import Housekeeper
+from chargelift_edge.outbox import Entry, Outbox
+from chargelift_edge.publisher import Publisher, Window
 from chargelift_poller import __version__
 from chargelift_poller.checks import StartupError
-from chargelift_poller.clock import Clock, SystemClock
 from chargelift_poller.commands import Commander, Device
 from chargelift_poller.config import ChargerConfig, MqttSettings, PollerConfig, Settings
 from chargelift_poller.coordinator import Coordinator, Timing
 from chargelift_poller.drivers import REGISTRY
 from chargelift_poller.edge import EdgeAnnouncer
 from chargelift_poller.errors import ChargerError
-from chargelift_poller.housekeeping import Housekeeper
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import DriverSpec
-from chargelift_poller.outbox import Entry, Outbox
-from chargelift_poller.publisher import Publisher, Window
 from chargelift_poller.transport import DeviceTransport
 from chargelift_runtime.certmetrics import CertificateExpiryCollector
 from chargelift_runtime.http import HttpEndpoint, Response
@@ -304,7 +304,7 @@ class PollerService:
                     charger.id,
                     client,
                     outbox,
-                    self.metrics,
+                    self.metrics.edge,
                     availability=functools.partial(self._availability, coordinator),
                     window=window,
                     halt_when_not_authorized=shared is not None,
@@ -379,7 +379,7 @@ class PollerService:
         return coordinator, commander
 
     def _dropped(self, reason: str, count: int) -> None:
-        self.metrics.outbox_dropped.labels(reason).inc(count)
+        self.metrics.edge.outbox_dropped.labels(reason).inc(count)
 
     def _availability(self, coordinator: Coordinator) -> bytes | None:
         # While stopping with the edge identity every charger is about to be offline (its
@@ -417,7 +417,7 @@ class PollerService:
     async def _run_until(
         self, stop: asyncio.Event, outbox: Outbox, publishers: Sequence[Publisher]
     ) -> None:
-        housekeeper = Housekeeper(outbox, self.metrics, clock=self.clock)
+        housekeeper = Housekeeper(outbox, self.metrics.edge, clock=self.clock)
         async with asyncio.TaskGroup() as tg:
             polling = [
                 tg.create_task(c.run(), name=f"poll:{c.charger_id}") for c in self.coordinators

@@ -339,8 +339,8 @@ def table(results: list[Result]) -> str:
 
 
 POLLER_LOCK = REPO / "deploy" / "raspberry-pi" / "requirements-poller.lock"
-#: What scripts/install-poller.sh installs (the poller imports chargelift_runtime).
-POLLER_PACKAGES = tuple(REPO / "services" / p for p in ("contract", "runtime", "poller"))
+#: What scripts/install-poller.sh installs (the poller imports chargelift_runtime, chargelift_edge).
+POLLER_PACKAGES = tuple(REPO / "services" / p for p in ("contract", "runtime", "edge", "poller"))
 
 
 def deployed_python() -> Path:

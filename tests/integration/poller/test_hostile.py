@@ -16,7 +16,7 @@ import pytest
 
 from chargelift_contract import Envelope, availability_topic, encode, field_topic
 from chargelift_devstack.mosquitto import MosquittoServer
-from chargelift_poller.outbox import Entry
+from chargelift_edge.outbox import Entry
 from tests.integration.poller.support import (
     charger_config,
     eventually,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from chargelift_poller.metrics import PollerMetrics
+from tests.support.clock import FakeClock
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PIN = "4711-very-secret"
@@ -77,32 +76,6 @@ def quiet_libraries() -> Iterator[None]:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
-
-
-class FakeClock:
-    """Monotonic and wall time that move only when told to (or on sleep)."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-        self.epoch = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-        self.sleeps: list[float] = []
-
-    def now(self) -> datetime:
-        return self.epoch + timedelta(seconds=self.t)
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return self.now().timestamp()
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.fixture

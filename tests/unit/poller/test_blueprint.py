@@ -13,7 +13,8 @@ from chargelift_poller.drivers import REGISTRY
 from chargelift_poller.drivers._blueprint import BlueprintDriver
 from chargelift_poller.errors import AuthError
 from chargelift_poller.models import DriverSpec
-from tests.unit.poller.conftest import PIN, FakeClock
+from tests.support.clock import FakeClock
+from tests.unit.poller.conftest import PIN
 
 
 def driver(clock: FakeClock, status: int, doc: object) -> BlueprintDriver:

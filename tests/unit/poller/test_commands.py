@@ -21,13 +21,14 @@ from chargelift_contract.commands import (
     derived_command_id,
     encode_command,
 )
+from chargelift_edge.outbox import Outbox
 from chargelift_poller.commands import Commander, CommandStore, Device, Lease
 from chargelift_poller.config import ControlConfig
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import ChargerReading
-from chargelift_poller.outbox import Outbox
 from chargelift_runtime.mqtt import Message
-from tests.unit.poller.conftest import FakeClock, sample
+from tests.support.clock import FakeClock
+from tests.unit.poller.conftest import sample
 
 CHARGER = "amtron-1"
 

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from chargelift_contract import decode
-from chargelift_poller.clock import SystemClock
+from chargelift_edge.clock import SystemClock
+from chargelift_edge.outbox import Entry
 from chargelift_poller.coordinator import Coordinator, Timing
 from chargelift_poller.errors import (
     AuthError,
@@ -21,8 +22,8 @@ from chargelift_poller.errors import (
 )
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import ChargerReading
-from chargelift_poller.outbox import Entry
-from tests.unit.poller.conftest import FakeClock, sample
+from tests.support.clock import FakeClock
+from tests.unit.poller.conftest import sample
 
 
 class Sink:

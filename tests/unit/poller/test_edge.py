@@ -7,7 +7,7 @@ import asyncio
 from chargelift_contract import decode_edge_chargers
 from chargelift_poller.edge import EdgeAnnouncer
 from chargelift_runtime.mqtt import PublishRefusedError
-from tests.unit.poller.test_publisher import FakeClient, settle
+from tests.unit.edge.test_publisher import FakeClient, settle
 
 
 async def test_the_edge_announces_its_chargers_then_online_on_every_connection() -> None:

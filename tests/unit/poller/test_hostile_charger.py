@@ -16,7 +16,8 @@ from chargelift_poller.drivers.mhcp import MAX_BODY_BYTES, MAX_UNKNOWN_STATES
 from chargelift_poller.errors import ChargerProtocolError
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import ChargerReading
-from tests.unit.poller.conftest import FakeClock, Recorder, fixture_json, sample
+from tests.support.clock import FakeClock
+from tests.unit.poller.conftest import Recorder, fixture_json, sample
 from tests.unit.poller.test_coordinator import Sink
 from tests.unit.poller.test_mhcp import driver
 

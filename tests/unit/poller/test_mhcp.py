@@ -23,7 +23,8 @@ from chargelift_poller.errors import (
     TransientError,
 )
 from chargelift_poller.models import DriverSpec
-from tests.unit.poller.conftest import PIN, FakeClock, Recorder, fixture_json
+from tests.support.clock import FakeClock
+from tests.unit.poller.conftest import PIN, Recorder, fixture_json
 
 
 def driver(recorder: Recorder, clock: FakeClock, **options: Any) -> MhcpDriver:

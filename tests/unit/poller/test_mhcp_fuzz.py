@@ -33,12 +33,13 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from chargelift_contract import CATALOGUE, decode
+from chargelift_edge.outbox import Entry
 from chargelift_poller.coordinator import Coordinator, Timing
 from chargelift_poller.drivers.mhcp import MhcpDriver
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import MAX_MAGNITUDE, DriverSpec
-from chargelift_poller.outbox import Entry
-from tests.unit.poller.conftest import PIN, FakeClock, Recorder, fixture_json
+from tests.support.clock import FakeClock
+from tests.unit.poller.conftest import PIN, Recorder, fixture_json
 
 CHARGER = "amtron-1"
 CHARGE_DATA = fixture_json("mhcp", "ChargeData")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chargelift_poller.outbox import Entry, Outbox, OutboxError, Row
+from chargelift_edge.outbox import Entry, Outbox, OutboxError, Row
 
 
 class Wall:

@@ -1,4 +1,4 @@
-"""The clocks the poller runs on, injected so that tests can drive time."""
+"""The clocks an edge service runs on, injected so that tests can drive time."""
 
 from __future__ import annotations
 

@@ -27,8 +27,8 @@ Guarantees (docs/poller.md has the long version):
   (every old row is retained, which is what it was).
 * **Command state lives here too.** The same file holds the commands a charger
   received and the control limit in force (tables ``commands`` and ``control``, used by
-  :mod:`.commands`), so that a command's outcome and its result row commit in one
-  transaction (:meth:`Outbox.append` with ``also``).
+  the poller's ``chargelift_poller.commands``), so that a command's outcome and its
+  result row commit in one transaction (:meth:`Outbox.append` with ``also``).
 * **Nothing the broker cannot take.** An entry whose MQTT PUBLISH packet would exceed
   ``max_packet_bytes`` (the broker's ``max_packet_size``) never becomes an unsent row:
   over the limit Mosquitto drops the connection instead of refusing the packet, so such
@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS dropped (
     reason     TEXT NOT NULL,
     dropped_at REAL NOT NULL
 );
--- Commands received per charger and what became of them (chargelift_poller.commands):
+-- Commands received per charger and what became of them (the poller's Commander):
 -- a command id is applied at most once, also across restarts.
 CREATE TABLE IF NOT EXISTS commands (
     charger     TEXT NOT NULL,
@@ -369,8 +369,8 @@ class Outbox:
             log.error(
                 "charger %s: a sample of %s is %d bytes as an MQTT PUBLISH, over the broker's "
                 "packet limit of %d: dropped, never queued (recorded in the outbox's dropped "
-                'table, counted in poller_outbox_dropped_total{reason="too_large"}; '
-                "logged once per topic)",
+                "table, counted in the service's *_outbox_dropped_total"
+                '{reason="too_large"}; logged once per topic)',
                 e.charger,
                 e.topic[:200],
                 size,

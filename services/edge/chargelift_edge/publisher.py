@@ -34,8 +34,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from chargelift_contract import availability_topic
-from chargelift_poller.metrics import PollerMetrics
-from chargelift_poller.outbox import Entry, Outbox, Row
+from chargelift_edge.metrics import EdgeMetrics
+from chargelift_edge.outbox import Entry, Outbox, Row
 from chargelift_runtime.mqtt import ConnectionLostError, PublishRefusedError
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class Publisher:
         charger_id: str,
         client: PublishClient,
         outbox: Outbox,
-        metrics: PollerMetrics,
+        metrics: EdgeMetrics,
         *,
         availability: Callable[[], bytes | None],
         inflight: int = 100,
@@ -326,9 +326,10 @@ class Publisher:
             self._refused_topics.add(row.topic)
             log.error(
                 "charger %s: %s; the message is dropped (counted in "
-                'poller_outbox_dropped_total{reason="refused"}); check the identity\'s ACL',
+                '%s_outbox_dropped_total{reason="refused"}); check the identity\'s ACL',
                 self.charger_id,
                 exc,
+                self._metrics.prefix,
             )
 
     def _halt(self, exc: PublishRefusedError) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chargelift_contract.envelope import Value
-from chargelift_poller.changes import ChangeDetector
+from chargelift_edge.changes import ChangeDetector
 
 
 def test_first_read_is_full_then_only_changes() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from chargelift_poller.clock import Clock
-from chargelift_poller.metrics import PollerMetrics
-from chargelift_poller.outbox import Outbox
+from chargelift_edge.clock import Clock
+from chargelift_edge.metrics import EdgeMetrics
+from chargelift_edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ class Housekeeper:
     def __init__(
         self,
         outbox: Outbox,
-        metrics: PollerMetrics,
+        metrics: EdgeMetrics,
         *,
         clock: Clock,
         ack_period: float = 0.2,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from chargelift_poller.metrics import PollerMetrics
-from chargelift_poller.outbox import Entry, Outbox
-from chargelift_poller.publisher import Publisher, Window
+from chargelift_edge.metrics import EdgeMetrics
+from chargelift_edge.outbox import Entry, Outbox
+from chargelift_edge.publisher import Publisher, Window
 from chargelift_runtime.mqtt import ConnectionLostError, PublishRefusedError
-from tests.unit.poller.conftest import sample
+from tests.unit.edge.conftest import sample
 
 CHARGER = "amtron-1"
 
@@ -107,7 +107,7 @@ def availability() -> list[bytes | None]:
 
 @pytest.fixture
 async def publisher(
-    client: FakeClient, outbox: Outbox, metrics: PollerMetrics, wall: Wall,
+    client: FakeClient, outbox: Outbox, metrics: EdgeMetrics, wall: Wall,
     availability: list[bytes | None],
 ) -> AsyncIterator[Publisher]:  # fmt: skip
     pub = Publisher(
@@ -139,7 +139,7 @@ def nums(payloads: list[bytes]) -> list[int]:
 
 @pytest.mark.usefixtures("publisher")
 async def test_rows_are_published_in_order_retained_and_acknowledged(
-    client: FakeClient, outbox: Outbox, metrics: PollerMetrics, wall: Wall
+    client: FakeClient, outbox: Outbox, metrics: EdgeMetrics, wall: Wall
 ) -> None:
     client.connect()
     await settle()
@@ -150,8 +150,8 @@ async def test_rows_are_published_in_order_retained_and_acknowledged(
     assert all(retain for _, _, retain in client.sent)
     outbox.flush_acks()
     assert outbox.depth == 0
-    assert sample(metrics, "poller_published_total", charger=CHARGER) == 4
-    assert sample(metrics, "poller_publish_latency_seconds_count") == 4
+    assert sample(metrics, "edge_published_total", charger=CHARGER) == 4
+    assert sample(metrics, "edge_publish_latency_seconds_count") == 4
 
 
 @pytest.mark.usefixtures("publisher")
@@ -174,7 +174,7 @@ async def test_in_flight_window_is_bounded(client: FakeClient, outbox: Outbox) -
 
 @pytest.mark.usefixtures("publisher")
 async def test_reconnect_replays_the_window_first_then_the_rest_then_availability(
-    client: FakeClient, outbox: Outbox, metrics: PollerMetrics, wall: Wall,
+    client: FakeClient, outbox: Outbox, metrics: EdgeMetrics, wall: Wall,
     availability: list[bytes | None],
 ) -> None:  # fmt: skip
     availability[0] = b"online"
@@ -192,8 +192,8 @@ async def test_reconnect_replays_the_window_first_then_the_rest_then_availabilit
     # online, 1, 2 were acknowledged 30 s ago (inside the window): re-published first,
     # then the backlog, then the current availability.
     assert client.payloads() == [b"online", b"1", b"2", b"3", b"4", b"online"]
-    assert sample(metrics, "poller_replayed_total", charger=CHARGER) == 3
-    assert sample(metrics, "poller_published_total", charger=CHARGER) == 3 + 3
+    assert sample(metrics, "edge_replayed_total", charger=CHARGER) == 3
+    assert sample(metrics, "edge_published_total", charger=CHARGER) == 3 + 3
     wall.t += 61  # the window has passed: nothing is replayed any more
     outbox.flush_acks()
     client.drop()
@@ -205,7 +205,7 @@ async def test_reconnect_replays_the_window_first_then_the_rest_then_availabilit
 
 @pytest.mark.usefixtures("publisher")
 async def test_unacknowledged_rows_are_sent_again_after_a_drop(
-    client: FakeClient, outbox: Outbox, metrics: PollerMetrics
+    client: FakeClient, outbox: Outbox, metrics: EdgeMetrics
 ) -> None:
     client.auto_ack = False
     client.connect()
@@ -223,8 +223,7 @@ async def test_unacknowledged_rows_are_sent_again_after_a_drop(
     outbox.flush_acks()
     assert outbox.depth == 0
     assert (
-        sample(metrics, "poller_publish_errors_total", charger=CHARGER, reason="connection_lost")
-        == 2
+        sample(metrics, "edge_publish_errors_total", charger=CHARGER, reason="connection_lost") == 2
     )
 
 
@@ -261,7 +260,7 @@ async def test_rows_dropped_by_the_bounds_are_not_sent(client: FakeClient, outbo
 
 @pytest.mark.usefixtures("publisher")
 async def test_refused_rows_are_dropped_counted_and_logged_once(
-    client: FakeClient, outbox: Outbox, metrics: PollerMetrics, caplog: pytest.LogCaptureFixture
+    client: FakeClient, outbox: Outbox, metrics: EdgeMetrics, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR)
     client.auto_ack = False
@@ -276,8 +275,10 @@ async def test_refused_rows_are_dropped_counted_and_logged_once(
     outbox.flush_acks()
     assert outbox.depth == 0
     assert outbox.size == 1
-    assert sample(metrics, "poller_outbox_dropped_total", reason="refused") == 2
+    assert sample(metrics, "edge_outbox_dropped_total", reason="refused") == 2
     assert len([r for r in caplog.records if "0x87" in r.getMessage()]) == 1
+    # The log names the counter under the service's own prefix.
+    assert 'edge_outbox_dropped_total{reason="refused"}' in caplog.text
 
 
 @pytest.mark.usefixtures("publisher")
@@ -297,15 +298,15 @@ async def test_a_transient_refusal_retries_the_row(client: FakeClient, outbox: O
 
 
 async def test_nothing_is_sent_while_disconnected(
-    publisher: Publisher, client: FakeClient, outbox: Outbox, metrics: PollerMetrics
+    publisher: Publisher, client: FakeClient, outbox: Outbox, metrics: EdgeMetrics
 ) -> None:
     add(outbox, 1, 2)
     await settle()
     assert client.sent == []
-    assert sample(metrics, "poller_mqtt_connected", charger=CHARGER) == 0
+    assert sample(metrics, "edge_mqtt_connected", charger=CHARGER) == 0
     client.connect()
     await settle()
-    assert sample(metrics, "poller_mqtt_connected", charger=CHARGER) == 1
+    assert sample(metrics, "edge_mqtt_connected", charger=CHARGER) == 1
     assert client.payloads() == [b"1", b"2"]
 
 
@@ -313,7 +314,7 @@ async def test_nothing_is_sent_while_disconnected(
 
 
 async def test_publishers_on_one_connection_share_the_window_fairly(
-    client: FakeClient, outbox: Outbox, metrics: PollerMetrics, wall: Wall
+    client: FakeClient, outbox: Outbox, metrics: EdgeMetrics, wall: Wall
 ) -> None:
     window = Window(4)
     pubs = [
@@ -395,7 +396,7 @@ def test_window_stays_under_the_brokers_receive_maximum() -> None:
 async def test_an_edge_publisher_refused_as_not_authorized_halts_and_keeps_its_rows(
     client: FakeClient,
     outbox: Outbox,
-    metrics: PollerMetrics,
+    metrics: EdgeMetrics,
     wall: Wall,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -429,7 +430,7 @@ async def test_an_edge_publisher_refused_as_not_authorized_halts_and_keeps_its_r
         assert client.sent == []  # nothing more from this charger
         outbox.flush_acks()
         assert outbox.depth == 3  # kept for a poller whose certificate lists it
-        assert sample(metrics, "poller_outbox_dropped_total", reason="refused") == 0
+        assert sample(metrics, "edge_outbox_dropped_total", reason="refused") == 0
         assert len([r for r in caplog.records if "does not list this charger" in r.message]) == 1
     finally:
         task.cancel()
@@ -438,7 +439,7 @@ async def test_an_edge_publisher_refused_as_not_authorized_halts_and_keeps_its_r
 
 @pytest.mark.usefixtures("publisher")
 async def test_a_queued_row_over_the_packet_limit_is_dropped_not_sent(
-    client: FakeClient, outbox: Outbox, metrics: PollerMetrics
+    client: FakeClient, outbox: Outbox, metrics: EdgeMetrics
 ) -> None:
     # Issue 14, finding 3: rows queued before the limit was checked at enqueue (an older
     # outbox file, or a lowered POLLER_MQTT_MAX_PACKET_BYTES) never reach the broker.
@@ -450,4 +451,4 @@ async def test_a_queued_row_over_the_packet_limit_is_dropped_not_sent(
     await settle()
     assert nums(client.payloads()) == [1, 2]
     assert all(len(p) < 100 for p in client.payloads())
-    assert sample(metrics, "poller_outbox_dropped_total", reason="too_large") == 1
+    assert sample(metrics, "edge_outbox_dropped_total", reason="too_large") == 1

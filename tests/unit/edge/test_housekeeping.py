@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from chargelift_poller.housekeeping import Housekeeper
-from chargelift_poller.metrics import PollerMetrics
-from chargelift_poller.outbox import Entry, Outbox
-from tests.unit.poller.conftest import FakeClock, sample
+from chargelift_edge.housekeeping import Housekeeper
+from chargelift_edge.metrics import EdgeMetrics
+from chargelift_edge.outbox import Entry, Outbox
+from tests.support.clock import FakeClock
+from tests.unit.edge.conftest import sample
 
 
 def test_drops_are_counted_and_logged(
-    tmp_path: Path, metrics: PollerMetrics, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, metrics: EdgeMetrics, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
     with Outbox.open(tmp_path / "o.sqlite", max_rows=3, clock=clock.wall) as outbox:
@@ -24,16 +25,16 @@ def test_drops_are_counted_and_logged(
         keeper = Housekeeper(outbox, metrics, clock=clock)
         keeper.enforce_bounds()
         keeper.update_gauges()
-        assert sample(metrics, "poller_outbox_dropped_total", reason="max_rows") == 7
-        assert sample(metrics, "poller_outbox_depth") == 3
-        assert sample(metrics, "poller_outbox_rows") == 3
+        assert sample(metrics, "edge_outbox_dropped_total", reason="max_rows") == 7
+        assert sample(metrics, "edge_outbox_depth") == 3
+        assert sample(metrics, "edge_outbox_rows") == 3
         assert "dropped the 7 oldest unsent row(s)" in caplog.text
         keeper.enforce_bounds()  # nothing more to drop
-        assert sample(metrics, "poller_outbox_dropped_total", reason="max_rows") == 7
+        assert sample(metrics, "edge_outbox_dropped_total", reason="max_rows") == 7
 
 
 async def test_run_writes_acknowledgements_and_prunes(
-    tmp_path: Path, metrics: PollerMetrics, clock: FakeClock
+    tmp_path: Path, metrics: EdgeMetrics, clock: FakeClock
 ) -> None:
     with Outbox.open(tmp_path / "o.sqlite", replay_window=60, clock=clock.wall) as outbox:
         (row,) = outbox.append([Entry("c1", "chargers/c1/Tariff", b"T1", clock.wall())])
