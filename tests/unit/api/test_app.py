@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from chargelift_api import __version__, models
 from chargelift_api.app import create_app
@@ -182,23 +182,31 @@ async def test_openapi_has_examples_and_bearer_auth(client: httpx.AsyncClient) -
     assert {"field", "from", "to", "bucket", "format"} <= params
 
 
-@pytest.mark.parametrize(
-    "model",
-    [m for m in vars(models).values() if isinstance(m, type) and m.__module__ == models.__name__],
-)
-def test_every_openapi_example_is_a_valid_answer(model: type) -> None:
+MODELS = [
+    m
+    for m in vars(models).values()
+    if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == models.__name__
+]
+
+
+def examples_of(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The ``examples`` a model shows in the OpenAPI schema."""
+    extra: Any = model.model_config.get("json_schema_extra")
+    return list(extra["examples"]) if isinstance(extra, dict) else []
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_every_openapi_example_is_a_valid_answer(model: type[BaseModel]) -> None:
     # The examples in /docs are documentation: each must be what the API could answer
     # (a new required field, e.g. a session's id_tag, must appear in them too).
-    extra = model.model_config.get("json_schema_extra")
-    for example in extra["examples"] if isinstance(extra, dict) else []:
+    for example in examples_of(model):
         answer = model.model_validate(example).model_dump(by_alias=True, mode="json")
         assert set(example) <= set(answer)
 
 
 def test_the_session_example_shows_the_transaction() -> None:
-    extra = models.Sessions.model_config.get("json_schema_extra")
-    assert isinstance(extra, dict)
-    [session] = extra["examples"][0]["sessions"]
+    [example] = examples_of(models.Sessions)
+    [session] = example["sessions"]
     assert (session["id_tag"], session["transaction_id"]) == ("04A2B3C4D5", "1042")
 
 
