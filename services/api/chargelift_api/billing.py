@@ -11,6 +11,7 @@ Python (up to API_MAX_ROWS changes) runs in a worker thread, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -28,6 +29,8 @@ from chargelift_api.sessions import (
 
 LIFETIME_METER = "TotalEnergyConsumption"
 SESSION_REGISTER = "SessionEnergy"
+ID_TAG = "IdTag"
+TRANSACTION_ID = "TransactionId"
 
 
 @dataclass(frozen=True)
@@ -80,14 +83,17 @@ class Billing:
         lookback, horizon = start - self._max_session, end + self._max_session
         until = min(horizon, last_seen)
         repo = self._repo
-        found = await asyncio.to_thread(
+        derived = await asyncio.to_thread(
             derive_sessions,
             await repo.changes(charger, "OperationState", lookback, horizon),
             await repo.changes(charger, "ConnectedVehicle", lookback, horizon),
             await repo.availability(charger, lookback, horizon),
             until,
         )
-        found = [s for s in found if start <= s.start < end]
+        # The end of the session before each one (None for the first derived): what was
+        # published before it belongs to that earlier session (sessions.py).
+        previous_end = {id(s): p.end for p, s in itertools.pairwise(derived)}
+        found = [s for s in derived if start <= s.start < end]
         register = await self.register(charger)
         if not found:
             return SessionsResult(register, [])
@@ -105,6 +111,11 @@ class Billing:
         peaks = await repo.peak_power(charger, [(s.start, s.end or until) for s in found])
         for session, peak in zip(found, peaks, strict=True):
             session.peak_power_w = peak
+        spans = [(previous_end.get(id(s)), s.start, s.end or until) for s in found]
+        id_tags = await repo.session_text(charger, ID_TAG, spans)
+        transactions = await repo.session_text(charger, TRANSACTION_ID, spans)
+        for session, id_tag, transaction in zip(found, id_tags, transactions, strict=True):
+            session.id_tag, session.transaction_id = id_tag, transaction
         return SessionsResult(register, found)
 
     async def energy(

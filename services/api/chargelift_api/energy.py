@@ -6,6 +6,10 @@ session and holds its value afterwards; or a lifetime ``TotalEnergyConsumption``
 * energy = sum of positive deltas between consecutive readings;
 * a drop is a reset (new session, reboot): the new value itself is the energy since
   the reset (the register restarted from 0);
+* a drop and back is a glitch, not a reset (lbbrhzn/ocpp#1756): when the register falls
+  (to 0, or backwards) and its next rise reaches at least the level before the drop,
+  the readings in the dip are ignored and only the gain over that level counts, spread
+  from the last reading at that level; a drop whose next rise stays below it is a reset;
 * the baseline of a window is the value in force at its start; with no reading before
   the window the first reading is the baseline and is *not* billed (we cannot know
   what part of it was charged before we saw it) -- never a 0 baseline, which would bill

@@ -205,6 +205,16 @@ class SessionOut(_Model):
     offline_during_session: bool = Field(
         description="the charger went offline during the session: its end may be late"
     )
+    id_tag: str | None = Field(
+        description="`IdTag` of the session (the RFID card or app that authorised it), "
+        "from chargers that report it (OCPP); null when the charger reports none",
+        examples=["04A2B3C4D5"],
+    )
+    transaction_id: str | None = Field(
+        description="`TransactionId` of the session (the charger's or gateway's id of its "
+        "transaction); null when the charger reports none",
+        examples=["1042"],
+    )
     tariffs: list[TariffLine]
 
 
@@ -232,6 +242,8 @@ class Sessions(_Model):
                             "cost": 6.05,
                             "unpriced_energy_wh": 0.0,
                             "offline_during_session": False,
+                            "id_tag": "04A2B3C4D5",
+                            "transaction_id": "1042",
                             "tariffs": [
                                 {
                                     "tariff": "T1",

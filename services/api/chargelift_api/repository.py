@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -205,19 +205,29 @@ SELECT i, count(*)::int AS n, min(v) AS min, max(v) AS max, min(e) AS first_e,
  GROUP BY i ORDER BY i
 """
 
-# Energy deltas of a register with reset detection, merged between cuts.
+# Energy deltas of a register with reset and glitch detection, merged between cuts.
 # $5 is the sorted array of cuts (price/tariff changes, period and session
 # boundaries). width_bucket(t, cuts) counts the cuts <= t; a delta with no cut
 # strictly inside it has k0 = k1 and is summed with the others of its interval;
 # a delta that straddles a cut comes back alone, to be split pro rata in Python.
-# $6: also take the first reading at or after $4 (to split the delta across `to`).
+# $6: also read the readings at or after $4 (up to {context}), to split the delta across
+# `to` and to know how a dip that `to` cuts ends; deltas from $4 on are not returned.
 # $7: at most that many groups (the row budget + 1). {num}: the register's value, null
 # outside its bounds (such a reading is skipped like a JSON null).
+#
+# Glitches (energy.py): a segment is a rise (or the first reading) and the readings
+# after it up to the next rise, which can only stay or fall. A segment that falls
+# (a dip) and is followed by a rise back to at least its top was a glitch: its drops
+# bill nothing and the return bills what it gained over the top, spread from the last
+# reading at the top. Otherwise (a lower rise, or no rise yet) a drop is a reset (its
+# new value is the energy since). Up to {context} readings before $3 are read as context, so a
+# window that starts inside a dip knows the level before it; their deltas are not
+# returned either.
 ENERGY_DELTAS = """
 WITH reg AS (
     (SELECT time, {num} AS v FROM readings
       WHERE charger = $1 AND field = $2 AND time < $3 AND {num} IS NOT NULL
-      ORDER BY time DESC LIMIT 1)
+      ORDER BY time DESC LIMIT {context})
     UNION ALL
     (SELECT time, {num} FROM readings
       WHERE charger = $1 AND field = $2 AND time >= $3 AND time < $4 AND {num} IS NOT NULL
@@ -225,23 +235,43 @@ WITH reg AS (
     UNION ALL
     (SELECT time, {num} FROM readings
       WHERE $6 AND charger = $1 AND field = $2 AND time >= $4 AND {num} IS NOT NULL
-      ORDER BY time LIMIT 1)
+      ORDER BY time LIMIT {context})
 ), d AS (
     SELECT lag(time) OVER w AS t0, time AS t1, v, lag(v) OVER w AS pv FROM reg
     WINDOW w AS (ORDER BY time)
+), s AS (
+    SELECT t0, t1, v, pv, coalesce(sum((v > pv)::int) OVER (ORDER BY t1), 0) AS seg FROM d
+), dip AS (  -- few rows: one per segment that falls; its top and the last reading at it
+    SELECT seg, max(pv) AS top, min(t0) AS top_t FROM s WHERE v < pv GROUP BY seg
+), ret AS (  -- how each dip ended: the first rise after it (a glitch if back to its top)
+    SELECT dip.seg, dip.top, dip.top_t, s.t1, s.v, s.v >= dip.top AS glitch
+      FROM dip JOIN s ON s.seg = dip.seg + 1 AND s.v > s.pv
 ), e AS (
-    SELECT t0, t1, CASE WHEN v >= pv THEN v - pv ELSE v END AS wh, v < pv AS reset,
+    -- deltas with energy: rises and resets to more than 0, except a glitch's drops and
+    -- its return (hashed: the glitches are few) ...
+    SELECT t0, t1, CASE WHEN v > pv THEN v - pv ELSE v END AS wh, v < pv AS reset
+      FROM s
+     WHERE (v > pv AND seg - 1 NOT IN (SELECT seg FROM ret WHERE glitch))
+        OR (v < pv AND v > 0 AND seg NOT IN (SELECT seg FROM ret WHERE glitch))
+    UNION ALL
+    -- ... and each glitch's return: its gain over the top, from the last reading at it
+    SELECT top_t, t1, v - top, false FROM ret WHERE glitch AND v > top
+), f AS (
+    SELECT t0, t1, wh, reset,
            width_bucket(t0, $5::timestamptz[]) AS k0,
            width_bucket(t1 - interval '1 microsecond', $5::timestamptz[]) AS k1
-      FROM d
-     WHERE v > pv OR (v < pv AND v > 0)  -- deltas with energy (a reset to 0 has none)
+      FROM e
+     WHERE t1 >= $3 AND t0 < $4
 )
 -- One group per interval between cuts, and one per straddling delta (keyed by its end).
 SELECT min(t0) AS t0, max(t1) AS t1, sum(wh) AS wh, bool_or(reset) AS reset
-  FROM e
+  FROM f
  GROUP BY k1, CASE WHEN k0 = k1 THEN NULL ELSE t1 END
  ORDER BY 2 LIMIT $7
 """
+
+#: Readings of a register read around a window to recognise a glitch at its edges.
+GLITCH_CONTEXT = 64
 
 PEAK_POWER = f"""
 SELECT greatest(
@@ -253,6 +283,25 @@ SELECT greatest(
   FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS s(a, b, n)
  ORDER BY s.n
 """  # noqa: S608 - the bounds are literals of the catalogue
+
+
+# Per session, the value of a text field (IdTag, TransactionId) that was the session's:
+# the first non-null reading inside the session (after its start $4, up to its end $5);
+# without one, the last reading after the previous session's end ($3, -infinity for
+# none) and at or before its start (null if that is null). Two index lookups a session.
+SESSION_TEXT = """
+SELECT coalesce(
+         (SELECT value_text FROM readings
+           WHERE charger = $1 AND field = $2 AND time > s.a AND time <= s.b
+             AND value_text IS NOT NULL
+           ORDER BY time LIMIT 1),
+         (SELECT value_text FROM readings
+           WHERE charger = $1 AND field = $2 AND time > s.p AND time <= s.a
+           ORDER BY time DESC LIMIT 1)) AS v
+  FROM unnest($3::timestamptz[], $4::timestamptz[], $5::timestamptz[])
+       WITH ORDINALITY AS s(p, a, b, n)
+ ORDER BY s.n
+"""
 
 
 # --- commands (0009_commands.sql) --------------------------------------------------------
@@ -448,7 +497,7 @@ class Repository:
     ) -> list[EnergyDelta]:
         """Deltas of ``register`` from its value at ``start`` to ``end``, merged between cuts."""
         rows = await self.pool.fetch(
-            ENERGY_DELTAS.format(num=plausible(register)),
+            ENERGY_DELTAS.format(num=plausible(register), context=GLITCH_CONTEXT),
             charger,
             register,
             start,
@@ -523,6 +572,22 @@ class Repository:
         rows = await self.pool.fetch(RESULTS, charger, list(command_ids))
         self._charge(len(rows), "command results")
         return [ResultRow(**dict(r)) for r in rows]
+
+    async def session_text(
+        self, charger: str, field: str, spans: Sequence[tuple[datetime | None, datetime, datetime]]
+    ) -> list[str | None]:
+        """The value of the text ``field`` that belongs to each session (``SESSION_TEXT``);
+        ``spans``: (previous session's end or None, start, end)."""
+        rows = await self.pool.fetch(
+            SESSION_TEXT,
+            charger,
+            field,
+            [datetime.min.replace(tzinfo=UTC) if p is None else p for p, _, _ in spans],
+            [a for _, a, _ in spans],
+            [b for _, _, b in spans],
+        )
+        self._charge(len(rows), "sessions")
+        return [r["v"] for r in rows]
 
     async def peak_power(
         self, charger: str, spans: Sequence[tuple[datetime, datetime]]

@@ -15,6 +15,16 @@ The rule (docs/api.md, "Sessions"):
   first reading that shows it (that end is late by up to the outage).
 * A session with no end in the data is **open** (``end`` is None).
 
+Id tag and transaction id (``IdTag``, ``TransactionId``, from chargers that report
+them, e.g. OCPP): a session takes the first value published during it (a
+StartTransaction that arrives after the charging state); without one, the value
+published last after the previous session's end and at or before its start (a
+transaction often starts at the plug-in, before the car draws power). A value
+published during an earlier session is never taken: it belongs to that session; one
+published during this session wins over one published before it (a stop of the
+previous transaction re-published after that session ended). Computed in the
+database (``repository.SESSION_TEXT``).
+
 Energy: a register delta belongs to the session in which it *ends* (start and end
 inclusive). Deltas are not split at session boundaries: energy flows only while a
 vehicle charges, so a delta that straddles the start is that session's energy.
@@ -45,6 +55,8 @@ class Session:
     offline: bool = False
     charging_s: float = 0.0
     peak_power_w: float | None = None
+    id_tag: str | None = None
+    transaction_id: str | None = None
     bill: Bill = field(init=False)
 
     def __post_init__(self) -> None:

@@ -169,6 +169,20 @@ _FIELDS = (
         None,
         "Firmware of the charger's controller (MHCP DevInfo Hcc3).",
     ),
+    FieldSpec(
+        "IdTag",
+        FieldType.STRING,
+        None,
+        "The id tag (RFID card, app) that authorised the current or last transaction; "
+        "null when none.",
+    ),
+    FieldSpec(
+        "TransactionId",
+        FieldType.STRING,
+        None,
+        "The charging station's or gateway's id of the current or last transaction; "
+        "null when none.",
+    ),
 )
 
 CATALOGUE: MappingProxyType[str, FieldSpec] = MappingProxyType({f.name: f for f in _FIELDS})

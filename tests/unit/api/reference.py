@@ -20,21 +20,40 @@ from chargelift_api.series import Series
 
 
 def register_deltas(register: Series[float | None]) -> Iterator[EnergyDelta]:
-    """Deltas of an energy register, with reset detection (chargelift_api.energy's rules)."""
-    prev = register.initial if register.initial and register.initial.value is not None else None
-    for point in register.points:
-        if point.value is None:
-            continue
-        if prev is None or prev.value is None:
-            prev = point  # first reading without baseline: baseline, not energy
-            continue
-        if point.value >= prev.value:
-            delta, reset = point.value - prev.value, False
-        else:
-            delta, reset = point.value, True
-        if delta > 0 or reset:
-            yield EnergyDelta(prev.time, point.time, float(delta), reset)
-        prev = point
+    """Deltas of an energy register, with reset and glitch detection (chargelift_api.energy's
+    rules, as ``repository.ENERGY_DELTAS`` applies them).
+
+    A segment is a rise (or the first reading) and the readings up to the next rise; a
+    segment that falls (a dip) and whose next rise comes back to at least its top was a
+    glitch: its drops bill nothing and the return bills its gain over the top, from the
+    last reading at the top. Any other drop is a reset: its new value is billed.
+    """
+    start = [register.initial] if register.initial else []
+    points = [(p.time, float(p.value)) for p in [*start, *register.points] if p.value is not None]
+    pairs = list(itertools.pairwise(points))
+    segs, seg = [], 0
+    for (_, a), (_, b) in pairs:
+        seg += b > a
+        segs.append(seg)
+    dips: dict[int, tuple[float, datetime]] = {}
+    for ((ta, a), (_, b)), k in zip(pairs, segs, strict=True):
+        if b < a and k not in dips:
+            dips[k] = (a, ta)
+    glitch = {
+        k - 1: b >= dips[k - 1][0]
+        for ((_, a), (_, b)), k in zip(pairs, segs, strict=True)
+        if b > a and k - 1 in dips
+    }
+    for ((ta, a), (tb, b)), k in zip(pairs, segs, strict=True):
+        if b > a:
+            if glitch.get(k - 1):
+                top, top_t = dips[k - 1]
+                if b > top:
+                    yield EnergyDelta(top_t, tb, b - top, False)
+            else:
+                yield EnergyDelta(ta, tb, b - a, False)
+        elif b < a and not glitch.get(k):
+            yield EnergyDelta(ta, tb, b, True)
 
 
 def coalesce(deltas: Iterable[EnergyDelta], cuts: Sequence[datetime]) -> list[EnergyDelta]:

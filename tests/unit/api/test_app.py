@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from chargelift_api import __version__
+from chargelift_api import __version__, models
 from chargelift_api.app import create_app
 from chargelift_api.auth import TokenStore, hash_token, parse_tokens
 from chargelift_api.billing import Billing
@@ -180,6 +180,34 @@ async def test_openapi_has_examples_and_bearer_auth(client: httpx.AsyncClient) -
         p["name"] for p in doc["paths"]["/api/v1/chargers/{charger}/readings"]["get"]["parameters"]
     }
     assert {"field", "from", "to", "bucket", "format"} <= params
+
+
+MODELS = [
+    m
+    for m in vars(models).values()
+    if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == models.__name__
+]
+
+
+def examples_of(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The ``examples`` a model shows in the OpenAPI schema."""
+    extra: Any = model.model_config.get("json_schema_extra")
+    return list(extra["examples"]) if isinstance(extra, dict) else []
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_every_openapi_example_is_a_valid_answer(model: type[BaseModel]) -> None:
+    # The examples in /docs are documentation: each must be what the API could answer
+    # (a new required field, e.g. a session's id_tag, must appear in them too).
+    for example in examples_of(model):
+        answer = model.model_validate(example).model_dump(by_alias=True, mode="json")
+        assert set(example) <= set(answer)
+
+
+def test_the_session_example_shows_the_transaction() -> None:
+    [example] = examples_of(models.Sessions)
+    [session] = example["sessions"]
+    assert (session["id_tag"], session["transaction_id"]) == ("04A2B3C4D5", "1042")
 
 
 def test_tokens_are_parsed_and_checked_by_hash() -> None:

@@ -59,12 +59,61 @@ def test_monotonic_register_energy_is_last_minus_first(steps: list[float]) -> No
 
 
 @given(st.lists(st.floats(0, 1e5), min_size=2, max_size=40))
-def test_resets_never_lose_energy_charged_after_them(values: list[float]) -> None:
-    # Each reading's energy since the previous one is either the rise or, after a
-    # drop, the whole new value: the total is at least every rise.
+def test_resets_never_bill_more_than_each_rise_and_each_new_value(values: list[float]) -> None:
+    # Each reading's energy since the previous one is at most the rise or, after a
+    # drop, the whole new value (a glitch's return bills less: only its gain).
     reg = series(list(enumerate(values)))
-    rises = sum(max(0.0, b - a) for a, b in itertools.pairwise(values))
-    assert sum(d.wh for d in register_deltas(reg)) >= rises - 1e-6
+    bound = sum(b - a if b >= a else b for a, b in itertools.pairwise(values))
+    total = sum(d.wh for d in register_deltas(reg))
+    assert 0.0 <= total <= bound + 1e-6
+
+
+def test_a_drop_to_0_and_back_is_a_glitch_not_energy() -> None:
+    # Issue 17 must-show 6 (lbbrhzn/ocpp#1756): the register reads 0 for a moment.
+    reg = series([(0, 5000.0), (10, 5500.0), (20, 0.0), (30, 0.0), (40, 5600.0), (50, 6000.0)])
+    deltas = list(register_deltas(reg))
+    assert [d.wh for d in deltas] == [500.0, 100.0, 400.0]
+    assert not any(d.reset for d in deltas)
+    assert deltas[1].start == at(10)  # the gain over the dip, from the last reading at the top
+
+
+def test_a_jump_backwards_and_back_is_a_glitch() -> None:
+    reg = series([(0, 5000.0), (10, 3000.0), (20, 2000.0), (30, 5000.0), (40, 5200.0)])
+    assert sum(d.wh for d in register_deltas(reg)) == 200.0
+
+
+def test_a_drop_that_rises_below_its_top_is_a_reset() -> None:
+    # A new session: the register restarts at 0 and climbs; once above the old level it
+    # is still the new session's energy.
+    reg = series([(0, 5000.0), (10, 0.0), (20, 300.0), (30, 6000.0)])
+    deltas = list(register_deltas(reg))
+    assert [d.wh for d in deltas if d.wh] == [300.0, 5700.0]
+
+
+@given(
+    st.lists(st.floats(0, 1e4), min_size=2, max_size=30),
+    st.lists(
+        st.tuples(st.integers(0, 29), st.lists(st.floats(0, 1.0), min_size=1, max_size=4)),
+        max_size=5,
+    ),
+)
+def test_glitches_leave_the_energy_of_a_register_unchanged(
+    steps: list[float], dips: list[tuple[int, list[float]]]
+) -> None:
+    # A rising register with dips (readings below the level before them, never rising
+    # within the dip) inserted between readings bills last - first, as without them.
+    values, total = [], 0.0
+    for s in steps:
+        total += s
+        values.append(total)
+    readings: list[float] = []
+    inserted = dict(dips)
+    for i, v in enumerate(values):
+        readings.append(v)
+        if i in inserted and i < len(values) - 1:
+            readings.extend(v * f for f in sorted(inserted[i], reverse=True))
+    reg = series(list(enumerate(readings)))
+    assert sum(d.wh for d in register_deltas(reg)) == pytest.approx(values[-1] - values[0])
 
 
 def test_a_delta_across_a_price_change_is_priced_pro_rata() -> None:

@@ -59,6 +59,8 @@ SESSION_CSV = (
     "session_cost",
     "peak_power_w",
     "offline_during_session",
+    "id_tag",
+    "transaction_id",
     "tariff",
     "price_ct_per_kwh",
     "line_from",
@@ -83,6 +85,8 @@ def _session_lines(
             s.cost,
             s.peak_power_w,
             s.offline_during_session,
+            s.id_tag,
+            s.transaction_id,
         )
         if not s.tariffs:
             yield (*head, None, None, None, None, 0.0, 0.0, currency)
@@ -113,7 +117,8 @@ async def sessions(
     format: Format = None,
 ) -> Sessions | Response:
     """Charging sessions that started in [from, to): start, end (null while open),
-    duration, energy from register deltas with reset detection, peak power, and cost
+    duration, energy from register deltas with reset and glitch detection, peak power,
+    the id tag and transaction id (from chargers that report them, e.g. OCPP), and cost
     integrated per tariff interval with the prices that applied.
 
     A session is reported whole in the window it starts in, so consecutive windows
@@ -138,6 +143,8 @@ async def sessions(
             cost=_money(s.bill.cost_ct),
             unpriced_energy_wh=round(s.bill.unpriced_wh, 3),
             offline_during_session=s.offline,
+            id_tag=s.id_tag,
+            transaction_id=s.transaction_id,
             tariffs=_lines(s.bill, zone),
         )
         for s in result.sessions
