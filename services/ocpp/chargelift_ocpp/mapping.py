@@ -87,8 +87,9 @@ published nor counted. Any other reading is rejected (counted in
 ``SessionEnergy``) unless it is confirmed: :data:`CONFIRMATIONS` consecutive rejected
 readings consistent with each other (a meter replaced, a register reset) make the last one
 the new baseline, and a running session's energy continues from where it was (it never
-goes backwards). A new transaction's meterStart is always the new baseline. The session's
-final energy is the charger's own meterStop - meterStart.
+goes backwards). A new transaction's meterStart is always the new baseline. Without a
+baseline (a fresh mapper) the first reading is one, unless it is 0: a 0 needs confirming
+too. The session's final energy is the charger's own meterStop - meterStart.
 
 Timestamps
 ----------
@@ -117,10 +118,12 @@ from chargelift_contract.topics import quoted
 
 __all__ = [
     "CONFIRMATIONS",
+    "CONNECTOR_SEPARATOR",
     "MAX_CHARGE_POINT_ID_CHARS",
     "MAX_CONNECTORS",
     "MAX_FUTURE",
     "MAX_POWER_W",
+    "MAX_TRANSACTIONS",
     "MIN_TIME",
     "SLACK_WH",
     "ChargePointMapper",
@@ -364,8 +367,13 @@ class _Gate:
     def offer(self, value: float, at: datetime) -> tuple[_Verdict, float]:
         """The verdict on a reading, and the baseline before it."""
         if self.value is None or self.at is None:
-            self.value, self.at = value, at
-            return _Verdict.ACCEPTED, value
+            # No baseline yet (a fresh gateway, no transaction restored): any reading but a
+            # 0, the transient this gate is for, is one.
+            if value != 0:
+                self.value, self.at = value, at
+                self.candidates.clear()
+                return _Verdict.ACCEPTED, value
+            return self._candidate(value, at, value)
         base = self.value
         if _consistent(base, self.at, value, at):
             if at >= self.at:
@@ -374,6 +382,10 @@ class _Gate:
             return _Verdict.ACCEPTED, base
         if abs(value - base) <= SLACK_WH:
             return _Verdict.ECHO, base
+        return self._candidate(value, at, base)
+
+    def _candidate(self, value: float, at: datetime, base: float) -> tuple[_Verdict, float]:
+        """A reading the baseline does not explain: rejected unless it confirms a new one."""
         if self.candidates:
             last, last_at = self.candidates[-1]
             if at <= last_at:  # a duplicate or out of order: it confirms nothing
@@ -821,7 +833,8 @@ class ChargePointMapper:
             return []
         readings = [Reading(charger, "TotalEnergyConsumption", _number(register), at)]
         if transaction is not None and transaction.covers(at):
-            session = register - (transaction.meter_start + transaction.offset)
+            # to the mWh: a register in kWh is a binary float ("5.15" kWh - 5000 Wh is 150.0000...2)
+            session = round(register - (transaction.meter_start + transaction.offset), 3)
             if _in_bounds("SessionEnergy", session):
                 readings.append(Reading(charger, "SessionEnergy", _number(session), at))
         return readings

@@ -15,6 +15,7 @@ from chargelift_ocpp.mapping import (
     CONFIRMATIONS,
     MAX_CONNECTORS,
     MAX_FUTURE,
+    MAX_TRANSACTIONS,
     ChargePointMapper,
     MappingError,
     Reading,
@@ -671,6 +672,71 @@ def test_readings_replayed_late_keep_their_instants() -> None:
     register(mapper, 0, "2000")
     again = register(mapper, -300, "1500")  # the same message sent twice
     assert again == late
+
+
+def test_a_first_register_of_0_needs_confirming() -> None:
+    mapper = ChargePointMapper(CP)
+    assert register(mapper, 0, "0") == []
+    assert fields(register(mapper, 60, "50000")) == {"TotalEnergyConsumption": 50000}
+    fresh = ChargePointMapper(CP)
+    published = [register(fresh, 60 * i, "0") for i in range(CONFIRMATIONS)]
+    assert not any(published[:-1])
+    assert fields(published[-1]) == {"TotalEnergyConsumption": 0}  # a new meter does read 0
+
+
+def test_an_older_reading_inconsistent_with_the_baseline_is_rejected() -> None:
+    mapper = ChargePointMapper(CP)
+    register(mapper, 0, "50000")
+    assert register(mapper, -60, "60000") == []  # earlier, yet higher
+    assert mapper.rejected_registers == 1
+
+
+def test_session_energy_of_a_register_in_kwh_is_exact_to_the_mwh() -> None:
+    mapper = ChargePointMapper(CP)
+    start(mapper, 0, 5000)
+    readings = mapper.meter_values(meter(60, energy("5.1234", "kWh")), at(60))
+    assert fields(readings)["SessionEnergy"] == 123.4
+
+
+def test_phase_currents_win_over_an_unphased_one() -> None:
+    readings = ChargePointMapper(CP).meter_values(
+        meter(
+            0,
+            {"value": "48", "measurand": "Current.Import"},
+            {"value": "16", "measurand": "Current.Import", "phase": "L1"},
+            {"value": "15", "measurand": "Current.Import", "phase": "L2"},
+        ),
+        NOW,
+    )
+    assert fields(readings)["OutputCurrent"] == 16
+
+
+def test_the_mapper_remembers_a_bounded_number_of_transactions() -> None:
+    mapper = ChargePointMapper(CP)
+    for tx in range(1, 2000):
+        mapper.start_transaction(
+            {"connectorId": 1 + tx % 3, "idTag": "T", "meterStart": tx, "timestamp": stamp(tx)},
+            tx,
+            at(tx),
+        )
+    assert len(mapper._transactions) <= MAX_TRANSACTIONS
+    # the newest ones are still known: their stop gives the session energy
+    assert fields(stop(mapper, 2100, 2999, tx=1999), f"{CP}__2")["SessionEnergy"] == 1000
+
+
+def test_a_huge_vendor_error_code_is_dropped_and_the_status_kept() -> None:
+    mapper = ChargePointMapper(CP)
+    readings = mapper.status_notification(
+        {
+            "connectorId": 1,
+            "status": "Faulted",
+            "errorCode": "OtherError",
+            "vendorErrorCode": "E" * 1_000_000,
+        },
+        NOW,
+    )
+    assert fields(readings)["VendorErrorCode"] == "OtherError"
+    assert mapper.dropped_values == 1
 
 
 # --- hostile input -------------------------------------------------------------------------
