@@ -94,6 +94,34 @@ _FIELDS = (
         "between actual and set current).",
         (-3000.0, 3000.0),  # MCS: 3,000 A; negative: bidirectional
     ),
+    *(
+        FieldSpec(
+            f"OutputCurrent{phase}",
+            FieldType.NUMBER,
+            "A",
+            f"Charging current of phase {phase} (OCPP Current.Import, phase {phase}).",
+            (-3000.0, 3000.0),
+        )
+        for phase in ("L1", "L2", "L3")
+    ),
+    *(
+        FieldSpec(
+            f"Voltage{phase}",
+            FieldType.NUMBER,
+            "V",
+            f"Voltage of phase {phase} against neutral (OCPP Voltage, phase {phase}-N or {phase}).",
+            # AC: 230/277 V phase to neutral; DC chargers (MCS) up to 1,250 V
+            (0.0, 2000.0),
+        )
+        for phase in ("L1", "L2", "L3")
+    ),
+    FieldSpec(
+        "StateOfCharge",
+        FieldType.NUMBER,
+        "%",
+        "The vehicle's state of charge, when the charger knows it (OCPP SoC).",
+        (0.0, 100.0),
+    ),
     FieldSpec(
         "MaximumOutputCurrent",
         FieldType.NUMBER,
@@ -140,6 +168,20 @@ _FIELDS = (
         (0.0, 1e12),  # 1 TWh: 30 years at 3.75 MW
     ),
     FieldSpec(
+        "IdTag",
+        FieldType.STRING,
+        None,
+        "The id tag (RFID card, app) that authorised the current or last transaction; "
+        "null when none (OCPP idTag).",
+    ),
+    FieldSpec(
+        "TransactionId",
+        FieldType.STRING,
+        None,
+        "The charger's or gateway's id of the current or last transaction; null when "
+        "none (OCPP transactionId).",
+    ),
+    FieldSpec(
         "EnergyPrice",
         FieldType.NUMBER,
         "ct/kWh",
@@ -170,19 +212,15 @@ _FIELDS = (
         "Firmware of the charger's controller (MHCP DevInfo Hcc3).",
     ),
     FieldSpec(
-        "IdTag",
+        "VendorErrorCode",
         FieldType.STRING,
         None,
-        "The id tag (RFID card, app) that authorised the current or last transaction; "
-        "null when none.",
+        "The charger's own error name or code, unmapped (OCPP errorCode other than "
+        "NoError, and vendorErrorCode); null when none.",
     ),
-    FieldSpec(
-        "TransactionId",
-        FieldType.STRING,
-        None,
-        "The charging station's or gateway's id of the current or last transaction; "
-        "null when none.",
-    ),
+    FieldSpec("ChargerVendor", FieldType.STRING, None, "The charger's manufacturer."),
+    FieldSpec("ChargerModel", FieldType.STRING, None, "The charger's model."),
+    FieldSpec("SerialNumber", FieldType.STRING, None, "The charger's serial number."),
 )
 
 CATALOGUE: MappingProxyType[str, FieldSpec] = MappingProxyType({f.name: f for f in _FIELDS})

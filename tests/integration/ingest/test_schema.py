@@ -13,14 +13,15 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from chargelift_contract import OperationState
+from chargelift_contract import CATALOGUE, FieldType, OperationState, format_time
 from chargelift_devstack.postgres import PostgresServer
 from chargelift_ingest.metrics import IngestMetrics
 from chargelift_ingest.migrate import discover, migrate
-from chargelift_ingest.validate import Reading
+from chargelift_ingest.validate import Reading, validate
 from chargelift_ingest.writer import Writer
 from tests.support.db import fresh_database
 
@@ -237,3 +238,48 @@ async def test_ev_readings_carries_values_forward(db: str) -> None:
         (t[2], "meter-1", "charging", 1000.0, 0.0, None, None, True, None, None),
         (t[3], "meter-1", "idle", 1000.0, 0.0, None, None, True, None, 32.0),
     ]
+
+
+_SAMPLES = {
+    FieldType.NUMBER: 7,
+    FieldType.STRING: "x",
+    FieldType.BOOLEAN: True,
+    FieldType.STATE: OperationState.IDLE.value,
+}
+
+
+async def test_every_catalogue_field_is_stored_and_is_the_latest(db: str) -> None:
+    # A new catalogue field (issue 17 added thirteen) needs no migration: readings and
+    # latest hold any field name; this proves it on the real schema.
+    now = T0 + timedelta(minutes=1)
+    items = [
+        validate(
+            f"chargers/all-fields/{spec.name}",
+            orjson.dumps({"SamplingTime": format_time(T0), "Value": _SAMPLES[spec.type]}),
+            now=now,
+            max_bytes=4096,
+            max_future=timedelta(minutes=5),
+        )
+        for spec in CATALOGUE.values()
+    ]
+    readings = [i for i in items if isinstance(i, Reading)]
+    assert len(readings) == len(CATALOGUE), items
+    pool = await asyncpg.create_pool(db, min_size=1, max_size=2)
+    try:
+        await Writer(pool, metrics=IngestMetrics(CollectorRegistry())).write(readings)
+        async with pool.acquire() as conn:
+            stored = {
+                r["field"]: (r["value_num"], r["value_text"], r["value_bool"])
+                for r in await conn.fetch(
+                    "SELECT field, value_num, value_text, value_bool FROM readings "
+                    "WHERE charger = 'all-fields'"
+                )
+            }
+            latest = {
+                r["field"]
+                for r in await conn.fetch("SELECT field FROM latest WHERE charger = 'all-fields'")
+            }
+    finally:
+        await pool.close()
+    assert stored == {r.field: (r.value_num, r.value_text, r.value_bool) for r in readings}
+    assert latest == set(CATALOGUE)

@@ -87,3 +87,28 @@ def test_every_number_has_finite_documented_bounds() -> None:
             assert not spec.in_bounds(-1e308)
         else:
             assert spec.bounds is None, spec.name
+
+
+# The fields an OCPP charge point reports beyond the seed (issue 17): other services
+# publish them by these names, so a rename is a contract change.
+OCPP_FIELDS = {
+    "IdTag": (FieldType.STRING, None, None),
+    "TransactionId": (FieldType.STRING, None, None),
+    "StateOfCharge": (FieldType.NUMBER, "%", (0.0, 100.0)),
+    "OutputCurrentL1": (FieldType.NUMBER, "A", (-3000.0, 3000.0)),
+    "OutputCurrentL2": (FieldType.NUMBER, "A", (-3000.0, 3000.0)),
+    "OutputCurrentL3": (FieldType.NUMBER, "A", (-3000.0, 3000.0)),
+    "VoltageL1": (FieldType.NUMBER, "V", (0.0, 2000.0)),
+    "VoltageL2": (FieldType.NUMBER, "V", (0.0, 2000.0)),
+    "VoltageL3": (FieldType.NUMBER, "V", (0.0, 2000.0)),
+    "ChargerVendor": (FieldType.STRING, None, None),
+    "ChargerModel": (FieldType.STRING, None, None),
+    "SerialNumber": (FieldType.STRING, None, None),
+    "VendorErrorCode": (FieldType.STRING, None, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OCPP_FIELDS))
+def test_the_ocpp_fields_have_their_type_unit_and_bounds(name: str) -> None:
+    spec = field_spec(name)
+    assert (spec.type, spec.unit, spec.bounds) == OCPP_FIELDS[name]
