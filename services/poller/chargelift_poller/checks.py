@@ -8,9 +8,9 @@ A failed check is a :class:`StartupError` whose message says what to do (never a
 
 from __future__ import annotations
 
+from chargelift_edge.announce import EdgeCertificateError, listed_chargers
 from chargelift_poller.config import MqttSettings, PollerConfig
 from chargelift_poller.drivers import REGISTRY, DriverRegistryError
-from chargelift_poller.edge import EdgeCertificateError, listed_chargers
 from chargelift_runtime.mqtt import TlsFiles
 
 

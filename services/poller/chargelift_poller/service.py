@@ -45,6 +45,7 @@ from chargelift_contract import availability_topic, edge_availability_topic
 from chargelift_contract.commands import MAX_EXPIRY, command_filter, parse_command_topic
 from chargelift_contract.errors import ContractError
 from chargelift_contract.topics import OFFLINE
+from chargelift_edge.announce import EdgeAnnouncer
 from chargelift_edge.clock import Clock, SystemClock
 from chargelift_edge.housekeeping import Housekeeper
 from chargelift_edge.outbox import Entry, Outbox
@@ -55,7 +56,6 @@ from chargelift_poller.commands import Commander, Device
 from chargelift_poller.config import ChargerConfig, MqttSettings, PollerConfig, Settings
 from chargelift_poller.coordinator import Coordinator, Timing
 from chargelift_poller.drivers import REGISTRY
-from chargelift_poller.edge import EdgeAnnouncer
 from chargelift_poller.errors import ChargerError
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import DriverSpec

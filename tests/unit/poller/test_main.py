@@ -119,7 +119,7 @@ def test_an_edge_certificate_that_does_not_list_a_charger_is_refused(
 
 def test_the_poller_reads_the_same_charger_urn_the_ca_tool_writes(tmp_path: Path) -> None:
     from chargelift_certs import pki
-    from chargelift_poller.edge import (
+    from chargelift_edge.announce import (
         EdgeCertificateError,
         certificate_chargers,
         listed_chargers,

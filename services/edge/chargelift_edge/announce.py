@@ -51,7 +51,7 @@ def listed_chargers(cert_file: Path, *, timeout: float = 30.0) -> frozenset[str]
     good (measured), 5 % of its 150 MB budget at 1,000 chargers.
     """
     done = subprocess.run(  # noqa: S603 - our own interpreter and module, a path argument
-        [sys.executable, "-m", "chargelift_poller.edge", str(cert_file)],
+        [sys.executable, "-m", "chargelift_edge.announce", str(cert_file)],
         capture_output=True,
         timeout=timeout,
         check=False,
@@ -132,7 +132,7 @@ class EdgeAnnouncer:
 
 
 def _main(argv: Sequence[str]) -> int:
-    """``python -m chargelift_poller.edge CERT``: the listed chargers as a JSON array."""
+    """``python -m chargelift_edge.announce CERT``: the listed chargers as a JSON array."""
     try:
         chargers = certificate_chargers(Path(argv[0]))
     except EdgeCertificateError as exc:

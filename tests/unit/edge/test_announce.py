@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from chargelift_contract import decode_edge_chargers
-from chargelift_poller.edge import EdgeAnnouncer
+from chargelift_edge.announce import EdgeAnnouncer
 from chargelift_runtime.mqtt import PublishRefusedError
 from tests.unit.edge.test_publisher import FakeClient, settle
 
