@@ -8,10 +8,12 @@ snake_case keyword arguments) with the gateway's rules on top:
   answers; a sink that fails makes the answer an InternalError CALLERROR, so the charger
   sends the message again (nothing lost);
 - a call that breaks the schema or names an unknown action gets the OCPP CALLERROR
-  (``FormationViolation``, ``TypeConstraintViolation``, ``ProtocolError``,
-  ``NotImplemented``, ...) with a short description (never the payload echoed back), is
-  counted, and the connection carries on; a frame that is no OCPP message at all (not
-  JSON, no unique id) is counted and dropped: it cannot be answered;
+  (``FormationViolation``, ``TypeConstraintViolation``, ``ProtocolError``;
+  ``NotImplemented`` for an unknown action, ``NotSupported`` for a 1.6 action the
+  gateway does not handle, as OCPP-J 1.6 defines them) with a short description
+  (never the payload echoed back), is counted, and the connection carries on; a
+  frame that is no OCPP message at all (not JSON, no unique id) is counted and
+  dropped: it cannot be answered;
 - a connection that sends faster than ``OCPP_MESSAGE_RATE`` is read more slowly
   (backpressure: nothing is dropped);
 - StartTransaction answers the same transactionId to the same start (replays),
@@ -49,6 +51,8 @@ MAX_UNIQUE_ID = 36
 _MAX_CAUSE = 200
 #: The OCPP 1.6J spelling of the library's error codes (it uses the 2.0 names).
 _V16_CODES = {"FormatViolation": "FormationViolation"}
+
+_V16_ACTIONS = frozenset(a.value for a in Action)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -142,6 +146,14 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp has no type hi
             return
         if not isinstance(msg.action, str) or not isinstance(msg.payload, dict):
             await self._answer_error(msg.unique_id, "FormationViolation", "not an OCPP call")
+            return
+        if msg.action not in self.route_map:
+            # OCPP-J 1.6, 4.2.3: NotImplemented = the action is not known, NotSupported =
+            # known but not supported (the library answers the other way round).
+            known = msg.action in _V16_ACTIONS
+            code = "NotSupported" if known else "NotImplemented"
+            await self._answer_error(msg.unique_id, code, f"{code}: no handler for this action")
+            log.info("%s: %s answered %s", self.id, _action_label(msg), code)
             return
         try:
             await self._handle_call(msg)
