@@ -34,6 +34,9 @@ from chargelift_ocpp.metrics import OcppMetrics
 from chargelift_ocpp.registry import ChargePointEntry
 
 log = logging.getLogger(__name__)
+#: The websockets library's log: never below INFO, its DEBUG lines show request headers
+#: (Authorization: the Basic password).
+_ws_log = logging.getLogger("chargelift_ocpp.websockets")
 
 #: Runs one accepted connection until it closes.
 Session = Callable[[ChargePointEntry, ServerConnection], Awaitable[None]]
@@ -97,6 +100,7 @@ class OcppServer:
         #: charge point id -> its live connection.
         self.live: dict[str, ServerConnection] = {}
         metrics.connected.set_function(lambda: len(self.live))
+        _ws_log.setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
     async def __aenter__(self) -> Self:
         s = self.settings
@@ -137,6 +141,7 @@ class OcppServer:
             ping_interval=60,
             ping_timeout=60,
             server_header=None,
+            logger=_ws_log,
         )
 
     async def __aexit__(

@@ -21,16 +21,19 @@ from typing import Literal, Self
 #: OCPP's transactionId is an integer; chargers hold it in 32 bits.
 MAX_TRANSACTION_ID = 2**31 - 1
 
+# Meter values are kept as text: the schema bounds neither them nor the connector id,
+# and a hostile 10**30 must not make an answer fail (the charger would resend it for ever).
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     charge_point TEXT NOT NULL,
-    connector INTEGER NOT NULL,
+    connector TEXT NOT NULL,
     started_at TEXT NOT NULL,
-    meter_start INTEGER NOT NULL,
+    meter_start TEXT NOT NULL,
     id_tag TEXT NOT NULL,
     stopped_at TEXT,
-    meter_stop INTEGER,
+    meter_stop TEXT,
     UNIQUE (charge_point, connector, started_at, meter_start, id_tag)
 );
 """
@@ -82,7 +85,7 @@ class TransactionStore:
     def start(
         self, charge_point: str, connector: int, started_at: str, meter_start: int, id_tag: str
     ) -> Started:
-        key = (charge_point, connector, started_at, meter_start, id_tag)
+        key = (charge_point, str(connector), started_at, str(meter_start), id_tag)
         with self.db:  # BEGIN … COMMIT
             self.db.execute("BEGIN IMMEDIATE")
             row = self.db.execute(
@@ -106,6 +109,8 @@ class TransactionStore:
     def stop(
         self, charge_point: str, transaction_id: int, stopped_at: str, meter_stop: int
     ) -> StopOutcome:
+        if not 0 < transaction_id <= MAX_TRANSACTION_ID:
+            return "unknown"  # never one of ours
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             row = self.db.execute(
@@ -118,11 +123,13 @@ class TransactionStore:
                 return "already_stopped"
             self.db.execute(
                 "UPDATE transactions SET stopped_at=?, meter_stop=? WHERE id=?",
-                (stopped_at, meter_stop, transaction_id),
+                (stopped_at, str(meter_stop), transaction_id),
             )
         return "stopped"
 
     def meter_start(self, charge_point: str, transaction_id: int) -> int | None:
+        if not 0 < transaction_id <= MAX_TRANSACTION_ID:
+            return None
         row = self.db.execute(
             "SELECT meter_start FROM transactions WHERE id=? AND charge_point=?",
             (transaction_id, charge_point),

@@ -144,3 +144,56 @@ async def test_a_registry_change_is_read_at_the_next_handshake(
     async with await gw.connect("cp-new", password=PASSWORD_2):
         pass
     assert gw.metrics()["ocpp_registry_reload_failures"] == 1
+
+
+async def test_no_password_in_the_log_even_at_debug(
+    gateways: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    gw = await gateways.start()
+    async with await gw.connect("cp-pass", password=PASSWORD_2):
+        pass
+    with pytest.raises(InvalidStatus):
+        await gw.connect("cp-pass", password="wrong-password-0123456789")
+    token = base64.b64encode(f"cp-pass:{PASSWORD_2}".encode()).decode()
+    # the gateway's records (the test's own client logs its headers at DEBUG)
+    ours = [r for r in caplog.records if r.name != "websockets.client"]
+    text = "\n".join(r.getMessage() for r in ours)
+    assert "refused charge point 'cp-pass'" in text
+    for secret in (PASSWORD_2, "wrong-password-0123456789", token):
+        assert secret not in text
+
+
+async def test_a_revoked_certificate_fails_the_tls_handshake(gateways: GatewayFactory) -> None:
+    from chargelift_certs import pki
+    from chargelift_ocpp.registry import ChargePointEntry, read_registry, write_registry
+
+    gw0 = gateways.certs
+    gw0.issue_charger("cp-revoked")
+    pki.revoke(gw0.dir, "cp-revoked")
+    gw0.issue_charger("cp-revoked")  # a fresh one under the same name still works
+    revoked = sorted((gw0.dir / "clients" / "revoked").glob("cp-revoked-*.crt"))
+    assert revoked
+    path = gateways.base / "charge_points.toml"
+    entries = read_registry(path)
+    entries["cp-revoked"] = ChargePointEntry("cp-revoked", 3)
+    write_registry(path, list(entries.values()))
+    gw = await gateways.start()
+    async with await gw.connect("cp-revoked", cert="cp-revoked"):
+        pass
+    ctx = ssl.create_default_context(cafile=str(gw0.ca_file))
+    ctx.load_cert_chain(revoked[0], revoked[0].with_suffix(".key"))
+    from websockets.asyncio.client import connect
+
+    with pytest.raises((ssl.SSLError, OSError, InvalidMessage)):
+        async with await connect(
+            f"{gw.tls_url}/cp-revoked",
+            ssl=ctx,
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            open_timeout=5,
+        ) as ws:
+            await ws.recv()
+    assert gw.metrics()['ocpp_connections_accepted_total{profile="3"}'] == 1

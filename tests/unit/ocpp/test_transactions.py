@@ -40,3 +40,15 @@ def test_stop_outcomes(tmp_path: Path) -> None:
         assert store.stop("other-cp", tx, T0, 5) == "unknown"
         assert store.stop("cp", tx, T0, 500) == "stopped"
         assert store.stop("cp", tx, T0, 500) == "already_stopped"
+
+
+def test_hostile_numbers_are_stored_not_failed(tmp_path: Path) -> None:
+    with TransactionStore(tmp_path / "tx.sqlite3") as store:
+        huge = store.start("cp", 10**30, T0, 10**40, "tag")
+        assert store.start("cp", 10**30, T0, 10**40, "tag") == type(huge)(
+            huge.transaction_id, False
+        )
+        assert store.stop("cp", 10**30, T0, 1) == "unknown"
+        assert store.stop("cp", -5, T0, 1) == "unknown"
+        assert store.stop("cp", huge.transaction_id, T0, -(10**40)) == "stopped"
+        assert store.meter_start("cp", huge.transaction_id) == 10**40
