@@ -57,6 +57,7 @@ class OcppService:
         self.mappers: dict[str, Mapper] = {}
         self.server: OcppServer | None = None
         self.transactions: TransactionStore | None = None
+        self.endpoint: HttpEndpoint | None = None
         self.started = asyncio.Event()
 
     def healthz(self) -> Response:
@@ -103,7 +104,7 @@ class OcppService:
             self.server = OcppServer(
                 s, Authenticator(registry, s.path), self.metrics, self._session
             )
-            endpoint = HttpEndpoint(
+            self.endpoint = endpoint = HttpEndpoint(
                 s.metrics_host,
                 s.metrics_port,
                 {"/metrics": self.prometheus, "/healthz": self.healthz},

@@ -197,3 +197,18 @@ async def test_a_revoked_certificate_fails_the_tls_handshake(gateways: GatewayFa
         ) as ws:
             await ws.recv()
     assert gw.metrics()['ocpp_connections_accepted_total{profile="3"}'] == 1
+
+
+async def test_metrics_and_healthz_are_served(gateways: GatewayFactory) -> None:
+    import httpx
+
+    gw = await gateways.start()
+    assert gw.service.endpoint is not None
+    base = f"http://127.0.0.1:{gw.service.endpoint.port}"
+    async with await gw.connect("cp-pass", password=PASSWORD_2), httpx.AsyncClient() as http:
+        health = (await http.get(f"{base}/healthz")).json()
+        assert health["status"] == "ok"
+        assert health["connected_charge_points"] == 1
+        text = (await http.get(f"{base}/metrics")).text
+        assert "ocpp_connected_charge_points 1.0" in text
+        assert 'ocpp_handshakes_refused_total{reason="wrong_password"} 0.0' in text

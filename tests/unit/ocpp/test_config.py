@@ -37,3 +37,16 @@ def test_the_token_bucket_delays_beyond_the_burst() -> None:
     assert bucket.delay() == pytest.approx(0.5)
     now[0] = 10.0
     assert bucket.delay() == 0.0
+
+
+def test_the_gateway_without_settings_exits_2_naming_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chargelift_ocpp.main import main
+
+    for name in ("OCPP_CHARGE_POINTS", "OCPP_STATE_DIR", "OCPP_TLS_CERT", "OCPP_ALLOW_PLAIN"):
+        monkeypatch.delenv(name, raising=False)
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "OCPP_CHARGE_POINTS" in err
+    assert "OCPP_STATE_DIR" in err
