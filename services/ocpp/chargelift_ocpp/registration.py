@@ -96,6 +96,9 @@ def register(
 def instructions(done: Registered, *, url: str, ca_file: str) -> str:
     """What to enter in the charger's web UI (the password only here, once)."""
     e = done.entry
+    if e.profile == 1 and url.startswith("wss://"):
+        # Profile 1 connects to the plain listener (OCPP_PLAIN_HOST:OCPP_PLAIN_PORT).
+        url = "ws://<gateway LAN address>:9080/ocpp"
     lines = [
         f"charge point {e.id} registered (profile {e.profile}).",
         "",

@@ -87,3 +87,14 @@ def test_register_refuses_a_bad_id_and_profile_3_without_the_certificates(
     assert "invalid charge point id" in err
     assert "--certs-dir" in err
     assert not registry.exists()
+
+
+def test_register_profile_1_points_at_the_plain_listener(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["register", "lan-1", "--profile", "1", "--registry", str(tmp_path / "r.toml")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "ws://<gateway LAN address>:9080/ocpp" in out
+    assert "CA certificate" not in out
