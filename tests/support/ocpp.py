@@ -34,6 +34,8 @@ class FakeMapper:
         self.calls.append((action, dict(payload), tx))
         if payload.get("idTag") == "nonsense":
             raise FakeMappingError("nonsense id tag")
+        if payload.get("idTag") == "crash":
+            raise KeyError("a bug of the mapper")
         connector = payload.get("connectorId", 1)
         return [FakeReading(f"{self.charge_point_id}-{connector}", action, tx, now)]
 

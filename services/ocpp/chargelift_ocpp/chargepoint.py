@@ -198,6 +198,12 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp has no type hi
             self.metrics.mapping_errors.labels(action).inc()
             log.warning("%s: %s not mapped: %s", self.id, action, str(exc)[:_MAX_CAUSE])
             return
+        except Exception:
+            # A bug of the mapper: an error answer would make the charger resend this
+            # message for ever and hold back its queue behind it. Counted, logged, answered.
+            self.metrics.mapping_errors.labels(action).inc()
+            log.exception("%s: %s not mapped (mapper failed)", self.id, action)
+            return
         listed = self.entry.chargers
         if listed:
             kept = [r for r in readings if r.charger in listed]

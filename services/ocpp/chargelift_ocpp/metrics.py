@@ -54,7 +54,7 @@ class OcppMetrics:
         )
         self.mapping_errors = Counter(
             "ocpp_mapping_errors_total",
-            "valid calls whose content made no sense (answered, no readings), by action",
+            "valid calls that could not be mapped (answered, no readings), by action",
             ["action"],
             registry=r,
         )
