@@ -11,6 +11,8 @@ their code (the migrations, the broker's ACL rules) must be package data.
 - ``chargelift-api`` starts and answers ``/healthz``;
 - the poller loads its sample configuration (services/poller/*.example);
 - ``chargelift-certs dev-set`` writes an ACL headed by the services' rules;
+- ``chargelift-ocpp register`` registers a profile-3 charge point (its certificate from
+  the installed ``chargelift-certs``);
 - no file of the installed packages lives under the repository.
 """
 
@@ -38,7 +40,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "docker" / "requirements-runtime.lock"
 #: The distributions under services/ (each is a wheel of its own).
-SERVICES = ("contract", "runtime", "edge", "certs", "poller", "ingest", "api", "simulator")
+SERVICES = ("contract", "runtime", "edge", "certs", "poller", "ingest", "api", "simulator", "ocpp")
 PACKAGES = tuple(f"chargelift_{s}" for s in SERVICES)
 #: uv beside the test's interpreter (make venv installs it); it builds and installs
 #: from its cache, so the test takes seconds, not minutes.
@@ -209,3 +211,18 @@ def test_certs_writes_the_acl_from_package_data(installed: Path, tmp_path: Path)
     assert shipped.read_text().rstrip() in acl
     assert "user api\n" in acl
     assert "user amtron-1\ntopic readwrite chargers/amtron-1/+\n" in acl
+
+
+def test_ocpp_registers_a_charge_point_with_a_certificate(installed: Path, tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    env = clean_env(installed, tmp_path)
+    _run(["chargelift-certs", "--dir", str(certs), "init"], cwd=tmp_path, env=env)
+    out = _run(
+        ["chargelift-ocpp", "register", "garage-3", "--profile", "3",
+         "--registry", "cp.toml", "--certs-dir", str(certs)],
+        cwd=tmp_path,
+        env=env,
+    ).stdout  # fmt: skip
+    assert "garage-3.crt" in out
+    assert (certs / "clients" / "garage-3.crt").exists()
+    assert "[charge_points.garage-3]" in (tmp_path / "cp.toml").read_text()

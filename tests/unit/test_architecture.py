@@ -29,6 +29,7 @@ PACKAGES = {
     "chargelift_simulator": "services/simulator",
     "chargelift_ingest": "services/ingest",
     "chargelift_api": "services/api",
+    "chargelift_ocpp": "services/ocpp",
     "chargelift_devstack": "tools/devstack",
 }
 

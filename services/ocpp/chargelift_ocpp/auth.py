@@ -1,0 +1,182 @@
+"""Who may connect: the OCPP 1.6 security profiles, decided at the HTTP handshake.
+
+:meth:`Authenticator.check` looks at the request (path, headers) and what the TLS layer
+established (a verified client certificate's common name, or none) and returns either
+:class:`Accepted` or :class:`Refused` with the HTTP status and a reason for the metrics
+and the log. A certificate from another CA never gets here: the TLS handshake fails.
+
+- profile 1: HTTP Basic (user = charge point id), on the plain listener only (enabled
+  with ``OCPP_ALLOW_PLAIN``), or over TLS;
+- profile 2: TLS and HTTP Basic;
+- profile 3: TLS and a client certificate whose CN is the charge point id.
+
+Order of the checks (each refusal is counted under its reason): path, id grammar,
+subprotocol, registry, transport, credentials. Passwords and Authorization headers are
+never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Literal, Protocol
+
+from chargelift_ocpp.config import SUBPROTOCOL
+from chargelift_ocpp.registry import (
+    MAX_PASSWORD_BYTES,
+    ChargePointEntry,
+    Registry,
+    RegistryError,
+    valid_charge_point_id,
+    verify_password,
+)
+
+Reason = Literal[
+    "bad_path",
+    "invalid_id",
+    "subprotocol",
+    "unknown_id",
+    "plain_not_allowed",
+    "no_password",
+    "wrong_password",
+    "no_certificate",
+    "wrong_certificate",
+    "too_many_connections",
+]
+#: Every refusal reason (the label values of ``ocpp_handshakes_refused_total``).
+REASONS: tuple[Reason, ...] = Reason.__args__  # type: ignore[attr-defined]
+
+_STATUS: dict[Reason, HTTPStatus] = {
+    "bad_path": HTTPStatus.NOT_FOUND,
+    "invalid_id": HTTPStatus.NOT_FOUND,
+    "subprotocol": HTTPStatus.BAD_REQUEST,
+    "unknown_id": HTTPStatus.NOT_FOUND,
+    "plain_not_allowed": HTTPStatus.FORBIDDEN,
+    "no_password": HTTPStatus.UNAUTHORIZED,
+    "wrong_password": HTTPStatus.UNAUTHORIZED,
+    "no_certificate": HTTPStatus.FORBIDDEN,
+    "wrong_certificate": HTTPStatus.FORBIDDEN,
+    "too_many_connections": HTTPStatus.SERVICE_UNAVAILABLE,
+}
+_MAX_ID_CHARS_SHOWN = 64
+_SAFE = re.compile(r"[^A-Za-z0-9._~/-]")
+
+
+class Headers(Protocol):
+    def get_all(self, key: str) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    charge_point: ChargePointEntry
+    #: How it proved its identity: "basic" or "certificate".
+    method: Literal["basic", "certificate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: Reason
+    #: The charge point id from the URL, made safe for a log line ("" if none).
+    shown_id: str = ""
+
+    @property
+    def status(self) -> HTTPStatus:
+        return _STATUS[self.reason]
+
+
+Decision = Accepted | Refused
+
+
+def printable(text: str) -> str:
+    """``text`` cut and stripped of anything but URL-safe characters: for a log line."""
+    return _SAFE.sub("?", text[:_MAX_ID_CHARS_SHOWN])
+
+
+def charge_point_id(path: str, prefix: str) -> str | None:
+    """The id in ``<prefix>/<id>`` (query string ignored); None if the path is another."""
+    path = path.split("?", 1)[0]
+    head = prefix.rstrip("/") + "/"
+    if not path.startswith(head):
+        return None
+    rest = path[len(head) :]
+    return rest if rest and "/" not in rest else None
+
+
+def offers_subprotocol(headers: Headers) -> bool:
+    offered = ",".join(headers.get_all("Sec-WebSocket-Protocol"))
+    return SUBPROTOCOL in {p.strip() for p in offered.split(",")}
+
+
+def basic_credentials(headers: Headers) -> tuple[str, bytes] | None:
+    """(user, password) of an ``Authorization: Basic`` header, None if absent or bad."""
+    values = headers.get_all("Authorization")
+    if len(values) != 1:
+        return None
+    scheme, _, token = values[0].strip().partition(" ")
+    if scheme.lower() != "basic" or len(token) > 4 * (MAX_PASSWORD_BYTES + 64):
+        return None
+    try:
+        raw = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = raw.partition(b":")
+    if not sep:
+        return None
+    return user.decode("utf-8", errors="replace"), password
+
+
+class Authenticator:
+    """Decides each handshake against the :class:`Registry`.
+
+    ``tls`` says which listener the request came in on; ``peer_cn`` is the common name
+    of the client certificate the TLS layer verified (None: none presented). Password
+    checks (scrypt, ~50 ms) run in threads, at most ``concurrency`` at once, so a burst
+    of handshakes does not stall the event loop.
+    """
+
+    def __init__(self, registry: Registry, path_prefix: str, *, concurrency: int = 4) -> None:
+        self.registry = registry
+        self.path_prefix = path_prefix
+        self._hashing = asyncio.Semaphore(concurrency)
+
+    async def check(
+        self, path: str, headers: Headers, *, tls: bool, peer_cn: str | None
+    ) -> Decision:
+        cp_id = charge_point_id(path, self.path_prefix)
+        if cp_id is None:
+            return Refused("bad_path")
+        shown = printable(cp_id)
+        if not valid_charge_point_id(cp_id):
+            return Refused("invalid_id", shown)
+        if not offers_subprotocol(headers):
+            return Refused("subprotocol", shown)
+        entry = self.registry.get(cp_id)
+        if entry is None:
+            return Refused("unknown_id", shown)
+        if not tls and entry.profile != 1:
+            return Refused("plain_not_allowed", shown)
+        if entry.profile == 3:
+            if peer_cn is None:
+                return Refused("no_certificate", shown)
+            if peer_cn != cp_id:
+                return Refused("wrong_certificate", shown)
+            return Accepted(entry, "certificate")
+        if peer_cn is not None and peer_cn != cp_id:
+            # A certificate for another identity is a wrong certificate, even with Basic.
+            return Refused("wrong_certificate", shown)
+        creds = basic_credentials(headers)
+        if creds is None:
+            return Refused("no_password", shown)
+        user, password = creds
+        if user != cp_id or entry.password_hash is None:
+            return Refused("wrong_password", shown)
+        async with self._hashing:
+            try:
+                ok = await asyncio.to_thread(verify_password, password, entry.password_hash)
+            except RegistryError:
+                ok = False
+        return Accepted(entry, "basic") if ok else Refused("wrong_password", shown)

@@ -1,0 +1,83 @@
+"""Settings of the OCPP gateway, from the environment (built in ``main()``).
+
+The scheme of every service (:mod:`chargelift_runtime.settings`): ``OCPP_*`` variables
+are the unprefixed fields of :class:`Settings` (``OCPP_PORT`` is ``port``). Every
+variable, its default and its meaning: docs/ocpp.md, "Settings".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+#: The one WebSocket subprotocol the gateway speaks (OCPP 1.6J).
+SUBPROTOCOL = "ocpp1.6"
+
+
+class Settings(BaseSettings):
+    """``OCPP_*``: the listeners, the registry, the state directory and the limits."""
+
+    model_config = SettingsConfigDict(env_prefix="OCPP_", extra="ignore", env_ignore_empty=True)
+
+    #: The charge point registry (TOML; written by ``chargelift-ocpp register``).
+    charge_points: Path
+    #: Where the gateway keeps its state (``transactions.sqlite3``).
+    state_dir: Path
+    # The TLS listener (profiles 2 and 3): on when a certificate and key are given.
+    host: str = "0.0.0.0"  # noqa: S104 - chargers connect from the LAN
+    port: int = Field(9000, ge=0, le=65535)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: The CA that issued the charge points' client certificates (profile 3).
+    ca_file: Path | None = None
+    #: The CA's revocation list: a revoked client certificate is refused (profile 3).
+    crl_file: Path | None = None
+    # The plain ws:// listener for profile 1 (HTTP Basic without TLS): off by default.
+    allow_plain: bool = False
+    plain_host: str = "127.0.0.1"
+    plain_port: int = Field(9080, ge=0, le=65535)
+    #: The URL path before the charge point id: ``wss://host:port/ocpp/<id>``.
+    path: str = Field("/ocpp", pattern=r"^(/[A-Za-z0-9._~-]+)*$")
+    #: Seconds between heartbeats, told to every charge point in the BootNotification answer.
+    heartbeat_interval: int = Field(300, ge=1, le=86400)
+    #: Id tags that Authorize and StartTransaction accept, comma-separated; empty: any.
+    id_tags: str = ""
+    max_connections: int = Field(1000, ge=1)
+    #: The largest WebSocket message accepted (bytes); a larger one closes the connection.
+    max_message_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
+    #: Messages per second a connection may send on average (more wait), and the burst.
+    message_rate: float = Field(20.0, gt=0)
+    message_burst: int = Field(100, ge=1)
+    #: Seconds the gateway waits for a charge point's answer to its own calls.
+    response_timeout: float = Field(30.0, gt=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9103, ge=0, le=65535)
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @model_validator(mode="after")
+    def _listeners(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("OCPP_TLS_CERT and OCPP_TLS_KEY go together")
+        if self.tls_cert is None and not self.allow_plain:
+            raise ValueError(
+                "no listener: set OCPP_TLS_CERT and OCPP_TLS_KEY (profiles 2 and 3), "
+                "or OCPP_ALLOW_PLAIN=true (profile 1, LAN only)"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def accepted_id_tags(self) -> frozenset[str]:
+        """The configured id tags; empty: every id tag is accepted."""
+        return frozenset(t.strip() for t in self.id_tags.split(",") if t.strip())
+
+    @property
+    def transactions_file(self) -> Path:
+        return self.state_dir / "transactions.sqlite3"

@@ -1,0 +1,83 @@
+"""Prometheus metrics of the OCPP gateway, registered on an injected registry (names:
+docs/ocpp.md, "Metrics")."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from chargelift_ocpp.auth import REASONS
+
+
+class OcppMetrics:
+    """Every metric of the gateway, on ``registry`` (a fresh one per test)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = r = registry
+        self.refused = Counter(
+            "ocpp_handshakes_refused_total",
+            "WebSocket handshakes refused before the upgrade, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REASONS:
+            self.refused.labels(reason)
+        self.accepted = Counter(
+            "ocpp_connections_accepted_total",
+            "charge point connections accepted, by security profile",
+            ["profile"],
+            registry=r,
+        )
+        self.replaced = Counter(
+            "ocpp_connections_replaced_total",
+            "connections closed because the same charge point connected again",
+            registry=r,
+        )
+        self.connected = Gauge(
+            "ocpp_connected_charge_points", "charge points connected now", registry=r
+        )
+        self.messages = Counter(
+            "ocpp_messages_total",
+            "calls received from charge points and answered with a result, by action",
+            ["action"],
+            registry=r,
+        )
+        self.call_errors = Counter(
+            "ocpp_call_errors_total",
+            "calls answered with an OCPP CALLERROR, by error code",
+            ["code"],
+            registry=r,
+        )
+        self.unparseable = Counter(
+            "ocpp_unparseable_messages_total",
+            "messages that are no OCPP frame at all (not JSON, no unique id): dropped",
+            registry=r,
+        )
+        self.mapping_errors = Counter(
+            "ocpp_mapping_errors_total",
+            "valid calls that could not be mapped (answered, no readings), by action",
+            ["action"],
+            registry=r,
+        )
+        self.readings = Counter("ocpp_readings_total", "readings handed to the outbox", registry=r)
+        self.readings_refused = Counter(
+            "ocpp_readings_refused_total",
+            "readings for a charger the charge point is not registered for (dropped)",
+            registry=r,
+        )
+        self.transactions = Counter(
+            "ocpp_transactions_total",
+            "StartTransaction and StopTransaction, by outcome (started, replayed, stopped, "
+            "already_stopped, unknown)",
+            ["outcome"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "ocpp_rate_limited_total",
+            "messages held back because a connection sent faster than OCPP_MESSAGE_RATE",
+            registry=r,
+        )
+        self.registry_reload_failures = Gauge(
+            "ocpp_registry_reload_failures",
+            "times the registry file changed and could not be read (the last good one stays)",
+            registry=r,
+        )

@@ -1,0 +1,75 @@
+"""What the gateway needs of the mapper, and what it hands the readings to.
+
+The mapper (:mod:`chargelift_ocpp.mapping`, ``ChargePointMapper``: pure, one per
+charge point) turns OCPP payloads, as on the wire (camelCase keys), into readings; the
+gateway hands every reading to a :class:`ReadingSink` (the durable edge outbox in the
+service; a list in the tests). These protocols are the interface between the two, so the
+connection code is tested with a fake mapper.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class ReadingLike(Protocol):
+    """What the gateway reads of a reading (``mapping.Reading`` has more)."""
+
+    @property
+    def charger(self) -> str: ...
+
+    @property
+    def field(self) -> str: ...
+
+
+class ReadingSink(Protocol):
+    """Takes the readings of one message, in order; returns once they are kept."""
+
+    def submit(self, readings: Sequence[Any]) -> None: ...
+
+
+class Mapper(Protocol):
+    """``mapping.ChargePointMapper``: one per charge point, kept across its connections."""
+
+    def boot_notification(self, payload: Mapping[str, Any], now: datetime) -> Sequence[Any]: ...
+    def status_notification(self, payload: Mapping[str, Any], now: datetime) -> Sequence[Any]: ...
+    def meter_values(self, payload: Mapping[str, Any], now: datetime) -> Sequence[Any]: ...
+    def start_transaction(
+        self, payload: Mapping[str, Any], transaction_id: int, now: datetime
+    ) -> Sequence[Any]: ...
+    def stop_transaction(self, payload: Mapping[str, Any], now: datetime) -> Sequence[Any]: ...
+    def authorize(self, payload: Mapping[str, Any], now: datetime) -> Sequence[Any]: ...
+
+
+#: Builds the mapper of a charge point from its id.
+MapperFactory = Callable[[str], Mapper]
+
+
+def default_mapper_factory() -> tuple[MapperFactory, type[Exception]]:
+    """``mapping.ChargePointMapper`` and ``mapping.MappingError``.
+
+    Imported when the service starts (not at import time), so the connection code and
+    its tests do not depend on the mapping module.
+    """
+    import importlib
+
+    mapping = importlib.import_module("chargelift_ocpp.mapping")
+    return mapping.ChargePointMapper, mapping.MappingError
+
+
+class LogSink:
+    """A sink that logs each reading (at DEBUG) and keeps nothing: for a gateway run
+    without a broker (``chargelift-ocpp run`` until the outbox is wired)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def submit(self, readings: Sequence[Any]) -> None:
+        for r in readings:
+            self.count += 1
+            log.debug("reading %r", r)

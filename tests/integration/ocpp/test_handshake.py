@@ -1,0 +1,214 @@
+"""Each security profile: the right credentials connect; everything else is refused at the
+HTTP handshake (before the upgrade) and counted by reason (docs/ocpp.md, "What is refused")."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+from websockets.exceptions import InvalidMessage, InvalidStatus
+
+from tests.integration.ocpp.conftest import PASSWORD_1, PASSWORD_2, GatewayFactory
+
+pytestmark = pytest.mark.integration
+
+
+async def test_profile_2_tls_and_the_right_password_connects(gateways: GatewayFactory) -> None:
+    gw = await gateways.start()
+    async with await gw.connect("cp-pass", password=PASSWORD_2) as ws:
+        assert ws.subprotocol == "ocpp1.6"
+    assert gw.metrics()['ocpp_connections_accepted_total{profile="2"}'] == 1
+
+
+async def test_profile_3_a_client_certificate_of_the_ca_connects(
+    gateways: GatewayFactory,
+) -> None:
+    gw = await gateways.start()
+    async with await gw.connect("cp-cert", cert="cp-cert") as ws:
+        assert ws.subprotocol == "ocpp1.6"
+    assert gw.metrics()['ocpp_connections_accepted_total{profile="3"}'] == 1
+
+
+async def test_profile_1_plain_ws_only_when_enabled(gateways: GatewayFactory) -> None:
+    gw = await gateways.start(allow_plain=True)
+    async with await gw.connect("cp-lan", password=PASSWORD_1, plain=True):
+        pass
+    assert gw.metrics()['ocpp_connections_accepted_total{profile="1"}'] == 1
+    # a profile-2 charge point is never accepted without TLS, even with its password
+    with pytest.raises(InvalidStatus) as refused:
+        await gw.connect("cp-pass", password=PASSWORD_2, plain=True)
+    assert refused.value.response.status_code == 403
+    assert gw.refused("plain_not_allowed") == 1
+
+
+@pytest.mark.parametrize(
+    ("cp_id", "kwargs", "status", "reason"),
+    [
+        ("cp-pass", {}, 401, "no_password"),
+        ("cp-pass", {"password": "wrong-password-0123456789"}, 401, "wrong_password"),
+        ("cp-pass", {"password": PASSWORD_2, "user": "cp-two"}, 401, "wrong_password"),
+        ("cp-two", {"password": PASSWORD_2 + "x"}, 401, "wrong_password"),
+        ("cp-nobody", {"password": PASSWORD_2}, 404, "unknown_id"),
+        ("CP_Upper", {"password": PASSWORD_2}, 404, "invalid_id"),
+        ("cp-pass", {"password": PASSWORD_2, "subprotocols": ["ocpp2.0.1"]}, 400, "subprotocol"),
+        ("cp-cert", {}, 403, "no_certificate"),
+        ("cp-cert", {"cert": "amtron-1"}, 403, "wrong_certificate"),
+        ("cp-cert", {"password": PASSWORD_2}, 403, "no_certificate"),
+    ],
+)
+async def test_refused_at_the_handshake_and_counted(
+    gateways: GatewayFactory,
+    cp_id: str,
+    kwargs: dict[str, object],
+    status: int,
+    reason: str,
+) -> None:
+    gw = await gateways.start()
+    with pytest.raises(InvalidStatus) as refused:
+        await gw.connect(cp_id, **kwargs)  # type: ignore[arg-type]
+    assert refused.value.response.status_code == status
+    assert gw.refused(reason) == 1
+    assert gw.metrics().get('ocpp_connections_accepted_total{profile="2"}', 0) == 0
+    assert gw.metrics().get('ocpp_connections_accepted_total{profile="3"}', 0) == 0
+    if status == 401:
+        assert refused.value.response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+async def test_a_certificate_from_another_ca_fails_the_tls_handshake(
+    gateways: GatewayFactory,
+) -> None:
+    gw = await gateways.start()
+    with pytest.raises((ssl.SSLError, OSError, InvalidMessage)):
+        async with await gw.connect("cp-cert", foreign=True) as ws:
+            await ws.recv()  # TLS 1.3: the server's alert arrives after the client's finish
+    assert gw.metrics().get('ocpp_connections_accepted_total{profile="3"}', 0) == 0
+    assert not gw.service.server or not gw.service.server.live
+
+
+async def test_plain_ws_is_refused_when_not_enabled(gateways: GatewayFactory) -> None:
+    gw = await gateways.start()
+    assert gw.service.server is not None
+    assert gw.service.server.plain_port is None  # no plain listener at all
+    # ws:// to the TLS port: no WebSocket either
+    plain_to_tls = f"ws://127.0.0.1:{gw.service.server.tls_port}/ocpp/cp-lan"
+    from websockets.asyncio.client import connect
+
+    with pytest.raises((InvalidMessage, OSError, EOFError)):
+        await connect(plain_to_tls, subprotocols=["ocpp1.6"], open_timeout=5)  # type: ignore[list-item]
+    assert gw.metrics().get('ocpp_connections_accepted_total{profile="1"}', 0) == 0
+
+
+async def test_a_second_connection_replaces_the_first(gateways: GatewayFactory) -> None:
+    gw = await gateways.start()
+    first = await gw.connect("cp-pass", password=PASSWORD_2)
+    second = await gw.connect("cp-pass", password=PASSWORD_2)
+    await first.wait_closed()
+    assert first.close_code == 1001
+    assert gw.metrics()["ocpp_connections_replaced_total"] == 1
+    assert gw.service.server is not None
+    assert len(gw.service.server.live) == 1
+    await second.ping()
+    await second.close()
+
+
+async def test_too_many_connections_are_refused(gateways: GatewayFactory) -> None:
+    gw = await gateways.start(max_connections=1)
+    async with await gw.connect("cp-pass", password=PASSWORD_2):
+        with pytest.raises(InvalidStatus) as refused:
+            await gw.connect("cp-two", password=PASSWORD_2)
+        assert refused.value.response.status_code == 503
+    assert gw.refused("too_many_connections") == 1
+
+
+async def test_a_registry_change_is_read_at_the_next_handshake(
+    gateways: GatewayFactory,
+) -> None:
+    from chargelift_ocpp.registry import (
+        ChargePointEntry,
+        hash_password,
+        read_registry,
+        write_registry,
+    )
+
+    gw = await gateways.start()
+    with pytest.raises(InvalidStatus):
+        await gw.connect("cp-new", password=PASSWORD_2)
+    path = gw.settings.charge_points
+    entries = read_registry(path)
+    entries["cp-new"] = ChargePointEntry("cp-new", 2, hash_password(PASSWORD_2))
+    write_registry(path, list(entries.values()))
+    async with await gw.connect("cp-new", password=PASSWORD_2):
+        pass
+    # a broken file leaves the last good registry in force
+    path.write_text("this is [not toml")
+    async with await gw.connect("cp-new", password=PASSWORD_2):
+        pass
+    assert gw.metrics()["ocpp_registry_reload_failures"] == 1
+
+
+async def test_no_password_in_the_log_even_at_debug(
+    gateways: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    gw = await gateways.start()
+    async with await gw.connect("cp-pass", password=PASSWORD_2):
+        pass
+    with pytest.raises(InvalidStatus):
+        await gw.connect("cp-pass", password="wrong-password-0123456789")
+    token = base64.b64encode(f"cp-pass:{PASSWORD_2}".encode()).decode()
+    # the gateway's records (the test's own client logs its headers at DEBUG)
+    ours = [r for r in caplog.records if r.name != "websockets.client"]
+    text = "\n".join(r.getMessage() for r in ours)
+    assert "refused charge point 'cp-pass'" in text
+    for secret in (PASSWORD_2, "wrong-password-0123456789", token):
+        assert secret not in text
+
+
+async def test_a_revoked_certificate_fails_the_tls_handshake(gateways: GatewayFactory) -> None:
+    from chargelift_certs import pki
+    from chargelift_ocpp.registry import ChargePointEntry, read_registry, write_registry
+
+    gw0 = gateways.certs
+    gw0.issue_charger("cp-revoked")
+    pki.revoke(gw0.dir, "cp-revoked")
+    gw0.issue_charger("cp-revoked")  # a fresh one under the same name still works
+    revoked = sorted((gw0.dir / "clients" / "revoked").glob("cp-revoked-*.crt"))
+    assert revoked
+    path = gateways.base / "charge_points.toml"
+    entries = read_registry(path)
+    entries["cp-revoked"] = ChargePointEntry("cp-revoked", 3)
+    write_registry(path, list(entries.values()))
+    gw = await gateways.start()
+    async with await gw.connect("cp-revoked", cert="cp-revoked"):
+        pass
+    ctx = ssl.create_default_context(cafile=str(gw0.ca_file))
+    ctx.load_cert_chain(revoked[0], revoked[0].with_suffix(".key"))
+    from websockets.asyncio.client import connect
+
+    with pytest.raises((ssl.SSLError, OSError, InvalidMessage)):
+        async with await connect(
+            f"{gw.tls_url}/cp-revoked",
+            ssl=ctx,
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            open_timeout=5,
+        ) as ws:
+            await ws.recv()
+    assert gw.metrics()['ocpp_connections_accepted_total{profile="3"}'] == 1
+
+
+async def test_metrics_and_healthz_are_served(gateways: GatewayFactory) -> None:
+    import httpx
+
+    gw = await gateways.start()
+    assert gw.service.endpoint is not None
+    base = f"http://127.0.0.1:{gw.service.endpoint.port}"
+    async with await gw.connect("cp-pass", password=PASSWORD_2), httpx.AsyncClient() as http:
+        health = (await http.get(f"{base}/healthz")).json()
+        assert health["status"] == "ok"
+        assert health["connected_charge_points"] == 1
+        text = (await http.get(f"{base}/metrics")).text
+        assert "ocpp_connected_charge_points 1.0" in text
+        assert 'ocpp_handshakes_refused_total{reason="wrong_password"} 0.0' in text
