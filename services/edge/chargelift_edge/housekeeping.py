@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from chargelift_edge.clock import Clock
@@ -62,3 +63,22 @@ class Housekeeper:
         self._metrics.outbox_depth.set(self._outbox.depth)
         self._metrics.outbox_rows.set(self._outbox.size)
         self._metrics.outbox_oldest_age.set(self._outbox.oldest_unsent_age())
+
+
+async def drain(outbox: Outbox, grace: float) -> bool:
+    """At shutdown: let the publishers empty the outbox for up to ``grace`` seconds.
+
+    True when every row was acknowledged; what is left stays in the outbox for the next
+    start (logged)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while loop.time() < deadline:
+        outbox.flush_acks()
+        if outbox.depth == 0:
+            break
+        await asyncio.sleep(0.05)
+    outbox.flush_acks()
+    if outbox.depth:
+        log.warning("stopping with %d unsent row(s) kept in the outbox", outbox.depth)
+        return False
+    return True

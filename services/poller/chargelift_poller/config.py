@@ -58,11 +58,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from chargelift_contract import TopicError, encode_edge_chargers, validate_charger_id
 from chargelift_contract.commands import MAX_CURRENT_A
-from chargelift_contract.limits import MAX_EDGE_CHARGERS_BYTES, MAX_PACKET_BYTES
+from chargelift_contract.limits import MAX_EDGE_CHARGERS_BYTES
+from chargelift_edge.settings import EdgeSettings
 from chargelift_poller.models import OptionValue
 from chargelift_runtime.settings import MqttSettings
 
@@ -82,10 +83,12 @@ class ConfigFileError(ValueError):
     """The chargers file is missing, unreadable or invalid; the message says where."""
 
 
-class Settings(BaseSettings):
+class Settings(EdgeSettings):
     """``POLLER_*``: the poller's own environment (12-factor). Required values have no default.
 
-    The broker and the certificates are the shared ``MQTT_*`` block, :class:`MqttSettings`.
+    The broker and the certificates are the shared ``MQTT_*`` block, :class:`MqttSettings`;
+    the outbox, publishing and drain settings are the edge library's
+    (:class:`~chargelift_edge.settings.EdgeSettings`), under the ``POLLER_`` prefix.
     """
 
     model_config = SettingsConfigDict(
@@ -99,41 +102,15 @@ class Settings(BaseSettings):
     #: Full snapshot of every field at least this often (s). Must be shorter than the
     #: smallest time bucket of the API so that no bucket misses a value.
     snapshot_interval: PositiveFloat = 300.0
-    #: Acknowledged rows are kept this long (s) and re-published after every reconnect:
-    #: Mosquitto saves its state only every autosave_interval (10 s), so a killed broker
-    #: forgets messages it has already acknowledged.
-    replay_window: float = Field(default=60.0, ge=0)
-    #: Keep acknowledged rows at least this long (s) without re-publishing them past the
-    #: replay window: an audit trail of what was sent (the chaos soak's ledger).
-    outbox_keep_acked: float = Field(default=0.0, ge=0)
-    #: Bound on unacknowledged rows; beyond it the oldest are dropped (docs/poller.md).
-    outbox_max_rows: PositiveInt = 1_000_000
-    #: Bound on the age (s) of unacknowledged rows (default 7 days).
-    outbox_max_age: PositiveFloat = 7 * 24 * 3600.0
-    #: NORMAL survives a killed process (not a power cut); FULL also a power cut, slower.
-    outbox_synchronous: str = Field(default="NORMAL", pattern="^(NORMAL|FULL)$")
     #: The first polls are spread over this many seconds (default: one second per 100
     #: chargers, at least the poll interval), and so are the periodic full snapshots.
     start_spread: PositiveFloat | None = None
     #: Publishes in flight per MQTT connection (QoS 1 on one connection keeps order).
     inflight: PositiveInt = 100
-    #: Publishes in flight on the edge identity's one connection (all chargers share it),
-    #: capped below the broker's receive maximum (Mosquitto: max_inflight_messages, 1000).
-    #: It must cover the publish rate times the PUBACK round trip through a busy event
-    #: loop: at 1,000 chargers 100 kept up but doubled the latency (docs/benchmarks.md).
-    edge_inflight: int = Field(default=1000, ge=1, le=65535)
-    #: The broker's packet limit (bytes; Mosquitto max_packet_size: MAX_PACKET_BYTES). A
-    #: sample whose PUBLISH would be larger is dropped when it is queued (reason
-    #: too_large): over the limit the broker drops the connection, it does not refuse.
-    mqtt_max_packet_bytes: int = Field(default=MAX_PACKET_BYTES, ge=1024, le=268_435_455)
-    #: Upper bound of the MQTT reconnect backoff (s).
-    mqtt_max_backoff: PositiveFloat = 10.0
     #: Upper bound of the retry backoff (s) of a charger with transient errors.
     max_backoff: PositiveFloat = 60.0
     #: Retry period (s) of a charger with a permanent error (wrong PIN, bad address).
     permanent_retry: PositiveFloat = 300.0
-    #: On SIGTERM: how long (s) to keep publishing the outbox before closing.
-    shutdown_grace: float = Field(default=5.0, ge=0)
     # Publishes in flight and no PUBACK for this long (or the event loop stalled, or
     # the process frozen this long): /healthz answers 503; this much longer again
     # (0: at once) the process exits so that its supervisor restarts it.

@@ -47,7 +47,7 @@ from chargelift_contract.errors import ContractError
 from chargelift_contract.topics import OFFLINE
 from chargelift_edge.announce import EdgeAnnouncer
 from chargelift_edge.clock import Clock, SystemClock
-from chargelift_edge.housekeeping import Housekeeper
+from chargelift_edge.housekeeping import Housekeeper, drain
 from chargelift_edge.outbox import Entry, Outbox
 from chargelift_edge.publisher import Publisher, Window
 from chargelift_poller import __version__
@@ -215,16 +215,7 @@ class PollerService:
     async def run(self, stop: asyncio.Event) -> None:
         """Start, run until ``stop`` is set, drain for the grace period and close."""
         s = self.settings
-        with Outbox.open(
-            s.outbox,
-            max_rows=s.outbox_max_rows,
-            max_age=s.outbox_max_age,
-            replay_window=s.replay_window,
-            keep_acked=s.outbox_keep_acked,
-            synchronous=s.outbox_synchronous,
-            max_packet_bytes=s.mqtt_max_packet_bytes,
-            on_drop=self._dropped,
-        ) as outbox:
+        with s.open_outbox(s.outbox, on_drop=self._dropped) as outbox:
             self.outbox = outbox
             log.info(
                 "outbox %s: %d unsent row(s), %d row(s) in total", s.outbox,
@@ -454,13 +445,4 @@ class PollerService:
     async def _drain(self, outbox: Outbox) -> None:
         grace = self.settings.shutdown_grace
         log.info("stopping: polling stopped; publishing the outbox for up to %.0f s", grace)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while loop.time() < deadline:
-            outbox.flush_acks()
-            if outbox.depth == 0:
-                break
-            await asyncio.sleep(0.05)
-        outbox.flush_acks()
-        if outbox.depth:
-            log.warning("stopping with %d unsent row(s) kept in the outbox", outbox.depth)
+        await drain(outbox, grace)
