@@ -27,6 +27,8 @@ class FakeMapper:
 
     charge_point_id: str
     calls: list[tuple[str, dict[str, Any], int | None]] = field(default_factory=list)
+    #: restore_transaction's arguments, in order (a fresh mapper after a restart).
+    restored: list[tuple[int, int, float, str | None, datetime]] = field(default_factory=list)
 
     def _one(
         self, action: str, payload: Mapping[str, Any], now: datetime, tx: int | None = None
@@ -58,6 +60,16 @@ class FakeMapper:
 
     def authorize(self, payload: Mapping[str, Any], now: datetime) -> list[FakeReading]:
         return self._one("Authorize", payload, now)
+
+    def restore_transaction(
+        self,
+        transaction_id: int,
+        connector_id: int,
+        meter_start: int | float,
+        id_tag: str | None,
+        started_at: datetime,
+    ) -> None:
+        self.restored.append((transaction_id, connector_id, meter_start, id_tag, started_at))
 
 
 @dataclass

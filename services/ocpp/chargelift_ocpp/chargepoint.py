@@ -283,8 +283,10 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp has no type hi
         now, payload = _now(), self._payload
         outcome = self.transactions.stop(self.id, transaction_id, timestamp, meter_stop)
         self.metrics.transactions.labels(outcome).inc()
-        if outcome != "already_stopped":  # a replayed stop maps to nothing new
-            self._deliver("StopTransaction", lambda: self.mapper.stop_transaction(payload, now))
+        # A replayed stop is delivered again: the gateway may have died after the store
+        # committed it and before its readings reached the outbox. The same stop maps to
+        # the same readings at the same instants, which ingest stores once.
+        self._deliver("StopTransaction", lambda: self.mapper.stop_transaction(payload, now))
         # Accepted even for an unknown or stopped transaction: the charger must stop
         # re-sending it (OCPP 1.6, 5.16 / 4.10: the answer is about the id tag).
         if id_tag is None:

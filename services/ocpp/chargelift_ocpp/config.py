@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from chargelift_edge.settings import EdgeSettings
 
 __all__ = ["Settings"]
 
@@ -18,15 +20,19 @@ __all__ = ["Settings"]
 SUBPROTOCOL = "ocpp1.6"
 
 
-class Settings(BaseSettings):
-    """``OCPP_*``: the listeners, the registry, the state directory and the limits."""
+class Settings(EdgeSettings):
+    """``OCPP_*``: the listeners, the registry, the state directory and the limits; the
+    outbox and publishing settings are the edge library's (:class:`EdgeSettings`), under
+    the ``OCPP_`` prefix, as the poller's are under ``POLLER_``."""
 
     model_config = SettingsConfigDict(env_prefix="OCPP_", extra="ignore", env_ignore_empty=True)
 
     #: The charge point registry (TOML; written by ``chargelift-ocpp register``).
     charge_points: Path
-    #: Where the gateway keeps its state (``transactions.sqlite3``).
+    #: Where the gateway keeps its state (``transactions.sqlite3``, ``outbox.sqlite3``).
     state_dir: Path
+    #: The durable outbox (default: ``outbox.sqlite3`` in the state directory).
+    outbox: Path | None = None
     # The TLS listener (profiles 2 and 3): on when a certificate and key are given.
     host: str = "0.0.0.0"  # noqa: S104 - chargers connect from the LAN
     port: int = Field(9000, ge=0, le=65535)
@@ -77,6 +83,10 @@ class Settings(BaseSettings):
     def accepted_id_tags(self) -> frozenset[str]:
         """The configured id tags; empty: every id tag is accepted."""
         return frozenset(t.strip() for t in self.id_tags.split(",") if t.strip())
+
+    @property
+    def outbox_file(self) -> Path:
+        return self.outbox if self.outbox is not None else self.state_dir / "outbox.sqlite3"
 
     @property
     def transactions_file(self) -> Path:

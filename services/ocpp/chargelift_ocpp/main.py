@@ -12,11 +12,10 @@ from pathlib import Path
 
 from chargelift_ocpp.config import Settings
 from chargelift_ocpp.registration import RegistrationError, instructions, register
-from chargelift_ocpp.service import OcppService
-from chargelift_ocpp.sink import LogSink
+from chargelift_ocpp.service import OcppService, StartupError
 from chargelift_runtime.logs import configure_logging
 from chargelift_runtime.service import run_until_signal, settings_failed
-from chargelift_runtime.settings import SettingsError, load_settings
+from chargelift_runtime.settings import MqttSettings, SettingsError, load_settings
 
 PROG = "chargelift-ocpp"
 
@@ -70,11 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "register":
         return _register(args)
     try:
-        settings = load_settings(Settings)
+        settings, mqtt = load_settings(Settings, MqttSettings)
     except SettingsError as exc:
         return settings_failed(PROG, exc)
     configure_logging(settings.log_level, [])
-    run_until_signal(OcppService(settings, sink=LogSink()))
+    try:
+        run_until_signal(OcppService(settings, mqtt))
+    except StartupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from chargelift_edge.metrics import EdgeMetrics
 from chargelift_ocpp.auth import REASONS
 
 
@@ -13,6 +14,13 @@ class OcppMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = r = registry
+        #: The outbox's and the publishers' series, ``ocpp_`` as the poller's ``poller_``.
+        self.edge = EdgeMetrics(r, "ocpp")
+        self.readings_unlisted = Counter(
+            "ocpp_readings_unlisted_total",
+            "readings for a charger the gateway's edge certificate does not list (dropped)",
+            registry=r,
+        )
         self.refused = Counter(
             "ocpp_handshakes_refused_total",
             "WebSocket handshakes refused before the upgrade, by reason",

@@ -2,9 +2,9 @@
 
 The mapper (:mod:`chargelift_ocpp.mapping`, ``ChargePointMapper``: pure, one per
 charge point) turns OCPP payloads, as on the wire (camelCase keys), into readings; the
-gateway hands every reading to a :class:`ReadingSink` (the durable edge outbox in the
-service; a list in the tests). These protocols are the interface between the two, so the
-connection code is tested with a fake mapper.
+gateway hands every reading to a :class:`ReadingSink` (the uplink's durable outbox in
+the service, :mod:`chargelift_ocpp.uplink`; a list in the tests). These protocols are
+the interface between the two, so the connection code is tested with a fake mapper.
 """
 
 from __future__ import annotations
@@ -44,6 +44,14 @@ class Mapper(Protocol):
     ) -> Sequence[Any]: ...
     def stop_transaction(self, payload: Mapping[str, Any], now: datetime) -> Sequence[Any]: ...
     def authorize(self, payload: Mapping[str, Any], now: datetime) -> Sequence[Any]: ...
+    def restore_transaction(
+        self,
+        transaction_id: int,
+        connector_id: int,
+        meter_start: int | float,
+        id_tag: str | None,
+        started_at: datetime,
+    ) -> None: ...
 
 
 #: Builds the mapper of a charge point from its id.
@@ -60,16 +68,3 @@ def default_mapper_factory() -> tuple[MapperFactory, type[Exception]]:
 
     mapping = importlib.import_module("chargelift_ocpp.mapping")
     return mapping.ChargePointMapper, mapping.MappingError
-
-
-class LogSink:
-    """A sink that logs each reading (at DEBUG) and keeps nothing: for a gateway run
-    without a broker (``chargelift-ocpp run`` until the outbox is wired)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def submit(self, readings: Sequence[Any]) -> None:
-        for r in readings:
-            self.count += 1
-            log.debug("reading %r", r)

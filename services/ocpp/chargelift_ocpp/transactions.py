@@ -46,6 +46,17 @@ class Started:
     new: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A transaction started and not stopped, as the charge point sent it (text)."""
+
+    transaction_id: int
+    connector: str
+    meter_start: str
+    id_tag: str
+    started_at: str
+
+
 StopOutcome = Literal["stopped", "already_stopped", "unknown"]
 
 
@@ -135,3 +146,13 @@ class TransactionStore:
             (transaction_id, charge_point),
         ).fetchone()
         return None if row is None else int(row[0])
+
+    def running(self, charge_point: str) -> list[Running]:
+        """The transactions of ``charge_point`` not stopped yet, oldest first (to tell a
+        fresh mapper after a restart)."""
+        rows = self.db.execute(
+            "SELECT id, connector, meter_start, id_tag, started_at FROM transactions "
+            "WHERE charge_point=? AND stopped_at IS NULL ORDER BY id",
+            (charge_point,),
+        ).fetchall()
+        return [Running(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]

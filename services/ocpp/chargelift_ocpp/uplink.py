@@ -1,0 +1,231 @@
+"""The gateway's side towards chargelift: what the poller does, through the same parts.
+
+The gateway is an edge: one MQTT connection as its edge identity (``MQTT_IDENTITY``, a
+certificate of role ``edge`` that lists every charger the gateway may publish for), the
+durable SQLite outbox, one publisher per charger, the announcer and the outbox's chores,
+all from :mod:`chargelift_edge`, shared with the poller rather than copied:
+
+* :meth:`Uplink.submit` is the :class:`~chargelift_ocpp.sink.ReadingSink`: the readings
+  of one OCPP message are committed to the outbox in one transaction *before* the charge
+  point gets its answer. A gateway killed after the answer has them on disk; one killed
+  before it never answered, and the charge point sends the message again (its own
+  transaction queue), which the mapper and the transaction store make harmless.
+* Readings reach MQTT at their own instants (``SamplingTime``). A reading older than the
+  newest one already published on its topic (a charge point replaying its offline queue
+  after a fresher status) is published *not retained*: ingest stores it at its instant,
+  and the retained shadow keeps the newest value.
+* A charger is ``online`` while its charge point is connected, ``offline`` otherwise
+  (``chargers/{id}/availability``, through the outbox like every row). The broker's will
+  speaks for the gateway (``edges/{edge}/availability``).
+* Readings for a charger the certificate does not list are dropped and counted: the
+  broker would refuse them and close the connection every other charger shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from chargelift_contract import Envelope, availability_topic, encode, field_topic
+from chargelift_contract.commands import MAX_EXPIRY
+from chargelift_contract.topics import OFFLINE, ONLINE, edge_availability_topic
+from chargelift_edge.announce import EdgeAnnouncer
+from chargelift_edge.clock import Clock, SystemClock
+from chargelift_edge.housekeeping import Housekeeper, drain
+from chargelift_edge.outbox import Entry, Outbox
+from chargelift_edge.publisher import Publisher, Window
+from chargelift_ocpp.config import Settings
+from chargelift_ocpp.mapping import CONNECTOR_SEPARATOR
+from chargelift_ocpp.metrics import OcppMetrics
+from chargelift_runtime.mqtt import MqttClient, Will
+from chargelift_runtime.retry import Backoff
+from chargelift_runtime.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+
+def charge_point_of(charger: str) -> str:
+    """The charge point whose connector ``charger`` is (``cp`` for ``cp`` and ``cp__2``)."""
+    return charger.split(CONNECTOR_SEPARATOR, 1)[0]
+
+
+class Uplink:
+    """``async with Uplink(...) as uplink:`` then ``await uplink.run(stop)``.
+
+    ``chargers``: what the edge certificate lists (read at start-up by the caller).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        mqtt: MqttSettings,
+        edge_id: str,
+        chargers: Iterable[str],
+        metrics: OcppMetrics,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.mqtt = mqtt
+        self.edge_id = edge_id
+        self.chargers = frozenset(chargers)
+        self.metrics = metrics
+        self.clock = clock or SystemClock()
+        self.outbox: Outbox | None = None
+        self.client: MqttClient | None = None
+        self.publishers: list[Publisher] = []
+        self._connections: dict[str, int] = {}  # charge point -> open connections
+        self._newest: dict[str, float] = {}  # topic -> newest SamplingTime published retained
+        self._stopping = False
+        self._stack = contextlib.AsyncExitStack()
+
+    # -- ReadingSink ---------------------------------------------------------------
+
+    def submit(self, readings: Sequence[Any]) -> None:
+        """Commit the readings of one message to the outbox (before it is answered)."""
+        outbox = self._require_outbox()
+        entries: list[Entry] = []
+        newest = dict(self._newest)  # applied only once the rows are committed
+        for r in readings:
+            if r.charger not in self.chargers:
+                self.metrics.readings_unlisted.inc()
+                log.warning(
+                    "a reading for charger %s, which the certificate of edge %s does not "
+                    "list, was dropped (re-issue it with --charger %s)",
+                    r.charger,
+                    self.edge_id,
+                    r.charger,
+                )
+                continue
+            topic = field_topic(r.charger, r.field)
+            at = r.sampled_at.timestamp()
+            latest = newest.get(topic)
+            retain = latest is None or at >= latest
+            if retain:
+                newest[topic] = at
+            payload = encode(Envelope(r.sampled_at, r.value))
+            entries.append(Entry(r.charger, topic, payload, at, retain=retain))
+        if entries:
+            outbox.append(entries)
+            self._newest = newest
+
+    # -- availability --------------------------------------------------------------
+
+    def connected(self, charge_point: str) -> None:
+        """A connection of ``charge_point`` was accepted: its chargers are online."""
+        n = self._connections.get(charge_point, 0)
+        self._connections[charge_point] = n + 1
+        if n == 0:
+            self._queue_availability(charge_point, ONLINE)
+
+    def disconnected(self, charge_point: str) -> None:
+        """A connection of ``charge_point`` ended (a newer one may still be open)."""
+        n = self._connections.get(charge_point, 0) - 1
+        if n > 0:
+            self._connections[charge_point] = n
+            return
+        self._connections.pop(charge_point, None)
+        if not self._stopping:
+            self._queue_availability(charge_point, OFFLINE)
+
+    def _availability(self, charger: str) -> bytes:
+        if self._stopping:
+            return OFFLINE
+        return ONLINE if charge_point_of(charger) in self._connections else OFFLINE
+
+    def _queue_availability(self, charge_point: str, state: bytes) -> None:
+        mine = [c for c in self.chargers if charge_point_of(c) == charge_point]
+        if mine and self.outbox is not None:
+            now = self.clock.now().timestamp()
+            self.outbox.append([Entry(c, availability_topic(c), state, now) for c in mine])
+
+    # -- the lifecycle -------------------------------------------------------------
+
+    def _require_outbox(self) -> Outbox:
+        if self.outbox is None:
+            raise RuntimeError("the uplink is not open")
+        return self.outbox
+
+    async def __aenter__(self) -> Uplink:
+        s = self.settings
+        try:
+            self.outbox = self._stack.enter_context(
+                s.open_outbox(s.outbox_file, on_drop=self._dropped)
+            )
+            log.info(
+                "outbox %s: %d unsent row(s), %d row(s) in total",
+                s.outbox_file,
+                self.outbox.depth,
+                self.outbox.size,
+            )
+            self.client = await self._stack.enter_async_context(
+                MqttClient(
+                    host=self.mqtt.host,
+                    port=self.mqtt.port,
+                    client_id=f"ocpp-edge-{self.edge_id}",
+                    tls=self.mqtt.tls(self.edge_id),
+                    will=Will(edge_availability_topic(self.edge_id), OFFLINE),
+                    persistent_session=True,
+                    session_expiry=int(MAX_EXPIRY.total_seconds()),
+                    backoff=Backoff(initial=0.5, maximum=s.mqtt_max_backoff),
+                )
+            )
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        window = Window(s.edge_inflight)
+        self.publishers = [
+            Publisher(
+                charger,
+                self.client,
+                self.outbox,
+                self.metrics.edge,
+                availability=functools.partial(self._availability, charger),
+                window=window,
+                halt_when_not_authorized=True,
+            )
+            for charger in sorted(self.chargers)
+        ]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+        self.outbox = None
+
+    async def run(self, stop: asyncio.Event, listeners_closed: asyncio.Event) -> None:
+        """Publish until ``stop``; once ``listeners_closed`` is set too (no reading can
+        come any more), queue every charger's ``offline`` and drain the outbox for the
+        grace period."""
+        outbox = self._require_outbox()
+        assert self.client is not None
+        housekeeper = Housekeeper(outbox, self.metrics.edge, clock=self.clock)
+        announcer = EdgeAnnouncer(self.edge_id, sorted(self.chargers), self.client)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(p.run(), name=f"publish:{p.charger_id}") for p in self.publishers
+            ]
+            tasks.append(tg.create_task(housekeeper.run(), name="housekeeping"))
+            tasks.append(tg.create_task(announcer.run(), name="edge"))
+            await stop.wait()
+            await listeners_closed.wait()
+            self._stopping = True
+            now = self.clock.now().timestamp()
+            outbox.append([Entry(c, availability_topic(c), OFFLINE, now) for c in self.chargers])
+            grace = self.settings.shutdown_grace
+            log.info("stopping: publishing the outbox for up to %.0f s", grace)
+            await drain(outbox, grace)
+            for task in tasks:
+                task.cancel()
+
+    def _dropped(self, reason: str, count: int) -> None:
+        self.metrics.edge.outbox_dropped.labels(reason).inc(count)
