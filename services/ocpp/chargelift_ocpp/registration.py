@@ -14,8 +14,8 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from chargelift_contract.topics import CHARGER_ID_RULE
 from chargelift_ocpp.registry import (
+    CHARGE_POINT_ID_RULE,
     ChargePointEntry,
     Profile,
     RegistryError,
@@ -68,7 +68,7 @@ def register(
 ) -> Registered:
     """Add ``cp_id`` to the registry file (``force``: replace it, a new secret)."""
     if not valid_charge_point_id(cp_id):
-        raise RegistrationError(f"invalid charge point id {cp_id!r}: {CHARGER_ID_RULE}")
+        raise RegistrationError(f"invalid charge point id {cp_id!r}: {CHARGE_POINT_ID_RULE}")
     try:
         entries = read_registry(registry)
     except RegistryError as exc:

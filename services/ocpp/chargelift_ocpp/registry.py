@@ -30,6 +30,12 @@ from pathlib import Path
 from typing import Literal
 
 from chargelift_contract.topics import CHARGER_ID_RE, CHARGER_ID_RULE
+from chargelift_ocpp.mapping import (
+    CONNECTOR_SEPARATOR,
+    MAX_CHARGE_POINT_ID_CHARS,
+    MappingError,
+    validate_charge_point_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +55,20 @@ class RegistryError(ValueError):
     """The registry file (or an entry) is invalid; the message says where, never a secret."""
 
 
+#: What a charge point id may be (the ids of its chargers are derived from it).
+CHARGE_POINT_ID_RULE = (
+    f"1-{MAX_CHARGE_POINT_ID_CHARS} of a-z, 0-9, '-', '_', without '{CONNECTOR_SEPARATOR}'"
+)
+
+
 def valid_charge_point_id(cp_id: str) -> bool:
-    """A charge point id follows the contract's charger-id grammar."""
-    return CHARGER_ID_RE.fullmatch(cp_id) is not None
+    """A charge point id is what the mapper can name chargers after (the charger-id
+    grammar, at most 48 characters, no ``__``: :func:`.mapping.validate_charge_point_id`)."""
+    try:
+        validate_charge_point_id(cp_id)
+    except MappingError:
+        return False
+    return True
 
 
 def new_password() -> str:
@@ -124,7 +141,7 @@ class ChargePointEntry:
 def _entry(cp_id: str, raw: object) -> ChargePointEntry:
     where = f"charge_points.{cp_id}"
     if not valid_charge_point_id(cp_id):
-        raise RegistryError(f"{where}: invalid charge point id: {CHARGER_ID_RULE}")
+        raise RegistryError(f"{where}: invalid charge point id: {CHARGE_POINT_ID_RULE}")
     if not isinstance(raw, Mapping):
         raise RegistryError(f"{where}: must be a table")
     unknown = set(raw) - {"profile", "password", "chargers"}

@@ -16,6 +16,7 @@ from chargelift_ocpp.registry import (
     new_password,
     parse_registry,
     read_registry,
+    valid_charge_point_id,
     verify_password,
     write_registry,
 )
@@ -107,3 +108,17 @@ def test_a_bad_file_at_start_is_an_error(tmp_path: Path) -> None:
 
 def test_a_missing_file_is_an_empty_registry(tmp_path: Path) -> None:
     assert len(Registry(tmp_path / "none.toml")) == 0
+
+
+@pytest.mark.parametrize("cp_id", ["garage__2", "a" * 49, "Garage", "", "cp/1"])
+def test_a_charge_point_id_the_mapper_cannot_name_chargers_after_is_refused(cp_id: str) -> None:
+    # "garage__2" is a valid charger id but the charger id of garage's connector 2: a
+    # charge point of that name would publish as another's connector.
+    assert not valid_charge_point_id(cp_id)
+    with pytest.raises(RegistryError, match="invalid charge point id"):
+        parse_registry(f"[charge_points.\"{cp_id}\"]\nprofile = 3\n")
+
+
+def test_a_charge_point_id_the_mapper_accepts_is_valid() -> None:
+    assert valid_charge_point_id("garage-1_a")
+    assert valid_charge_point_id("a" * 48)
