@@ -59,6 +59,12 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("OCPP_CA_FILE"),
         help="the CA certificate the charger must trust (default: $OCPP_CA_FILE)",
     )
+    r.add_argument(
+        "--password-file",
+        type=Path,
+        help="profiles 1/2: take the password from this file's first line (at least 16 "
+        "bytes) instead of making one",
+    )
     r.add_argument("--force", action="store_true", help="replace an entry: a new secret")
     return p
 
@@ -87,6 +93,11 @@ def _register(args: argparse.Namespace) -> int:
         return 2
     certs_dir = Path(args.certs_dir) if args.certs_dir else None
     try:
+        password = (
+            None
+            if args.password_file is None
+            else args.password_file.read_text().splitlines()[0].strip()
+        )
         done = register(
             Path(args.registry),
             args.id,
@@ -94,8 +105,9 @@ def _register(args: argparse.Namespace) -> int:
             chargers=tuple(args.charger),
             certs_dir=certs_dir,
             force=args.force,
+            password=password,
         )
-    except (RegistrationError, OSError) as exc:
+    except (RegistrationError, OSError, IndexError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     ca = args.ca_file or (str(certs_dir / "ca.crt") if certs_dir else "the CA of OCPP_TLS_CERT")

@@ -65,8 +65,12 @@ def register(
     chargers: tuple[str, ...] = (),
     certs_dir: Path | None = None,
     force: bool = False,
+    password: str | None = None,
 ) -> Registered:
-    """Add ``cp_id`` to the registry file (``force``: replace it, a new secret)."""
+    """Add ``cp_id`` to the registry file (``force``: replace it, a new secret).
+
+    ``password`` (profiles 1 and 2): this one instead of a fresh random one, for
+    provisioning that keeps its secrets elsewhere (at least 16 bytes)."""
     if not valid_charge_point_id(cp_id):
         raise RegistrationError(f"invalid charge point id {cp_id!r}: {CHARGE_POINT_ID_RULE}")
     try:
@@ -78,14 +82,19 @@ def register(
             f"{cp_id} is registered already (--force replaces it, with a new secret)"
         )
     entry = ChargePointEntry(cp_id, profile, None, chargers)
-    password = certificate = key = None
+    certificate = key = None
     if profile == 3:
+        if password is not None:
+            raise RegistrationError("profile 3 authenticates with a certificate: no password")
         if certs_dir is None:
             raise RegistrationError("profile 3 needs --certs-dir (the chargelift-certs directory)")
         certificate, key = issue_certificate(certs_dir, cp_id, force=force)
     else:
-        password = new_password()
-        entry = replace(entry, password_hash=hash_password(password))
+        password = new_password() if password is None else password
+        try:
+            entry = replace(entry, password_hash=hash_password(password))
+        except RegistryError as exc:  # too short
+            raise RegistrationError(str(exc)) from None
     try:
         write_registry(registry, [*(e for e in entries.values() if e.id != cp_id), entry])
     except RegistryError as exc:  # pragma: no cover - ids and hashes are checked above

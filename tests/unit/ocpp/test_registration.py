@@ -98,3 +98,24 @@ def test_register_profile_1_points_at_the_plain_listener(
     out = capsys.readouterr().out
     assert "ws://<gateway LAN address>:9080/ocpp" in out
     assert "CA certificate" not in out
+
+
+def test_register_takes_the_password_from_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry, secret = tmp_path / "cp.toml", tmp_path / "pw"
+    argv = ["register", "garage-2", "--registry", str(registry), "--password-file", str(secret)]
+    secret.write_text("short\n")
+    assert main(argv) == 2
+    assert "at least 16 bytes" in capsys.readouterr().err
+    assert not registry.exists() or "garage-2" not in read_registry(registry)
+    secret.write_text("a-provisioned-password-0123\nignored\n")
+    assert main(argv) == 0
+    entry = read_registry(registry)["garage-2"]
+    assert entry.password_hash is not None
+    assert verify_password(b"a-provisioned-password-0123", entry.password_hash)
+    certs = tmp_path / "certs"
+    assert (
+        main([*argv[:1], "garage-3", *argv[2:], "--profile", "3", "--certs-dir", str(certs)]) == 2
+    )
+    assert "no password" in capsys.readouterr().err

@@ -116,7 +116,7 @@ def test_a_charge_point_id_the_mapper_cannot_name_chargers_after_is_refused(cp_i
     # charge point of that name would publish as another's connector.
     assert not valid_charge_point_id(cp_id)
     with pytest.raises(RegistryError, match="invalid charge point id"):
-        parse_registry(f"[charge_points.\"{cp_id}\"]\nprofile = 3\n")
+        parse_registry(f'[charge_points."{cp_id}"]\nprofile = 3\n')
 
 
 def test_a_charge_point_id_the_mapper_accepts_is_valid() -> None:
