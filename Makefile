@@ -10,6 +10,7 @@ PACKAGES := services/contract services/runtime services/edge services/certs serv
 CERTS_DIR ?= certs
 DEV_CHARGERS ?= 3
 DEV_SPEED ?= 10
+DEV_OCPP ?= 1
 PYTEST_ARGS ?=
 
 .PHONY: help
@@ -95,7 +96,7 @@ test-unit: venv ## Unit tests only (no servers)
 
 .PHONY: dev
 dev: venv dev-deps certs ## Run the native stack with simulated chargers (Ctrl-C stops it; DEV_SPEED=10 times real time)
-	$(VENV)/bin/chargelift-devstack up --certs-dir $(CERTS_DIR) --chargers $(DEV_CHARGERS) --speed $(DEV_SPEED)
+	$(VENV)/bin/chargelift-devstack up --certs-dir $(CERTS_DIR) --chargers $(DEV_CHARGERS) --speed $(DEV_SPEED) --ocpp $(DEV_OCPP)
 
 .PHONY: dev-down
 dev-down: ## Stop a stack started by `make dev` in another terminal

@@ -13,8 +13,9 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from chargelift_edge.settings import EdgeSettings
+from chargelift_runtime.settings import MqttSettings
 
-__all__ = ["Settings"]
+__all__ = ["MqttSettings", "Settings"]
 
 #: The one WebSocket subprotocol the gateway speaks (OCPP 1.6J).
 SUBPROTOCOL = "ocpp1.6"

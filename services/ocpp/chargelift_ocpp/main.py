@@ -10,12 +10,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chargelift_ocpp.config import Settings
+from chargelift_ocpp.config import MqttSettings, Settings
 from chargelift_ocpp.registration import RegistrationError, instructions, register
 from chargelift_ocpp.service import OcppService, StartupError
 from chargelift_runtime.logs import configure_logging
 from chargelift_runtime.service import run_until_signal, settings_failed
-from chargelift_runtime.settings import MqttSettings, SettingsError, load_settings
+from chargelift_runtime.settings import SettingsError, load_settings
 
 PROG = "chargelift-ocpp"
 

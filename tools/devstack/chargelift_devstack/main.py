@@ -34,6 +34,11 @@ from chargelift_devstack.procs import kill_group, server_home, shared_dir, tail
 DEV_DIR = REPO / ".dev"
 PID_FILE = DEV_DIR / "devstack.pid"
 SERVER_ACCOUNTS = ("mosquitto", "postgres")  # the accounts the servers drop root to
+#: The simulated OCPP charge points are <prefix>1..N; the spare one is for a real charger
+#: (or another OCPP client) to connect at once; the gateway publishes as OCPP_EDGE.
+OCPP_PREFIX = "ocpp-sim-"
+OCPP_SPARE = "ocpp-spare"
+OCPP_EDGE = "ocpp-gateway"
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ class Ports:
     simulator_control: int = 25099
     poller_metrics: int = 9101
     ingest_metrics: int = 9102
+    ocpp: int = 9000
+    ocpp_metrics: int = 9103
 
 
 @dataclass
@@ -107,6 +114,9 @@ class Stack:
     pg_settings: dict[str, str] = field(default_factory=dict)
     seed: int = 1
     simulator_args: list[str] = field(default_factory=list)
+    #: Simulated OCPP charge points (0: no OCPP gateway either).
+    ocpp_charge_points: int = 0
+    ocpp_simulator_args: list[str] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     env_values: dict[str, str] = field(default_factory=dict)  # what up() wrote to dev.env
     broker: MosquittoServer | None = None
@@ -140,6 +150,49 @@ class Stack:
                 check=True,
             )
 
+    def ocpp_ids(self) -> list[str]:
+        """The simulated OCPP charge points (each one connector: charger id = its id)."""
+        return [f"{OCPP_PREFIX}{i}" for i in range(1, self.ocpp_charge_points + 1)]
+
+    def ocpp_setup(self) -> dict[str, str]:
+        """Register the simulated charge points and the spare one (profile 2, passwords
+        kept in .dev/), and issue the gateway's edge certificate listing their chargers.
+        Returns the gateway's environment."""
+        state = shared_dir(self.run_dir / "ocpp")
+        registry = state / "charge_points.toml"
+        register = [self.bin("chargelift-ocpp"), "register", "--registry", str(registry)]
+        self.secret("ocpp-sim-password", 24)
+        self.secret("ocpp-spare-password", 24)
+        for cp, secret in [(c, "ocpp-sim-password") for c in self.ocpp_ids()] + [
+            (OCPP_SPARE, "ocpp-spare-password")
+        ]:
+            subprocess.run(
+                [*register, cp, "--password-file", str(self.run_dir / secret), "--force"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        chargers = [a for c in [*self.ocpp_ids(), OCPP_SPARE] for a in ("--charger", c)]
+        subprocess.run(
+            [self.bin("chargelift-certs"), "--dir", str(self.certs_dir), "client",
+             OCPP_EDGE, "--role", "edge", *chargers, "--force"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        certs = self.certs_dir.resolve()
+        return {
+            "OCPP_CHARGE_POINTS": str(registry),
+            "OCPP_STATE_DIR": str(state),
+            "OCPP_HOST": "127.0.0.1",
+            "OCPP_PORT": str(self.ports.ocpp),
+            # the broker's server certificate names 127.0.0.1 and localhost
+            "OCPP_TLS_CERT": str(certs / "broker.crt"),
+            "OCPP_TLS_KEY": str(certs / "broker.key"),
+            "OCPP_CA_FILE": str(certs / "ca.crt"),
+            "OCPP_CRL_FILE": str(certs / "crl.pem"),
+            "OCPP_METRICS_PORT": str(self.ports.ocpp_metrics),
+            "MQTT_IDENTITY": OCPP_EDGE,
+        }
+
     def poller_config(self, pin_env: str) -> Path:
         lines = ["# Written by chargelift-devstack: the simulated chargers of `make dev`.", ""]
         for i, charger in enumerate(self.charger_ids()):
@@ -160,6 +213,7 @@ class Stack:
         shared_dir(self.run_dir)
         logs = shared_dir(self.run_dir / "logs")
         self.ensure_charger_certs()
+        ocpp_env = self.ocpp_setup() if self.ocpp_charge_points else None
         servers = server_home(self.run_dir, SERVER_ACCOUNTS)
         if servers != self.run_dir:
             print(
@@ -249,6 +303,26 @@ class Stack:
                 },
             ),
         ]
+        ocpp_url = f"wss://127.0.0.1:{self.ports.ocpp}/ocpp"
+        if ocpp_env is not None:
+            specs += [
+                ("ocpp", [self.bin("chargelift-ocpp")], ocpp_env),
+                (
+                    "simulator-ocpp",
+                    [
+                        self.bin("chargelift-simulator-ocpp"),
+                        "--url", ocpp_url,
+                        "--count", str(self.ocpp_charge_points),
+                        "--prefix", OCPP_PREFIX,
+                        "--password-file", str(self.run_dir / "ocpp-sim-password"),
+                        "--ca-file", str(certs / "ca.crt"),
+                        "--speed", str(self.speed),
+                        "--seed", str(self.seed),
+                        *self.ocpp_simulator_args,
+                    ],
+                    {},
+                ),
+            ]  # fmt: skip
         for name, argv, env in specs:
             svc = Service(
                 name, argv, {**common, **env, **self.env.get(name, {})}, logs / f"{name}.log"
@@ -267,6 +341,17 @@ class Stack:
             "POLLER_METRICS_URL": f"http://127.0.0.1:{self.ports.poller_metrics}/metrics",
             "INGEST_METRICS_URL": f"http://127.0.0.1:{self.ports.ingest_metrics}/metrics",
         }
+        if ocpp_env is not None:
+            self.env_values |= {
+                # what a real charger (or any OCPP 1.6J client) needs to connect: the URL
+                # (it appends /<id>), the CA to trust, the spare charge point's id and
+                # password (security profile 2)
+                "OCPP_URL": ocpp_url,
+                "OCPP_CA_FILE": str(certs / "ca.crt"),
+                "OCPP_CHARGE_POINT_ID": OCPP_SPARE,
+                "OCPP_PASSWORD": self.secret("ocpp-spare-password", 24),
+                "OCPP_METRICS_URL": f"http://127.0.0.1:{self.ports.ocpp_metrics}/metrics",
+            }
         return self.env_values
 
     def service(self, name: str) -> Service:
@@ -310,7 +395,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         else:
             print("a dev stack is already running (make dev-down stops it)", file=sys.stderr)
             return 1
-    stack = Stack(certs_dir=Path(args.certs_dir), chargers=args.chargers, speed=args.speed)
+    stack = Stack(
+        certs_dir=Path(args.certs_dir),
+        chargers=args.chargers,
+        speed=args.speed,
+        ocpp_charge_points=args.ocpp,
+    )
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     try:
@@ -377,6 +467,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--certs-dir", default=str(REPO / "certs"))
     up.add_argument("--chargers", type=int, default=3)
     up.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    up.add_argument(
+        "--ocpp", type=int, default=1, help="simulated OCPP charge points (0: no OCPP gateway)"
+    )
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop a running stack").set_defaults(func=cmd_down)
     sub.add_parser("reset", help="delete .dev/ (not the certificates)").set_defaults(func=cmd_reset)
