@@ -1,0 +1,328 @@
+"""Issue 17 end to end: an OCPP charge point's status, meter values and transactions reach
+the API through the gateway, the broker and ingest.
+
+The native stack of ``make dev`` (chargelift_devstack.Stack, each part its own process:
+Mosquitto, PostgreSQL, ingest, the API, the OCPP gateway and a simulated OCPP charge
+point) in a scratch directory. The test plays a second charge point itself, the spare one
+``make dev`` registers for a real charger (``OCPP_CHARGE_POINT_ID``, ``OCPP_PASSWORD``),
+with the ``ocpp`` package's client: its messages, timestamps and meter readings are known
+exactly, so the API's figures can be checked to the watt-hour.
+
+- must-show 1: status, power, energy and a transaction with its id tag appear in the API:
+  the state, the history and a session whose energy equals meter stop - meter start;
+- must-show 3: offline 60 s mid-transaction, the queued messages sent late with their own
+  timestamps and one of them twice: every reading stored once at its own instant, and the
+  session is right;
+- must-show 6: the register drops to 0 and comes back inside a session: the session's
+  energy is unchanged;
+- and the simulated charge point of ``make dev`` reports as a charger of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from ocpp.v16 import ChargePoint as ClientChargePoint
+from ocpp.v16 import call
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+from chargelift_certs import pki
+from chargelift_devstack.main import OCPP_SPARE, Ports, Stack
+from chargelift_devstack.procs import free_port
+from tests.chaos.chaos import free_port_run
+from tests.conftest import scratch
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def stack(base_dir: Path) -> Iterator[Stack]:
+    work = scratch(base_dir, "ocpp-e2e")
+    certs = work / "certs"
+    pki.dev_set(certs)
+    ports = Ports(
+        mqtt=free_port(),
+        postgres=free_port(),
+        api=free_port(),
+        simulator=free_port_run(1),
+        simulator_control=free_port(),
+        poller_metrics=free_port(),
+        ingest_metrics=free_port(),
+        ocpp=free_port(),
+        ocpp_metrics=free_port(),
+    )
+    s = Stack(
+        certs_dir=certs,
+        chargers=1,
+        speed=10,
+        run_dir=work,
+        ports=ports,
+        ocpp_charge_points=1,
+        # a meter value every 10 simulated s
+        ocpp_simulator_args=["--interval", "10"],
+    )
+    try:
+        s.up()
+        yield s
+    finally:
+        s.down()
+
+
+def api(stack: Stack) -> httpx.Client:
+    env = stack.env_values
+    return httpx.Client(
+        base_url=env["API_URL"],
+        headers={"Authorization": f"Bearer {env['API_TOKEN']}"},
+        timeout=10,
+    )
+
+
+def wait(check: Any, timeout: float, what: str, every: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except httpx.TransportError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+@asynccontextmanager
+async def spare(stack: Stack) -> AsyncIterator[ClientChargePoint]:
+    """The spare charge point, connected as a user's charger would be (profile 2)."""
+    env = stack.env_values
+    cp_id, password = env["OCPP_CHARGE_POINT_ID"], env["OCPP_PASSWORD"]
+    token = base64.b64encode(f"{cp_id}:{password}".encode()).decode()
+    ws = await connect(
+        f"{env['OCPP_URL']}/{cp_id}",
+        ssl=ssl.create_default_context(cafile=env["OCPP_CA_FILE"]),
+        additional_headers={"Authorization": f"Basic {token}"},
+        subprotocols=[Subprotocol("ocpp1.6")],
+        open_timeout=10,
+    )
+    cp = ClientChargePoint(cp_id, ws, response_timeout=15)
+    task = asyncio.create_task(cp.start())
+    try:
+        yield cp
+    finally:
+        await ws.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def status(t: datetime, state: str) -> call.StatusNotification:
+    return call.StatusNotification(
+        connector_id=1, error_code="NoError", status=state, timestamp=iso(t)
+    )
+
+
+def meter(t: datetime, tx: int, wh: float, w: float) -> call.MeterValues:
+    return call.MeterValues(
+        connector_id=1,
+        transaction_id=tx,
+        meter_value=[
+            {
+                "timestamp": iso(t),
+                "sampledValue": [
+                    {"value": f"{wh:.0f}", "measurand": "Energy.Active.Import.Register",
+                     "unit": "Wh", "context": "Sample.Periodic"},
+                    {"value": f"{w:.0f}", "measurand": "Power.Active.Import", "unit": "W",
+                     "context": "Sample.Periodic"},
+                ],
+            }
+        ],
+    )  # fmt: skip
+
+
+def sessions(client: httpx.Client, charger: str, start: datetime) -> list[dict[str, Any]]:
+    r = client.get(
+        f"/api/v1/chargers/{charger}/sessions",
+        params={"from": iso(start - timedelta(hours=1)), "to": iso(start + timedelta(hours=2))},
+    )
+    if r.status_code != 200:
+        return []
+    found: list[dict[str, Any]] = r.json()["sessions"]
+    return found
+
+
+async def rows(stack: Stack, charger: str, field: str) -> list[tuple[datetime, Any]]:
+    """What the database holds for one field: (instant, value), in time order."""
+    assert stack.postgres is not None
+    db = await asyncpg.connect(stack.postgres.dsn)
+    try:
+        found = await db.fetch(
+            "SELECT time, coalesce(value_num::text, value_text, value_bool::text) AS value "
+            "FROM readings WHERE charger = $1 AND field = $2 ORDER BY time",
+            charger,
+            field,
+        )
+    finally:
+        await db.close()
+    return [(r["time"], r["value"]) for r in found]
+
+
+def numbers(found: list[tuple[datetime, Any]]) -> list[tuple[datetime, float]]:
+    return [(t, float(v)) for t, v in found]
+
+
+async def test_a_transaction_reaches_the_api_with_its_id_tag_and_its_energy(
+    stack: Stack,
+) -> None:
+    """Must-show 1, and must-show 6: a register that drops to 0 inside the session."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    async with spare(stack) as cp:
+        boot = await cp.call(
+            call.BootNotification(charge_point_vendor="ACME", charge_point_model="Box 11")
+        )
+        assert boot.status == "Accepted"
+        await cp.call(status(t0, "Available"))
+        await cp.call(status(t0 + timedelta(seconds=10), "Preparing"))
+        begin = iso(t0 + timedelta(seconds=20))
+        started = await cp.call(
+            call.StartTransaction(
+                connector_id=1, id_tag="card-7", meter_start=10_000, timestamp=begin
+            )
+        )
+        tx = started.transaction_id
+        await cp.call(status(t0 + timedelta(seconds=20), "Charging"))
+        await cp.call(meter(t0 + timedelta(seconds=80), tx, 10_120, 7_400))
+        # the lbbrhzn/ocpp#1756 glitch: the register reads 0 once, then its level again
+        await cp.call(meter(t0 + timedelta(seconds=140), tx, 0, 7_400))
+        await cp.call(meter(t0 + timedelta(seconds=200), tx, 10_370, 7_300))
+        await cp.call(
+            call.StopTransaction(
+                transaction_id=tx, meter_stop=10_500, timestamp=iso(t0 + timedelta(seconds=260)),
+                reason="EVDisconnected", id_tag="card-7",
+            )
+        )  # fmt: skip
+        await cp.call(status(t0 + timedelta(seconds=260), "Finishing"))
+        await cp.call(status(t0 + timedelta(seconds=270), "Available"))
+
+    with api(stack) as client:
+        state = wait(
+            lambda: (
+                (r := client.get(f"/api/v1/chargers/{OCPP_SPARE}")).status_code == 200
+                and (f := {x["field"]: x for x in r.json()["fields"]}).get("IdTag")
+                and f.get("OperationState", {}).get("value") == "idle"
+                and f
+            ),
+            60,
+            "the spare charge point's state in the API",
+        )
+        assert state["ChargerVendor"]["value"] == "ACME"
+        assert state["ChargerModel"]["value"] == "Box 11"
+        assert state["ConnectedVehicle"]["value"] is False
+        assert state["TotalEnergyConsumption"]["value"] == 10_500
+        assert state["SessionEnergy"]["value"] == 500
+        found = wait(
+            lambda: [s for s in sessions(client, OCPP_SPARE, t0) if s["end"] is not None],
+            30,
+            "the closed session",
+        )
+        assert len(found) == 1, found
+        session = found[0]
+        assert session["energy_wh"] == 500  # meter stop - meter start
+        assert session["id_tag"] == "card-7"
+        assert session["transaction_id"] == str(tx)
+        history = client.get(
+            f"/api/v1/chargers/{OCPP_SPARE}/readings",
+            params={"field": "PowerOutput", "from": iso(t0), "to": iso(t0 + timedelta(hours=1))},
+        )
+        assert history.status_code == 200, history.text
+        assert [p["value"] for p in history.json()["points"]] == [7_400, 7_400, 7_300]
+    # the register's 0 was never stored as energy (must-show 6)
+    energy = numbers(await rows(stack, OCPP_SPARE, "TotalEnergyConsumption"))
+    assert energy
+    assert all(v != 0 for _, v in energy)
+
+
+async def test_an_offline_queue_sent_late_and_twice_is_stored_once_at_its_instants(
+    stack: Stack,
+) -> None:
+    """Must-show 3: 60 s offline mid-transaction; the queue arrives late, one message twice."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=15)
+    async with spare(stack) as cp:
+        await cp.call(status(t0, "Preparing"))
+        started = await cp.call(
+            call.StartTransaction(
+                connector_id=1, id_tag="card-8", meter_start=20_000, timestamp=iso(t0)
+            )
+        )
+        tx = started.transaction_id
+        await cp.call(status(t0, "Charging"))
+        await cp.call(meter(t0 + timedelta(seconds=30), tx, 20_060, 7_200))
+    # Offline: the charge point goes on charging and queues what it would have sent.
+    queued = [
+        meter(t0 + timedelta(seconds=60), tx, 20_120, 7_200),
+        meter(t0 + timedelta(seconds=90), tx, 20_180, 7_100),
+        meter(t0 + timedelta(seconds=120), tx, 20_240, 7_000),
+    ]
+    await asyncio.sleep(2)  # the gateway sees the connection end (the charger offline)
+    async with spare(stack) as cp:
+        await cp.call(status(t0 + timedelta(seconds=125), "Charging"))
+        for message in [queued[0], queued[1], queued[1], queued[2]]:  # one of them twice
+            await cp.call(message)
+        end = iso(t0 + timedelta(seconds=150))
+        await cp.call(call.StopTransaction(transaction_id=tx, meter_stop=20_300, timestamp=end))
+        await cp.call(status(t0 + timedelta(seconds=150), "Available"))
+
+    with api(stack) as client:
+        found = wait(
+            lambda: [
+                s
+                for s in sessions(client, OCPP_SPARE, t0)
+                if s["id_tag"] == "card-8" and s["end"] is not None
+            ],
+            60,
+            "the session of card-8",
+        )
+        assert len(found) == 1, found
+        assert found[0]["energy_wh"] == 300
+        assert found[0]["transaction_id"] == str(tx)
+    stored = [
+        (t, v)
+        for t, v in numbers(await rows(stack, OCPP_SPARE, "PowerOutput"))
+        if t0 <= t <= t0 + timedelta(seconds=150)
+    ]
+    # once each, at the instant the charge point measured it (not when it arrived)
+    assert stored == [
+        (t0 + timedelta(seconds=30), 7_200),
+        (t0 + timedelta(seconds=60), 7_200),
+        (t0 + timedelta(seconds=90), 7_100),
+        (t0 + timedelta(seconds=120), 7_000),
+    ]
+
+
+def test_the_simulated_charge_point_of_make_dev_reports(stack: Stack) -> None:
+    with api(stack) as client:
+        state = wait(
+            lambda: (
+                (r := client.get("/api/v1/chargers/ocpp-sim-1")).status_code == 200
+                and (f := {x["field"]: x for x in r.json()["fields"]}).get("ChargerVendor")
+                and f
+            ),
+            60,
+            "the simulated OCPP charge point in the API",
+        )
+    assert state["OperationState"]["value"] in {"idle", "charging"}
+    assert state["ChargerModel"]["value"]
