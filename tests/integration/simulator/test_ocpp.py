@@ -100,6 +100,7 @@ async def test_boot_status_and_a_full_transaction(cs: CentralSystem) -> None:
         cp.observe()
         await until(lambda: bool(cs.of("StopTransaction")))
         await until(lambda: cs.of("StatusNotification")[-1]["status"] == "Available")
+    assert cp.call_errors == []  # the central system found every message valid
     token = base64.b64encode(f"{cp.id}:{PASSWORD}".encode()).decode()
     assert cs.auth_headers[0] == f"Basic {token}"
     boot = cs.of("BootNotification")[0]
@@ -245,6 +246,7 @@ async def test_offline_mid_transaction_replays_in_order_with_the_real_id(
             queued_times[: len(stamps)]
         )
         assert cp.connections == 2
+        assert cp.call_errors == []
 
 
 async def test_the_automatic_offline_fault_replays_late_and_duplicates_once(
