@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,13 +43,15 @@ class CentralSystem:
     calls: list[Record] = field(default_factory=list)
     raw: list[str] = field(default_factory=list)
     auth_headers: list[str | None] = field(default_factory=list)
+    peer_subjects: list[Any] = field(default_factory=list)
+    scheme: str = "ws"
     connected: dict[str, ChargePoint] = field(default_factory=dict)
     port: int = 0
     _tx_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ocpp"
+        return f"{self.scheme}://127.0.0.1:{self.port}/ocpp"
 
     def actions(self, cp_id: str | None = None) -> list[str]:
         return [r.action for r in self.calls if cp_id is None or r.cp_id == cp_id]
@@ -68,6 +71,9 @@ class CentralSystem:
         assert ws.request is not None
         cp_id = ws.request.path.rstrip("/").rsplit("/", 1)[-1]
         self.auth_headers.append(ws.request.headers.get("Authorization"))
+        peer = ws.transport.get_extra_info("peercert")
+        if peer:
+            self.peer_subjects.append(peer.get("subject"))
         cp = _Recorder(cp_id, ws, self)
         self.connected[cp_id] = cp
         try:
@@ -128,8 +134,16 @@ class _Recorder(ChargePoint):  # type: ignore[misc]
 
 
 @asynccontextmanager
-async def central_system(**kwargs: Any) -> AsyncIterator[CentralSystem]:
-    cs = CentralSystem(**kwargs)
-    async with serve(cs._handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as server:  # type: ignore[list-item]
+async def central_system(
+    tls: ssl.SSLContext | None = None, **kwargs: Any
+) -> AsyncIterator[CentralSystem]:
+    cs = CentralSystem(scheme="ws" if tls is None else "wss", **kwargs)
+    async with serve(
+        cs._handler,
+        "127.0.0.1",
+        0,
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        ssl=tls,
+    ) as server:
         cs.port = next(iter(server.sockets)).getsockname()[1]
         yield cs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ from ocpp.v16 import call
 
 from chargelift_simulator.ocpp_cp import OcppFaults, SimChargePoint
 from chargelift_simulator.ocpp_fleet import OcppFleet, OcppFleetConfig
+from tests.support.certs import TestCerts
 
 from .ocpp_central import CentralSystem, central_system
 
@@ -353,3 +355,29 @@ async def test_several_charge_points_in_one_process(cs: CentralSystem) -> None:
         await fleet.wait_online()
         assert sorted(cs.connected) == [f"cp-{i}" for i in range(1, 6)]
         assert len({cp.id_tag for cp in fleet.charge_points}) == 5
+
+
+async def test_profile_3_connects_with_a_client_certificate_over_wss(certs: TestCerts) -> None:
+    files = certs.issue_charger("ocpp-tls-1")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(certs.ca_file))
+    tls.load_cert_chain(certs.dir / "broker.crt", certs.dir / "broker.key")
+    tls.verify_mode = ssl.CERT_REQUIRED
+    async with central_system(tls) as cs:
+        good = fleet_config(
+            cs,
+            ids=("ocpp-tls-1",),
+            password=None,
+            ca_file=str(certs.ca_file),
+            cert_file=str(files.cert_file),
+            key_file=str(files.key_file),
+        )
+        async with OcppFleet(good) as fleet:
+            await fleet.wait_online()
+        assert cs.auth_headers == [None]
+        assert (("commonName", "ocpp-tls-1"),) in cs.peer_subjects[0]
+        # Without the client certificate the handshake fails and it keeps trying.
+        bare = fleet_config(cs, ids=("ocpp-tls-2",), password=None, ca_file=str(certs.ca_file))
+        async with OcppFleet(bare) as fleet:
+            cp = fleet.charge_points[0]
+            await until(lambda: cp.connect_failures >= 2)
+            assert not cp.online
