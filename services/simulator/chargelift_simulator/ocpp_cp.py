@@ -31,6 +31,7 @@ import logging
 import math
 import random
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -826,8 +827,7 @@ class SimChargePoint:
 
     def disconnect(self, seconds: float) -> None:
         """Lose the connection now (abruptly) and stay offline ``seconds`` real seconds."""
-        loop = asyncio.get_running_loop()
-        self._offline_until = loop.time() + max(0.0, seconds)
+        self._offline_until = time.monotonic() + max(0.0, seconds)
         self.online = False
         conn = self._connection
         if conn is not None:
@@ -898,13 +898,17 @@ class SimChargePoint:
         }
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Connect, serve, reconnect with backoff; until cancelled (or ``stop`` is set)."""
-        loop = asyncio.get_running_loop()
+        """Connect, serve, reconnect with backoff; until cancelled (or ``stop`` is set).
+
+        The backoff (jittered, doubling from ``reconnect_min_s`` to ``reconnect_max_s``)
+        applies to failed handshakes and to connections lost before the boot was accepted;
+        a charge point that was online reconnects after ``reconnect_min_s``.
+        """
         url = self.endpoint.url.rstrip("/") + "/" + self.id
         ctx = self.endpoint.ssl_context()
         backoff = self.endpoint.reconnect_min_s
         while stop is None or not stop.is_set():
-            wait = self._offline_until - loop.time()
+            wait = self._offline_until - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
@@ -920,16 +924,17 @@ class SimChargePoint:
             except (OSError, InvalidHandshake, TimeoutError) as e:
                 self.connect_failures += 1
                 log.info("%s: cannot connect to %s: %s", self.id, self.endpoint.url, e)
-                delay = backoff * (0.5 + self._rng.random() / 2)
-                backoff = min(backoff * 2, self.endpoint.reconnect_max_s)
-                await asyncio.sleep(delay)
+                backoff = await self._backoff(backoff)
                 continue
-            backoff = self.endpoint.reconnect_min_s
             self.connections += 1
+            booted = False
             try:
-                await self._session(conn, stop)
+                booted = await self._session(conn, stop)
             except (ConnectionClosed, _ConnectionLostError, OSError, TimeoutError) as e:
                 log.info("%s: connection lost: %r", self.id, e)
+            except Exception:
+                # A real charger does not stop over one odd exchange: log it and reconnect.
+                log.exception("%s: unexpected error; reconnecting", self.id)
             finally:
                 self.online = False
                 self._connection = None
@@ -940,8 +945,17 @@ class SimChargePoint:
                 conn.transport.abort()
                 with contextlib.suppress(Exception):
                     await conn.close()
+            if booted:
+                backoff = self.endpoint.reconnect_min_s
+            backoff = await self._backoff(backoff)
 
-    async def _session(self, conn: ClientConnection, stop: asyncio.Event | None) -> None:
+    async def _backoff(self, backoff: float) -> float:
+        """Sleep a jittered ``backoff``; the next one (doubled, capped)."""
+        await asyncio.sleep(backoff * (0.5 + self._rng.random() / 2))
+        return min(backoff * 2, self.endpoint.reconnect_max_s)
+
+    async def _session(self, conn: ClientConnection, stop: asyncio.Event | None) -> bool:
+        """One connection: boot, status, then the outbox; True if the boot was accepted."""
         proto = _Protocol(self, conn)
         self._connection = conn
         self._protocol = proto
@@ -952,9 +966,10 @@ class SimChargePoint:
             self._wake.set()
 
         reader.add_done_callback(closed)
+        accepted = False
         try:
             await self._boot(proto)
-            self.online = True
+            accepted = self.online = True
             self.status = self._status_now()
             for connector in (0, 1):
                 status = Outgoing("StatusNotification", self._status_payload(connector))
@@ -962,10 +977,15 @@ class SimChargePoint:
             if self.faults.duplicate_on_replay and any(o.tx is not None for o in self._outbox):
                 self._duplicate += 1
             await self._drive(proto, reader, stop)
+        except (ConnectionClosed, _ConnectionLostError, OSError, TimeoutError) as e:
+            if not accepted:
+                raise
+            log.info("%s: connection lost: %r", self.id, e)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+        return True
 
     async def _boot(self, proto: _Protocol) -> None:
         while True:
