@@ -1,4 +1,5 @@
-"""The simulator service: :class:`SimulatorService` runs a :class:`~.fleet.Fleet` until stopped.
+"""The simulator services: :class:`SimulatorService` runs a :class:`~.fleet.Fleet` until stopped,
+:class:`OcppSimulatorService` an :class:`~.ocpp_fleet.OcppFleet`.
 
 It follows the lifecycle of every chargelift service (``chargelift_runtime.service``):
 built from its settings (nothing starts in ``__init__``), ``await run(stop)`` starts
@@ -12,6 +13,7 @@ import asyncio
 import logging
 
 from chargelift_simulator.fleet import Fleet, FleetConfig
+from chargelift_simulator.ocpp_fleet import OcppFleet, OcppFleetConfig
 
 log = logging.getLogger("chargelift_simulator")
 
@@ -42,6 +44,35 @@ class SimulatorService:
                 config.seed,
                 config.speed,
                 fleet.sim_time.isoformat(timespec="seconds"),
+            )
+            await stop.wait()
+            log.info("stopping")
+        self.fleet = None
+        log.info("stopped")
+
+
+class OcppSimulatorService:
+    """Simulated OCPP charge points as a service: ``run_until_signal(OcppSimulatorService(c))``."""
+
+    def __init__(self, config: OcppFleetConfig) -> None:
+        self.config = config
+        self.fleet: OcppFleet | None = None  # while running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect every charge point (they reconnect on their own) until ``stop`` is set."""
+        config = self.config
+        # The ocpp library logs every frame at INFO: far too much for 1000 charge points.
+        logging.getLogger("ocpp").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+        async with OcppFleet(config) as fleet:
+            self.fleet = fleet
+            for cp in fleet.charge_points[:10]:
+                log.info("%s: OCPP 1.6J to %s/%s (id tag %s)", cp.id, config.url, cp.id, cp.id_tag)
+            log.info(
+                "%d OCPP charge points, seed %d, speed %g, MeterValues every %g s",
+                len(fleet.charge_points),
+                config.seed,
+                config.speed,
+                config.meter_interval_s,
             )
             await stop.wait()
             log.info("stopping")
