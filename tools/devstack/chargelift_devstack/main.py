@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -332,6 +333,8 @@ class Stack:
         time.sleep(1.0)
         for svc in self.services:
             svc.check()
+        if ocpp_env is not None:
+            self.wait_listening("ocpp", self.ports.ocpp)
         self.env_values = {
             **common,
             "API_URL": f"http://127.0.0.1:{self.ports.api}",
@@ -353,6 +356,20 @@ class Stack:
                 "OCPP_METRICS_URL": f"http://127.0.0.1:{self.ports.ocpp_metrics}/metrics",
             }
         return self.env_values
+
+    def wait_listening(self, name: str, port: int, timeout: float = 30.0) -> None:
+        """Wait until service ``name`` accepts connections on 127.0.0.1:``port``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.service(name).check()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} does not listen on port {port}") from None
+                time.sleep(0.2)
+            else:
+                return
 
     def service(self, name: str) -> Service:
         for svc in self.services:
