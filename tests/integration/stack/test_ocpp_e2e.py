@@ -43,6 +43,7 @@ from chargelift_devstack.main import OCPP_SPARE, Ports, Stack
 from chargelift_devstack.procs import free_port
 from tests.chaos.chaos import free_port_run
 from tests.conftest import scratch
+from tests.support.metrics import parse_metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -330,3 +331,82 @@ def test_the_simulated_charge_point_of_make_dev_reports(stack: Stack) -> None:
         )
     assert state["OperationState"]["value"] in {"idle", "charging"}
     assert state["ChargerModel"]["value"]
+
+
+class ResendingChargePoint:
+    """The spare charge point as a real one behaves when its central system dies: every
+    MeterValues waits for its answer; an unanswered one is sent again after reconnecting
+    (OCPP 1.6, 4.7: transaction-related messages are delivered at least once)."""
+
+    def __init__(self, stack: Stack, tx: int, t0: datetime) -> None:
+        self.stack, self.tx, self.t0 = stack, tx, t0
+        self.answered: list[datetime] = []  # instants of the meter values answered
+        self.reconnects = 0
+
+    async def send_all(self, count: int, every: float) -> None:
+        pending = [self.t0 + timedelta(seconds=i) for i in range(count)]
+        deadline = time.monotonic() + 120
+        while pending and time.monotonic() < deadline:
+            try:
+                async with spare(self.stack) as cp:
+                    while pending:
+                        at = pending[0]
+                        watts = 5_000 + (at - self.t0).total_seconds()
+                        wh = 30_000 + (at - self.t0).total_seconds()
+                        await asyncio.wait_for(cp.call(meter(at, self.tx, wh, watts)), 5)
+                        self.answered.append(pending.pop(0))
+                        await asyncio.sleep(every)
+            except Exception as exc:  # the connection lost in any of its ways
+                if isinstance(exc, AssertionError):
+                    raise
+                self.reconnects += 1
+                await asyncio.sleep(0.5)
+        assert not pending, f"{len(pending)} meter values never answered"
+
+
+def accepted_since_start(stack: Stack) -> float:
+    """Connections the (restarted) gateway process accepted: its counters start at 0."""
+    try:
+        text = httpx.get(stack.env_values["OCPP_METRICS_URL"], timeout=2).text
+    except httpx.TransportError:
+        return 0.0
+    return parse_metrics(text).get('ocpp_connections_accepted_total{profile="2"}', 0.0)
+
+
+async def test_a_killed_gateway_loses_nothing_and_duplicates_nothing(stack: Stack) -> None:
+    """Must-show 4: SIGKILL during traffic and a restart: every meter value the charge
+    point sent is stored exactly once, and the charge points reconnect on their own."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    async with spare(stack) as cp:
+        await cp.call(status(t0, "Charging"))
+        started = await cp.call(
+            call.StartTransaction(
+                connector_id=1, id_tag="card-9", meter_start=30_000, timestamp=iso(t0)
+            )
+        )
+    sender = ResendingChargePoint(stack, started.transaction_id, t0 + timedelta(seconds=1))
+    traffic = asyncio.create_task(sender.send_all(count=60, every=0.05))
+    while len(sender.answered) < 15:
+        await asyncio.sleep(0.02)
+    gateway = stack.service("ocpp")
+    gateway.kill()  # SIGKILL, mid-traffic
+    await asyncio.sleep(1.0)
+    gateway.start()
+    await traffic
+    assert sender.reconnects >= 1  # the kill was felt
+    # the spare (the test's) and ocpp-sim-1 (the simulator's, on its own) came back
+    wait(lambda: accepted_since_start(stack) >= 2, 60, "both charge points back")
+    sent = [t0 + timedelta(seconds=1 + i) for i in range(60)]
+    stored: list[tuple[datetime, float]] = []
+    for _ in range(120):
+        stored = [
+            (t, v)
+            for t, v in numbers(await rows(stack, OCPP_SPARE, "PowerOutput"))
+            if sent[0] <= t <= sent[-1]
+        ]
+        if len(stored) >= len(sent):
+            break
+        await asyncio.sleep(0.5)
+    # nothing lost, nothing twice (a message sent again is the same reading at the same
+    # instant: one row), every reading at its own instant with its own value
+    assert stored == [(t, 5_000 + (t - sent[0]).total_seconds()) for t in sent]
