@@ -3,7 +3,10 @@ docs/ocpp.md, "Metrics")."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from chargelift_edge.metrics import EdgeMetrics
 from chargelift_ocpp.auth import REASONS
@@ -89,3 +92,39 @@ class OcppMetrics:
             "times the registry file changed and could not be read (the last good one stays)",
             registry=r,
         )
+
+
+#: The mapper's own counters (``mapping.ChargePointMapper``), summed over charge points:
+#: (attribute, metric name without ``_total``, help).
+MAPPER_COUNTERS = (
+    (
+        "rejected_registers",
+        "ocpp_energy_register_rejected",
+        "energy register readings the plausibility gate held back (a drop, a jump "
+        "backwards or an impossible jump forward): not published",
+    ),
+    ("dropped_values", "ocpp_values_dropped", "single values dropped as invalid"),
+    (
+        "clock_corrections",
+        "ocpp_clock_corrections",
+        "timestamps missing, unreadable or implausible: the receive time used instead",
+    ),
+    (
+        "unattributed",
+        "ocpp_transaction_messages_unattributed",
+        "transaction messages whose connector could not be known (no readings)",
+    ),
+)
+
+
+class MapperCounters:
+    """A collector: :data:`MAPPER_COUNTERS` summed over the mappers ``mappers()`` gives."""
+
+    def __init__(self, mappers: Callable[[], Iterable[object]]) -> None:
+        self._mappers = mappers
+
+    def collect(self) -> Iterator[Metric]:
+        mappers = list(self._mappers())
+        for attr, name, doc in MAPPER_COUNTERS:
+            total = sum(int(getattr(m, attr, 0)) for m in mappers)
+            yield CounterMetricFamily(name, doc, value=total)

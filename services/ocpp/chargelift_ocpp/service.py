@@ -24,7 +24,7 @@ from chargelift_ocpp import __version__
 from chargelift_ocpp.auth import Authenticator
 from chargelift_ocpp.chargepoint import OcppChargePoint
 from chargelift_ocpp.config import Settings
-from chargelift_ocpp.metrics import OcppMetrics
+from chargelift_ocpp.metrics import MapperCounters, OcppMetrics
 from chargelift_ocpp.registry import ChargePointEntry, Registry
 from chargelift_ocpp.server import OcppServer
 from chargelift_ocpp.sink import Mapper, MapperFactory, ReadingSink, default_mapper_factory
@@ -71,6 +71,7 @@ class OcppService:
         self.uplink: Uplink | None = None
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = OcppMetrics(self.registry)
+        self.registry.register(MapperCounters(lambda: list(self.mappers.values())))
         self._mapper_factory = mapper_factory
         self._mapping_error = mapping_error
         #: One mapper per charge point, kept across its reconnections.
