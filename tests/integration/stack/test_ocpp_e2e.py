@@ -255,7 +255,8 @@ async def test_a_transaction_reaches_the_api_with_its_id_tag_and_its_energy(
     energy = numbers(await rows(stack, OCPP_SPARE, "TotalEnergyConsumption"))
     assert energy
     assert all(v != 0 for _, v in energy)
-    gateway = parse_metrics(httpx.get(stack.env_values["OCPP_METRICS_URL"], timeout=5).text)
+    async with httpx.AsyncClient(timeout=5) as http:
+        gateway = parse_metrics((await http.get(stack.env_values["OCPP_METRICS_URL"])).text)
     assert gateway["ocpp_energy_register_rejected_total"] >= 1  # counted
 
 
