@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -31,6 +32,7 @@ from chargelift_ocpp.registry import (
     ChargePointEntry,
     Registry,
     RegistryError,
+    hash_password,
     valid_charge_point_id,
     verify_password,
 )
@@ -50,18 +52,36 @@ Reason = Literal[
 #: Every refusal reason (the label values of ``ocpp_handshakes_refused_total``).
 REASONS: tuple[Reason, ...] = Reason.__args__  # type: ignore[attr-defined]
 
+# Every refusal about who the client is gets the same 401 and the same body, and an
+# unknown id costs the same password check as a known one: a scanner learns nothing about
+# which ids are registered or with which profile (the reason is logged and counted).
 _STATUS: dict[Reason, HTTPStatus] = {
     "bad_path": HTTPStatus.NOT_FOUND,
     "invalid_id": HTTPStatus.NOT_FOUND,
     "subprotocol": HTTPStatus.BAD_REQUEST,
-    "unknown_id": HTTPStatus.NOT_FOUND,
-    "plain_not_allowed": HTTPStatus.FORBIDDEN,
+    "unknown_id": HTTPStatus.UNAUTHORIZED,
+    "plain_not_allowed": HTTPStatus.UNAUTHORIZED,
     "no_password": HTTPStatus.UNAUTHORIZED,
     "wrong_password": HTTPStatus.UNAUTHORIZED,
-    "no_certificate": HTTPStatus.FORBIDDEN,
-    "wrong_certificate": HTTPStatus.FORBIDDEN,
+    "no_certificate": HTTPStatus.UNAUTHORIZED,
+    "wrong_certificate": HTTPStatus.UNAUTHORIZED,
     "too_many_connections": HTTPStatus.SERVICE_UNAVAILABLE,
 }
+#: What a client is told for each status (never the reason: see above).
+ANSWER: dict[HTTPStatus, str] = {
+    HTTPStatus.NOT_FOUND: "not found\n",
+    HTTPStatus.BAD_REQUEST: "the only subprotocol is ocpp1.6\n",
+    HTTPStatus.UNAUTHORIZED: "unauthorized\n",
+    HTTPStatus.SERVICE_UNAVAILABLE: "too many connections, retry later\n",
+}
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against an unknown id's password, so that it costs what a known one costs."""
+    return hash_password("chargelift-ocpp-no-such-charge-point")
+
+
 _MAX_ID_CHARS_SHOWN = 64
 _SAFE = re.compile(r"[^A-Za-z0-9._~/-]")
 
@@ -156,6 +176,9 @@ class Authenticator:
             return Refused("subprotocol", shown)
         entry = self.registry.get(cp_id)
         if entry is None:
+            creds = basic_credentials(headers)
+            if creds is not None:
+                await self._verify(creds[1], _dummy_hash())
             return Refused("unknown_id", shown)
         if not tls and entry.profile != 1:
             return Refused("plain_not_allowed", shown)
@@ -174,9 +197,12 @@ class Authenticator:
         user, password = creds
         if user != cp_id or entry.password_hash is None:
             return Refused("wrong_password", shown)
+        ok = await self._verify(password, entry.password_hash)
+        return Accepted(entry, "basic") if ok else Refused("wrong_password", shown)
+
+    async def _verify(self, password: bytes, password_hash: str) -> bool:
         async with self._hashing:
             try:
-                ok = await asyncio.to_thread(verify_password, password, entry.password_hash)
+                return await asyncio.to_thread(verify_password, password, password_hash)
             except RegistryError:
-                ok = False
-        return Accepted(entry, "basic") if ok else Refused("wrong_password", shown)
+                return False

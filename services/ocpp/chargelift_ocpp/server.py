@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from chargelift_ocpp.auth import Accepted, Authenticator, Refused
+from chargelift_ocpp.auth import ANSWER, Accepted, Authenticator, Refused
 from chargelift_ocpp.config import SUBPROTOCOL, Settings
 from chargelift_ocpp.metrics import OcppMetrics
 from chargelift_ocpp.registry import ChargePointEntry
@@ -186,7 +186,7 @@ class OcppServer:
                 _remote(connection),
                 decision.reason,
             )
-            response = connection.respond(decision.status, f"{decision.reason}\n")
+            response = connection.respond(decision.status, ANSWER[decision.status])
             if decision.status == HTTPStatus.UNAUTHORIZED:
                 response.headers["WWW-Authenticate"] = 'Basic realm="chargelift-ocpp"'
             return response

@@ -37,7 +37,8 @@ async def test_profile_1_plain_ws_only_when_enabled(gateways: GatewayFactory) ->
     # a profile-2 charge point is never accepted without TLS, even with its password
     with pytest.raises(InvalidStatus) as refused:
         await gw.connect("cp-pass", password=PASSWORD_2, plain=True)
-    assert refused.value.response.status_code == 403
+    assert refused.value.response.status_code == 401
+    assert refused.value.response.body == b"unauthorized\n"
     assert gw.refused("plain_not_allowed") == 1
 
 
@@ -48,12 +49,12 @@ async def test_profile_1_plain_ws_only_when_enabled(gateways: GatewayFactory) ->
         ("cp-pass", {"password": "wrong-password-0123456789"}, 401, "wrong_password"),
         ("cp-pass", {"password": PASSWORD_2, "user": "cp-two"}, 401, "wrong_password"),
         ("cp-two", {"password": PASSWORD_2 + "x"}, 401, "wrong_password"),
-        ("cp-nobody", {"password": PASSWORD_2}, 404, "unknown_id"),
+        ("cp-nobody", {"password": PASSWORD_2}, 401, "unknown_id"),
         ("CP_Upper", {"password": PASSWORD_2}, 404, "invalid_id"),
         ("cp-pass", {"password": PASSWORD_2, "subprotocols": ["ocpp2.0.1"]}, 400, "subprotocol"),
-        ("cp-cert", {}, 403, "no_certificate"),
-        ("cp-cert", {"cert": "amtron-1"}, 403, "wrong_certificate"),
-        ("cp-cert", {"password": PASSWORD_2}, 403, "no_certificate"),
+        ("cp-cert", {}, 401, "no_certificate"),
+        ("cp-cert", {"cert": "amtron-1"}, 401, "wrong_certificate"),
+        ("cp-cert", {"password": PASSWORD_2}, 401, "no_certificate"),
     ],
 )
 async def test_refused_at_the_handshake_and_counted(
@@ -68,6 +69,10 @@ async def test_refused_at_the_handshake_and_counted(
         await gw.connect(cp_id, **kwargs)  # type: ignore[arg-type]
     assert refused.value.response.status_code == status
     assert gw.refused(reason) == 1
+    if status == 401:
+        # the same answer whatever is wrong: which ids exist, and with which profile,
+        # is not for a scanner to learn
+        assert refused.value.response.body == b"unauthorized\n"
     assert gw.metrics().get('ocpp_connections_accepted_total{profile="2"}', 0) == 0
     assert gw.metrics().get('ocpp_connections_accepted_total{profile="3"}', 0) == 0
     if status == 401:
