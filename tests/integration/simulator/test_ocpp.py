@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -261,11 +262,12 @@ async def test_the_automatic_offline_fault_replays_late_and_duplicates_once(
         cp.model.plug()
         await until(lambda: cp.connections == 2 and cp.online and not cp.backlog)
         await until(lambda: len([p for p in cs.of("MeterValues") if "transactionId" in p]) > 8)
-    periodic = [p for p in cs.of("MeterValues") if "transactionId" in p]
-    stamps = [p["meterValue"][0]["timestamp"] for p in periodic]
-    assert len(stamps) - len(set(stamps)) == 1  # exactly one message twice
+    in_tx = [p for p in cs.of("MeterValues") if "transactionId" in p]
+    texts = [json.dumps(p, sort_keys=True) for p in in_tx]
+    assert len(texts) - len(set(texts)) == 1  # exactly one message twice
+    stamps = [p["meterValue"][0]["timestamp"] for p in in_tx]
     assert stamps == sorted(stamps)  # replayed in order, with their own timestamps
-    assert {p["transactionId"] for p in periodic} == {1001}
+    assert {p["transactionId"] for p in in_tx} == {1001}
 
 
 async def test_clock_skew_shifts_every_timestamp(cs: CentralSystem) -> None:
