@@ -89,6 +89,11 @@ def after(action: str) -> Callable[[_F], _F]:
     return cast(Callable[[_F], _F], _after(action))
 
 
+def basic_token(cp_id: str, password: str) -> str:
+    """The credentials of an HTTP Basic ``Authorization`` header (RFC 7617)."""
+    return base64.b64encode(f"{cp_id}:{password}".encode()).decode()
+
+
 def ocpp_time(ts: float) -> str:
     """Unix seconds as an OCPP timestamp (RFC 3339, UTC, milliseconds, ``Z``)."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
@@ -888,8 +893,7 @@ class SimChargePoint:
         password = self.endpoint.password
         if password is None:
             return {}
-        token = base64.b64encode(f"{self.id}:{password}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
+        return {"Authorization": f"Basic {basic_token(self.id, password)}"}
 
     def _boot_payload(self) -> Payload:
         return {

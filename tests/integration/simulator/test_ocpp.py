@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import signal
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -383,3 +385,31 @@ async def test_profile_3_connects_with_a_client_certificate_over_wss(certs: Test
             cp = fleet.charge_points[0]
             await until(lambda: cp.connect_failures >= 2)
             assert not cp.online
+
+
+async def test_the_console_script_runs_until_sigterm_and_never_logs_the_password(
+    cs: CentralSystem,
+) -> None:
+    argv = ["--url", cs.url, "--count", "2", "--password", PASSWORD, "--speed", "20"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chargelift_simulator.ocpp_main",
+        *argv,
+        "--interval",
+        "4",
+        "--log-level",
+        "DEBUG",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await until(lambda: len(cs.of("BootNotification")) == 2, timeout=20)
+        await until(lambda: len(cs.of("MeterValues")) >= 2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await proc.communicate()
+    assert proc.returncode == 0
+    log = err.decode()
+    assert "ocpp-sim-2" in log
+    assert PASSWORD not in log
+    assert base64.b64encode(f"ocpp-sim-1:{PASSWORD}".encode()).decode() not in log
