@@ -89,6 +89,11 @@ def after(action: str) -> Callable[[_F], _F]:
     return cast(Callable[[_F], _F], _after(action))
 
 
+def basic_token(cp_id: str, password: str) -> str:
+    """The credentials of an HTTP Basic ``Authorization`` header (RFC 7617)."""
+    return base64.b64encode(f"{cp_id}:{password}".encode()).decode()
+
+
 def ocpp_time(ts: float) -> str:
     """Unix seconds as an OCPP timestamp (RFC 3339, UTC, milliseconds, ``Z``)."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
@@ -245,7 +250,9 @@ class _Protocol(OcppChargePoint):  # type: ignore[misc]
                 left = deadline - loop.time()
                 if left <= 0:
                     raise TimeoutError(f"no answer to {action} within {self._response_timeout} s")
-                response = await asyncio.wait_for(self._response_queue.get(), left)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
+                async with asyncio.timeout(left):
+                    response = await self._response_queue.get()
                 if response is _CLOSED:
                     self._response_queue.put_nowait(_CLOSED)  # for whoever waits next
                     raise _ConnectionLostError
@@ -341,6 +348,7 @@ class SimChargePoint:
         faults: OcppFaults | None = None,
         register_wh: float = 0.0,
         rng: random.Random | None = None,
+        sample_phase: float = 1.0,
     ) -> None:
         self.model = model
         self.id = model.id
@@ -374,7 +382,9 @@ class SimChargePoint:
         self._tx_session: float | None = None
         self._last_energy = model.energy_wh
         self._had_vehicle = model.vehicle is not None
-        self._next_sample = model.t + meter_interval_s
+        # The first sample after 0 < phase ≤ 1 intervals: a fleet's charge points do not
+        # all sample at the same instant (real ones are not synchronised either).
+        self._next_sample = model.t + meter_interval_s * sample_phase
         self._duplicate = 0
         self._register_drop = 0
         self._offline_until = 0.0
@@ -883,8 +893,7 @@ class SimChargePoint:
         password = self.endpoint.password
         if password is None:
             return {}
-        token = base64.b64encode(f"{self.id}:{password}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
+        return {"Authorization": f"Basic {basic_token(self.id, password)}"}
 
     def _boot_payload(self) -> Payload:
         return {
@@ -983,8 +992,14 @@ class SimChargePoint:
             log.info("%s: connection lost: %r", self.id, e)
         finally:
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await reader
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # we are being cancelled ourselves: never swallow that
+            except Exception:  # noqa: BLE001, S110 - the reader's end was handled above
+                pass
         return True
 
     async def _boot(self, proto: _Protocol) -> None:
@@ -1022,7 +1037,8 @@ class SimChargePoint:
             if timeout > 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 continue
             if loop.time() >= last_sent + self.heartbeat_s:
                 await proto.send_call("Heartbeat", {})

@@ -177,6 +177,7 @@ class OcppFleet:
                 faults=config.faults.copy(),
                 register_wh=float(int(extra.uniform(100_000, 5_000_000))),
                 rng=extra,
+                sample_phase=1.0 - extra.random(),  # (0, 1]
             )
         self._tasks: list[asyncio.Task[None]] = []
         self._ticker: asyncio.Task[None] | None = None

@@ -16,18 +16,20 @@ import ocpp.messages
 from chargelift_runtime.logs import configure_logging
 from chargelift_runtime.service import run_until_signal
 from chargelift_simulator.ocpp_config import parse_args
+from chargelift_simulator.ocpp_cp import basic_token
 from chargelift_simulator.service import OcppSimulatorService
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script entry point."""
     settings = parse_args(argv)
-    password = settings.fleet.password
+    fleet = settings.fleet
     secrets: list[str] = []
-    if isinstance(password, str):
-        secrets = [password]
-    elif password is not None:
-        secrets = list(password.values())
+    for cp_id in fleet.charge_point_ids():
+        password = fleet.password_for(cp_id)
+        if password is not None:
+            # The password, and the Authorization header a DEBUG log of websockets may show.
+            secrets += [password, basic_token(cp_id, password)]
     configure_logging(settings.log_level, secrets)
     # The ocpp library validates the central system's calls on a worker thread by default;
     # in this process (nothing else uses the library) inline is cheaper: no threads.

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import signal
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -261,11 +264,12 @@ async def test_the_automatic_offline_fault_replays_late_and_duplicates_once(
         cp.model.plug()
         await until(lambda: cp.connections == 2 and cp.online and not cp.backlog)
         await until(lambda: len([p for p in cs.of("MeterValues") if "transactionId" in p]) > 8)
-    periodic = [p for p in cs.of("MeterValues") if "transactionId" in p]
-    stamps = [p["meterValue"][0]["timestamp"] for p in periodic]
-    assert len(stamps) - len(set(stamps)) == 1  # exactly one message twice
+    in_tx = [p for p in cs.of("MeterValues") if "transactionId" in p]
+    texts = [json.dumps(p, sort_keys=True) for p in in_tx]
+    assert len(texts) - len(set(texts)) == 1  # exactly one message twice
+    stamps = [p["meterValue"][0]["timestamp"] for p in in_tx]
     assert stamps == sorted(stamps)  # replayed in order, with their own timestamps
-    assert {p["transactionId"] for p in periodic} == {1001}
+    assert {p["transactionId"] for p in in_tx} == {1001}
 
 
 async def test_clock_skew_shifts_every_timestamp(cs: CentralSystem) -> None:
@@ -381,3 +385,31 @@ async def test_profile_3_connects_with_a_client_certificate_over_wss(certs: Test
             cp = fleet.charge_points[0]
             await until(lambda: cp.connect_failures >= 2)
             assert not cp.online
+
+
+async def test_the_console_script_runs_until_sigterm_and_never_logs_the_password(
+    cs: CentralSystem,
+) -> None:
+    argv = ["--url", cs.url, "--count", "2", "--password", PASSWORD, "--speed", "20"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chargelift_simulator.ocpp_main",
+        *argv,
+        "--interval",
+        "4",
+        "--log-level",
+        "DEBUG",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await until(lambda: len(cs.of("BootNotification")) == 2, timeout=20)
+        await until(lambda: len(cs.of("MeterValues")) >= 2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await proc.communicate()
+    assert proc.returncode == 0
+    log = err.decode()
+    assert "ocpp-sim-2" in log
+    assert PASSWORD not in log
+    assert base64.b64encode(f"ocpp-sim-1:{PASSWORD}".encode()).decode() not in log
