@@ -32,15 +32,21 @@ the outbox (QoS 1, not retained), exactly like the poller:
   its end are stored (``control``), so after a restart the gateway still reports the
   lease's ``reverted`` result when it ends and publishes ``CurrentLimit`` null.
 
-The OCPP calls (one charging profile per charger, :data:`PROFILE_ID`, a
-``TxDefaultProfile`` on the charger's connector):
+The OCPP calls (``TxDefaultProfile`` charging profiles on the charger's connector):
 
 ==============  ==========================================================
-CurrentLimit    SetChargingProfile, limit in A (0.1 A steps), ``validTo`` for a lease
-Pause           SetChargingProfile, limit 0 A, no ``validTo``
-Resume          SetChargingProfile of the limit in force, else ClearChargingProfile
+CurrentLimit    SetChargingProfile :data:`PROFILE_ID` (stack level 0), the limit in A
+                (0.1 A steps), ``validTo`` for a lease
+Pause           SetChargingProfile :data:`PAUSE_PROFILE_ID` (stack level 1), 0 A, no
+                ``validTo``: above the limit, which stays as it is (and its lease runs)
+Resume          ClearChargingProfile :data:`PAUSE_PROFILE_ID`: the limit beneath rules again
 Stop            RemoteStopTransaction of the transaction running on the connector
 ==============  ==========================================================
+
+Two profiles rather than one: a pause replacing the limit's profile would lose the
+lease's ``validTo`` and a resume would have to rebuild it; OCPP applies the profile of
+the highest stack level, and a profile with the same purpose and stack level (or id)
+replaces the old one, so each command replaces only its own.
 """
 
 from __future__ import annotations
@@ -89,10 +95,13 @@ from chargelift_runtime.mqtt import Message
 
 log = logging.getLogger(__name__)
 
-#: The gateway's charging profile id: one per connector, replaced by each command.
+#: The gateway's charging profile of a CurrentLimit (one per connector, replaced by
+#: each CurrentLimit) and its stack level.
 PROFILE_ID = 1000
-#: Its stack level (above a charger's own defaults at level 0).
-STACK_LEVEL = 1
+STACK_LEVEL = 0
+#: The pause's 0 A profile, one stack level above the limit.
+PAUSE_PROFILE_ID = 1001
+PAUSE_STACK_LEVEL = 1
 #: The lowest current an EV may be asked to charge at (IEC 61851), in A.
 MIN_CURRENT_A = 6.0
 #: Commands waiting per charger; beyond that a new one is rejected.
@@ -382,31 +391,28 @@ class OcppCommander:
             case Command.CURRENT_LIMIT:
                 assert msg.value is not None
                 end = None if msg.valid_for is None else now + timedelta(seconds=msg.valid_for)
-                return await self._profile(cp, round(msg.value, 1), end, now)
+                return await self._profile(cp, PROFILE_ID, round(msg.value, 1), end, now)
             case Command.PAUSE:
-                return await self._profile(cp, 0.0, None, now)
+                return await self._profile(cp, PAUSE_PROFILE_ID, 0.0, None, now)
             case Command.RESUME:
-                lease = self._lease
-                if lease is not None and not self._lease_due(now):
-                    return await self._profile(cp, lease.value, lease.lease_end, now)
                 answer = await cp.call(
-                    call.ClearChargingProfile(id=PROFILE_ID, connector_id=self.connector),
+                    call.ClearChargingProfile(id=PAUSE_PROFILE_ID, connector_id=self.connector),
                     suppress=False,
                 )
                 status = str(answer.status)
-                if status in (_ACCEPTED, "Unknown"):  # Unknown: no profile to clear
-                    return Outcome.APPLIED, f"ClearChargingProfile: {status}"
-                return Outcome.FAILED, f"ClearChargingProfile: {status}"
+                if status in (_ACCEPTED, "Unknown"):  # Unknown: not paused, nothing to clear
+                    return Outcome.APPLIED, f"ClearChargingProfile of the pause: {status}"
+                return Outcome.FAILED, f"ClearChargingProfile of the pause: {status[:40]}"
             case Command.STOP:
                 return await self._stop(cp)
         raise AssertionError(msg.command)  # pragma: no cover
 
     async def _profile(
-        self, cp: Any, limit: float, valid_to: datetime | None, now: datetime
+        self, cp: Any, profile_id: int, limit: float, valid_to: datetime | None, now: datetime
     ) -> tuple[Outcome, str]:
         profile: dict[str, Any] = {
-            "chargingProfileId": PROFILE_ID,
-            "stackLevel": STACK_LEVEL,
+            "chargingProfileId": profile_id,
+            "stackLevel": STACK_LEVEL if profile_id == PROFILE_ID else PAUSE_STACK_LEVEL,
             "chargingProfilePurpose": "TxDefaultProfile",
             "chargingProfileKind": "Absolute",
             "chargingSchedule": {
@@ -525,4 +531,11 @@ class Control:
                 tg.create_task(c.run(), name=f"commands:{c.charger_id}")
 
 
-__all__ = ["PROFILE_ID", "Control", "OcppCommander", "charge_point_of", "connector_of"]
+__all__ = [
+    "PAUSE_PROFILE_ID",
+    "PROFILE_ID",
+    "Control",
+    "OcppCommander",
+    "charge_point_of",
+    "connector_of",
+]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,10 +34,11 @@ from chargelift_contract.commands import (
 from chargelift_contract.envelope import decode, parse_time
 from chargelift_devstack.mosquitto import MosquittoServer
 from chargelift_ocpp.chargepoint import on
-from chargelift_ocpp.control import PROFILE_ID
+from chargelift_ocpp.control import PAUSE_PROFILE_ID, PROFILE_ID
 from chargelift_runtime.mqtt import Message, MqttClient
 from chargelift_runtime.retry import Backoff
 from chargelift_runtime.settings import MqttSettings
+from tests.conftest import scratch
 from tests.integration.ocpp.conftest import PASSWORD_2, Gateway, GatewayFactory
 from tests.support.certs import TestCerts
 
@@ -162,8 +163,6 @@ async def charge_point(gw: Gateway) -> AsyncIterator[ChargePointSim]:
 async def setup(
     gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts, **overrides: Any
 ) -> AsyncIterator[tuple[Gateway, Controller]]:
-    certs.issue_edge(EDGE, CHARGERS)
-    broker.reload()
     mqtt = MqttSettings(
         host=broker.host,
         port=broker.port,
@@ -185,6 +184,17 @@ async def setup(
             await gw.stop()
 
 
+@pytest.fixture
+def broker(certs: TestCerts, base_dir: Path) -> Iterator[MosquittoServer]:
+    """A broker of this test's own that knows the gateway's edge identity from its start
+    (no SIGHUP: a reload just after the start can kill Mosquitto before its handlers)."""
+    certs.issue_edge(EDGE, CHARGERS)
+    server = MosquittoServer(certs_dir=certs.dir, run_dir=scratch(base_dir, "broker"))
+    server.start()
+    yield server
+    server.kill()
+
+
 def _profile(cp: ChargePointSim) -> dict[str, Any]:
     profiles = cp.of("SetChargingProfile")
     assert profiles, "no SetChargingProfile reached the charge point"
@@ -192,9 +202,9 @@ def _profile(cp: ChargePointSim) -> dict[str, Any]:
 
 
 async def test_a_current_limit_reaches_the_charge_point_as_a_tx_default_profile_with_its_lease(
-    gateways: GatewayFactory, own_broker: MosquittoServer, certs: TestCerts
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts
 ) -> None:
-    async with setup(gateways, own_broker, certs) as (gw, ctl), charge_point(gw) as cp:
+    async with setup(gateways, broker, certs) as (gw, ctl), charge_point(gw) as cp:
         sent = datetime.now(UTC)
         await ctl.send(CP, Command.CURRENT_LIMIT, 10, command_id="lim-1", valid_for=300)
         result = await ctl.wait("lim-1", Outcome.APPLIED)
@@ -221,9 +231,9 @@ async def test_a_current_limit_reaches_the_charge_point_as_a_tx_default_profile_
 
 
 async def test_the_same_command_id_twice_is_applied_once_and_answered_twice(
-    gateways: GatewayFactory, own_broker: MosquittoServer, certs: TestCerts
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts
 ) -> None:
-    async with setup(gateways, own_broker, certs) as (gw, ctl), charge_point(gw) as cp:
+    async with setup(gateways, broker, certs) as (gw, ctl), charge_point(gw) as cp:
         await ctl.send(CP, Command.CURRENT_LIMIT, 12, command_id="twice")
         await ctl.wait("twice", Outcome.APPLIED)
         await ctl.send(CP, Command.CURRENT_LIMIT, 12, command_id="twice")
@@ -237,9 +247,9 @@ async def test_the_same_command_id_twice_is_applied_once_and_answered_twice(
 
 
 async def test_an_expired_command_is_expired_and_never_sent(
-    gateways: GatewayFactory, own_broker: MosquittoServer, certs: TestCerts
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts
 ) -> None:
-    async with setup(gateways, own_broker, certs) as (gw, ctl), charge_point(gw) as cp:
+    async with setup(gateways, broker, certs) as (gw, ctl), charge_point(gw) as cp:
         now = datetime.now(UTC)
         await ctl.send(
             CP,
@@ -257,9 +267,9 @@ async def test_an_expired_command_is_expired_and_never_sent(
 
 
 async def test_a_command_for_a_charge_point_not_connected_waits_for_it_or_expires(
-    gateways: GatewayFactory, own_broker: MosquittoServer, certs: TestCerts
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts
 ) -> None:
-    async with setup(gateways, own_broker, certs) as (gw, ctl):
+    async with setup(gateways, broker, certs) as (gw, ctl):
         now = datetime.now(UTC)
         await ctl.send(
             CP, Command.CURRENT_LIMIT, 9, command_id="brief", expires_at=now + timedelta(seconds=2)
@@ -274,9 +284,9 @@ async def test_a_command_for_a_charge_point_not_connected_waits_for_it_or_expire
 
 
 async def test_a_charge_point_that_rejects_the_profile_gives_rejected(
-    gateways: GatewayFactory, own_broker: MosquittoServer, certs: TestCerts
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts
 ) -> None:
-    async with setup(gateways, own_broker, certs) as (gw, ctl), charge_point(gw) as cp:
+    async with setup(gateways, broker, certs) as (gw, ctl), charge_point(gw) as cp:
         cp.answer = ChargingProfileStatus.rejected
         await ctl.send(CP, Command.CURRENT_LIMIT, 16, command_id="no")
         result = await ctl.wait("no", Outcome.REJECTED)
@@ -285,10 +295,10 @@ async def test_a_charge_point_that_rejects_the_profile_gives_rejected(
 
 
 async def test_a_charge_point_that_never_answers_gives_failed(
-    gateways: GatewayFactory, own_broker: MosquittoServer, certs: TestCerts
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts
 ) -> None:
     async with (
-        setup(gateways, own_broker, certs, response_timeout=1.0) as (gw, ctl),
+        setup(gateways, broker, certs, response_timeout=1.0) as (gw, ctl),
         charge_point(gw) as cp,
     ):
         cp.silent = True
@@ -299,9 +309,9 @@ async def test_a_charge_point_that_never_answers_gives_failed(
 
 
 async def test_stop_sends_remote_stop_with_the_running_transaction(
-    gateways: GatewayFactory, own_broker: MosquittoServer, certs: TestCerts
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts
 ) -> None:
-    async with setup(gateways, own_broker, certs) as (gw, ctl), charge_point(gw) as cp:
+    async with setup(gateways, broker, certs) as (gw, ctl), charge_point(gw) as cp:
         await ctl.send(f"{CP}__2", Command.STOP, command_id="stop-none")
         result = await ctl.wait("stop-none", Outcome.REJECTED)
         assert result.reason == "no transaction"
@@ -315,33 +325,38 @@ async def test_stop_sends_remote_stop_with_the_running_transaction(
         assert cp.of("RemoteStopTransaction") == [{"transactionId": started.transaction_id}]
 
 
-async def test_pause_is_a_zero_amp_profile_and_resume_clears_it(
-    gateways: GatewayFactory, own_broker: MosquittoServer, certs: TestCerts
+async def test_pause_is_a_zero_amp_profile_above_the_limit_and_resume_clears_only_it(
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts
 ) -> None:
-    async with setup(gateways, own_broker, certs) as (gw, ctl), charge_point(gw) as cp:
+    async with setup(gateways, broker, certs) as (gw, ctl), charge_point(gw) as cp:
+        await ctl.send(CP, Command.CURRENT_LIMIT, 10, command_id="limit-0")
+        await ctl.wait("limit-0", Outcome.APPLIED)
+        limit = _profile(cp)["csChargingProfiles"]
         await ctl.send(CP, Command.PAUSE, command_id="pause-1")
         await ctl.wait("pause-1", Outcome.APPLIED)
         profile = _profile(cp)["csChargingProfiles"]
+        assert profile["chargingProfileId"] == PAUSE_PROFILE_ID
         assert profile["chargingProfilePurpose"] == "TxDefaultProfile"
+        assert profile["stackLevel"] > limit["stackLevel"]
         assert profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 0
         assert "validTo" not in profile
         await ctl.send(CP, Command.RESUME, command_id="resume-1")
         await ctl.wait("resume-1", Outcome.APPLIED)
-        assert cp.of("ClearChargingProfile") == [{"id": PROFILE_ID, "connectorId": 1}]
+        assert cp.of("ClearChargingProfile") == [{"id": PAUSE_PROFILE_ID, "connectorId": 1}]
 
 
 async def test_a_lease_that_ends_is_reported_reverted_also_after_a_restart(
-    gateways: GatewayFactory, own_broker: MosquittoServer, certs: TestCerts, tmp_path: Path
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts, tmp_path: Path
 ) -> None:
-    async with setup(gateways, own_broker, certs) as (gw, ctl):
+    async with setup(gateways, broker, certs) as (gw, ctl):
         async with charge_point(gw):
             await ctl.send(CP, Command.CURRENT_LIMIT, 11, command_id="lease", valid_for=5)
             await ctl.wait("lease", Outcome.APPLIED)
         await gw.stop()  # the lease is stored: a restarted gateway still reports its end
         gw2 = await gateways.start(
             MqttSettings(
-                host=own_broker.host,
-                port=own_broker.port,
+                host=broker.host,
+                port=broker.port,
                 ca_file=certs.ca_file,
                 certs_dir=certs.dir,
                 identity=EDGE,
