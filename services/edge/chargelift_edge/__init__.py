@@ -12,6 +12,8 @@ crashes and outages. That machinery is written once, here:
   gauges);
 * :mod:`.metrics`      :class:`~.metrics.EdgeMetrics`: the outbox's and the publishers'
   series under the using service's prefix (``poller_…``);
+* :mod:`.commands`     the command store (tables ``commands`` and ``control``) and the
+  result rows: at most once per command id, across restarts;
 * :mod:`.changes`      change detection plus the periodic full snapshot;
 * :mod:`.clock`        the injected clocks.
 

@@ -26,9 +26,10 @@ Guarantees (docs/poller.md has the long version):
   message. Schema version 2 added the column; a version 1 file is migrated in place
   (every old row is retained, which is what it was).
 * **Command state lives here too.** The same file holds the commands a charger
-  received and the control limit in force (tables ``commands`` and ``control``, used by
-  the poller's ``chargelift_poller.commands``), so that a command's outcome and its
-  result row commit in one transaction (:meth:`Outbox.append` with ``also``).
+  received and the control limit in force (tables ``commands`` and ``control``, read
+  and written by :mod:`.commands` for the poller and the OCPP gateway), so that a
+  command's outcome and its result row commit in one transaction
+  (:meth:`Outbox.append` with ``also``).
 * **Nothing the broker cannot take.** An entry whose MQTT PUBLISH packet would exceed
   ``max_packet_bytes`` (the broker's ``max_packet_size``) never becomes an unsent row:
   over the limit Mosquitto drops the connection instead of refusing the packet, so such

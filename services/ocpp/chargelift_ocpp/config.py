@@ -61,6 +61,9 @@ class Settings(EdgeSettings):
     message_burst: int = Field(100, ge=1)
     #: Seconds the gateway waits for a charge point's answer to its own calls.
     response_timeout: float = Field(30.0, gt=0)
+    #: The highest CurrentLimit accepted, in A (default: any the contract allows; the
+    #: charge point refuses what it cannot do).
+    max_current: float | None = Field(None, ge=6, le=3000)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9103, ge=0, le=65535)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")

@@ -87,6 +87,13 @@ class OcppMetrics:
             "messages held back because a connection sent faster than OCPP_MESSAGE_RATE",
             registry=r,
         )
+        self.commands = Counter(
+            "ocpp_commands",
+            "Commands to the chargers by command and outcome (applied, rejected, expired, "
+            "failed, reverted; duplicate: an id seen before, not applied again)",
+            ["command", "outcome"],
+            registry=r,
+        )
         self.registry_reload_failures = Gauge(
             "ocpp_registry_reload_failures",
             "times the registry file changed and could not be read (the last good one stays)",

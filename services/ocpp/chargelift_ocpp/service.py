@@ -112,11 +112,16 @@ class OcppService:
             message_burst=s.message_burst,
             response_timeout=s.response_timeout,
         )
+        control = None if self.uplink is None else self.uplink.control
         if self.uplink is not None:
             self.uplink.connected(entry.id)
+        if control is not None:
+            control.attach(entry.id, cp)
         try:
             await cp.start()
         finally:
+            if control is not None:
+                control.detach(entry.id, cp)
             if self.uplink is not None:
                 self.uplink.disconnected(entry.id)
 
@@ -174,7 +179,14 @@ class OcppService:
                 if self.mqtt is not None:
                     edge_id, chargers = self._edge_chargers(self.mqtt)
                     self.uplink = await stack.enter_async_context(
-                        Uplink(s, self.mqtt, edge_id, chargers, self.metrics)
+                        Uplink(
+                            s,
+                            self.mqtt,
+                            edge_id,
+                            chargers,
+                            self.metrics,
+                            transactions=transactions,
+                        )
                     )
                     self.sink = self.uplink
                 self.server = OcppServer(

@@ -19,6 +19,9 @@ all from :mod:`chargelift_edge`, shared with the poller rather than copied:
   speaks for the gateway (``edges/{edge}/availability``).
 * Readings for a charger the certificate does not list are dropped and counted: the
   broker would refuse them and close the connection every other charger shares.
+* Commands: the same connection subscribes ``chargers/{id}/set/+`` of every listed
+  charger (persistent session, each command acknowledged once it is stored) and hands
+  them to :class:`~.control.Control` (when a transaction store is given).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from types import TracebackType
 from typing import Any
 
 from chargelift_contract import Envelope, availability_topic, encode, field_topic
-from chargelift_contract.commands import MAX_EXPIRY
+from chargelift_contract.commands import MAX_EXPIRY, command_filter
 from chargelift_contract.topics import OFFLINE, ONLINE, edge_availability_topic
 from chargelift_edge.announce import EdgeAnnouncer
 from chargelift_edge.clock import Clock, SystemClock
@@ -40,8 +43,9 @@ from chargelift_edge.housekeeping import Housekeeper, drain
 from chargelift_edge.outbox import Entry, Outbox
 from chargelift_edge.publisher import Publisher, Window
 from chargelift_ocpp.config import Settings
-from chargelift_ocpp.mapping import CONNECTOR_SEPARATOR
+from chargelift_ocpp.control import Control, charge_point_of
 from chargelift_ocpp.metrics import OcppMetrics
+from chargelift_ocpp.transactions import TransactionStore
 from chargelift_runtime.mqtt import MqttClient, Will
 from chargelift_runtime.retry import Backoff
 from chargelift_runtime.settings import MqttSettings
@@ -49,9 +53,7 @@ from chargelift_runtime.settings import MqttSettings
 log = logging.getLogger(__name__)
 
 
-def charge_point_of(charger: str) -> str:
-    """The charge point whose connector ``charger`` is (``cp`` for ``cp`` and ``cp__2``)."""
-    return charger.split(CONNECTOR_SEPARATOR, 1)[0]
+__all__ = ["Uplink", "charge_point_of"]
 
 
 class Uplink:
@@ -69,8 +71,12 @@ class Uplink:
         metrics: OcppMetrics,
         *,
         clock: Clock | None = None,
+        transactions: TransactionStore | None = None,
     ) -> None:
         self.settings = settings
+        self.transactions = transactions
+        #: The commanders (with a transaction store; made when the outbox opens).
+        self.control: Control | None = None
         self.mqtt = mqtt
         self.edge_id = edge_id
         self.chargers = frozenset(chargers)
@@ -163,6 +169,17 @@ class Uplink:
                 self.outbox.depth,
                 self.outbox.size,
             )
+            commands: list[str] = []
+            if self.transactions is not None:
+                self.control = Control(
+                    self.chargers,
+                    self.outbox,
+                    self.transactions,
+                    self.metrics,
+                    clock=self.clock,
+                    max_current=s.max_current,
+                )
+                commands = [command_filter(c) for c in sorted(self.chargers)]
             self.client = await self._stack.enter_async_context(
                 MqttClient(
                     host=self.mqtt.host,
@@ -173,6 +190,9 @@ class Uplink:
                     persistent_session=True,
                     session_expiry=int(MAX_EXPIRY.total_seconds()),
                     backoff=Backoff(initial=0.5, maximum=s.mqtt_max_backoff),
+                    subscriptions=commands,
+                    on_message=None if self.control is None else self.control.receive,
+                    manual_ack=self.control is not None,
                 )
             )
         except BaseException:
@@ -216,6 +236,8 @@ class Uplink:
             ]
             tasks.append(tg.create_task(housekeeper.run(), name="housekeeping"))
             tasks.append(tg.create_task(announcer.run(), name="edge"))
+            if self.control is not None:
+                tasks.append(tg.create_task(self.control.run(), name="commands"))
             await stop.wait()
             await listeners_closed.wait()
             self._stopping = True

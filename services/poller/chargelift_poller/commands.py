@@ -12,7 +12,8 @@ like the readings. What happens to a command:
   range or for a charger whose last poll failed (``rejected``, the charger untouched).
 * **At most once.** A command id seen before is never applied again: its earlier
   result is re-sent if it is done, nothing happens if it is still under way. The ids
-  are kept (``commands`` table) until a day after the command expired
+  are kept (``commands`` table, :mod:`chargelift_edge.commands`: the store the OCPP
+  gateway shares) until a day after the command expired
   (:data:`KEEP_DONE`; a command expires at most a day after it was issued).
 * **Stage before action.** Each command's stage is committed before the step it
   names: ``received`` -> ``applying`` (then the write) -> ``done`` (outcome and result
@@ -46,11 +47,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, TypeVar
-
-import orjson
+from datetime import datetime
+from typing import TypeVar
 
 from chargelift_contract.commands import (
     DEFAULT_EXPIRY,
@@ -58,16 +56,25 @@ from chargelift_contract.commands import (
     CommandMessage,
     CommandResult,
     Outcome,
-    check_command_id,
-    derived_command_id,
     encode_result,
     parse_command,
     parse_command_topic,
-    result_topic,
 )
 from chargelift_contract.envelope import Value, format_time
 from chargelift_contract.errors import ContractError
 from chargelift_edge.clock import Clock
+from chargelift_edge.commands import (
+    APPLYING,
+    DONE,
+    RECEIVED,
+    CommandStore,
+    Lease,
+    Stored,
+    command_id_of,
+    result_entry,
+)
+from chargelift_edge.commands import dt as _dt
+from chargelift_edge.commands import ts as _ts
 from chargelift_edge.outbox import Entry, Outbox, Statement
 from chargelift_poller.config import ControlConfig
 from chargelift_poller.drivers.base import Controller, Driver
@@ -79,12 +86,6 @@ from chargelift_runtime.mqtt import Message
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-RECEIVED = "received"
-APPLYING = "applying"
-DONE = "done"
-
-#: Done commands are remembered this long after they expired (s).
-KEEP_DONE = 24 * 3600.0
 #: Commands waiting per charger; beyond that a new one is rejected.
 MAX_OPEN = 1000
 #: How often a command waiting for a charger's first poll looks again (s).
@@ -93,149 +94,6 @@ TICK = 0.5
 PRUNE_EVERY = 3600.0
 #: Shortest pause between two attempts to revert a lease that failed (s).
 REVERT_RETRY = 2.0
-
-_SELECT = (
-    "SELECT command_id, command, value, issued_at, expires_at, valid_for, issuer, stage, "
-    "result FROM commands WHERE charger = ? "
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """A command as the store has it."""
-
-    message: CommandMessage
-    stage: str
-    result: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """The controller's limit in force on one charger."""
-
-    command_id: str
-    value: float
-    lease_end: datetime | None
-
-
-def _ts(moment: datetime) -> float:
-    return moment.timestamp()
-
-
-def _dt(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-class CommandStore:
-    """The ``commands`` and ``control`` tables of the outbox file, for one charger."""
-
-    def __init__(self, outbox: Outbox, charger: str) -> None:
-        self._outbox = outbox
-        self.charger = charger
-
-    def _stored(self, row: Sequence[Any]) -> Stored:
-        cid, command, value, issued, expires, valid_for, issuer, stage, result = row
-        message = CommandMessage(
-            charger=self.charger,
-            command=Command(command),
-            value=value,
-            command_id=cid,
-            issued_at=_dt(issued),
-            expires_at=_dt(expires),
-            valid_for=valid_for,
-            issuer=issuer,
-        )
-        return Stored(message, stage, None if result is None else bytes(result))
-
-    def get(self, command_id: str) -> Stored | None:
-        rows = self._outbox.query(
-            _SELECT + "AND command_id = ?",
-            (self.charger, command_id),
-        )
-        return self._stored(rows[0]) if rows else None
-
-    def open(self) -> list[Stored]:
-        """Commands not done, oldest received first."""
-        rows = self._outbox.query(
-            _SELECT + "AND stage != 'done' ORDER BY rowid",
-            (self.charger,),
-        )
-        return [self._stored(r) for r in rows]
-
-    def open_count(self) -> int:
-        rows = self._outbox.query(
-            "SELECT COUNT(*) FROM commands WHERE charger = ? AND stage != 'done'", (self.charger,)
-        )
-        count = rows[0][0]
-        return count if isinstance(count, int) else 0
-
-    def insert(self, msg: CommandMessage, stage: str, now: float) -> Statement:
-        return (
-            "INSERT INTO commands (charger, command_id, command, value, issued_at, expires_at, "
-            "valid_for, issuer, stage, received_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                self.charger,
-                msg.command_id,
-                msg.command.value,
-                msg.value,
-                _ts(msg.issued_at),
-                _ts(msg.expires_at),
-                msg.valid_for,
-                msg.issuer,
-                stage,
-                now,
-                now,
-            ),
-        )
-
-    def stage(self, command_id: str, stage: str, now: float) -> Statement:
-        return (
-            "UPDATE commands SET stage = ?, updated_at = ? WHERE charger = ? AND command_id = ?",
-            (stage, now, self.charger, command_id),
-        )
-
-    def done(self, command_id: str, outcome: Outcome, result: bytes, now: float) -> Statement:
-        return (
-            "UPDATE commands SET stage = 'done', outcome = ?, result = ?, updated_at = ? "
-            "WHERE charger = ? AND command_id = ?",
-            (outcome.value, result, now, self.charger, command_id),
-        )
-
-    def lease(self) -> Lease | None:
-        rows = self._outbox.query(
-            "SELECT command_id, value, lease_end FROM control WHERE charger = ?", (self.charger,)
-        )
-        if not rows:
-            return None
-        cid, value, lease_end = rows[0]
-        end = None if not isinstance(lease_end, int | float) else _dt(float(lease_end))
-        return Lease(str(cid), float(value), end)  # type: ignore[arg-type]
-
-    def set_lease(self, lease: Lease | None) -> Statement:
-        if lease is None:
-            return ("DELETE FROM control WHERE charger = ?", (self.charger,))
-        return (
-            "INSERT OR REPLACE INTO control (charger, command_id, value, lease_end) "
-            "VALUES (?, ?, ?, ?)",
-            (
-                self.charger,
-                lease.command_id,
-                lease.value,
-                None if lease.lease_end is None else _ts(lease.lease_end),
-            ),
-        )
-
-    def prune(self, now: float) -> None:
-        """Forget done commands that expired more than :data:`KEEP_DONE` ago."""
-        self._outbox.execute(
-            [
-                (
-                    "DELETE FROM commands WHERE charger = ? AND stage = 'done' AND expires_at < ?",
-                    (self.charger, now - KEEP_DONE),
-                )
-            ]
-        )
 
 
 class Device:
@@ -250,17 +108,6 @@ class Device:
         self.lock = lock
         self.up = up  # True: last poll succeeded; False: it failed; None: not polled yet
         self.timeout = timeout
-
-
-def _command_id_of(topic: str, payload: bytes) -> str:
-    """The command id of a malformed command: its own if valid, else derived from the bytes."""
-    try:
-        doc = orjson.loads(payload)
-        if isinstance(doc, dict) and isinstance(doc.get("CommandId"), str):
-            return check_command_id(doc["CommandId"])
-    except (orjson.JSONDecodeError, ContractError):
-        pass
-    return derived_command_id(topic, payload)
 
 
 class Commander:
@@ -354,7 +201,7 @@ class Commander:
             return
         if topic.charger != self.charger_id:
             return
-        cid = _command_id_of(message.topic, message.payload)
+        cid = command_id_of(message.topic, message.payload)
         known = self._store.get(cid)
         if known is not None:
             # The id is known: the command it names keeps its one outcome (re-sent).
@@ -400,8 +247,7 @@ class Commander:
     # -- results ---------------------------------------------------------------------
 
     def _entry(self, command: Command, payload: bytes, now: datetime) -> Entry:
-        topic = result_topic(self.charger_id, command)
-        return Entry(self.charger_id, topic, payload, now.timestamp(), retain=False)
+        return result_entry(self.charger_id, command, payload, now)
 
     def _finish(
         self,

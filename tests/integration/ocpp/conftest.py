@@ -28,6 +28,7 @@ from chargelift_ocpp.config import Settings
 from chargelift_ocpp.registry import ChargePointEntry, hash_password, write_registry
 from chargelift_ocpp.service import OcppService
 from chargelift_runtime.mqtt import TlsFiles
+from chargelift_runtime.settings import MqttSettings
 from tests.support.certs import TestCerts
 from tests.support.metrics import parse_metrics
 from tests.support.ocpp import FakeMappers, FakeMappingError, ListSink
@@ -125,14 +126,17 @@ class GatewayFactory:
         values.update(overrides)
         return Settings(**values)
 
-    async def start(self, **overrides: Any) -> Gateway:
+    async def start(self, mqtt: MqttSettings | None = None, **overrides: Any) -> Gateway:
+        """With ``mqtt`` (the broker and the gateway's edge identity): the real uplink and
+        mapper; without: the fake mapper and the list sink."""
         settings = self.settings(**overrides)
         service = OcppService(
             settings,
-            sink=self.sink,
+            mqtt,
+            sink=None if mqtt is not None else self.sink,
             registry=CollectorRegistry(),
-            mapper_factory=self.mappers,
-            mapping_error=FakeMappingError,
+            mapper_factory=None if mqtt is not None else self.mappers,
+            mapping_error=None if mqtt is not None else FakeMappingError,
         )
         stop = asyncio.Event()
         task = asyncio.create_task(service.run(stop))

@@ -21,8 +21,9 @@ from chargelift_contract.commands import (
     derived_command_id,
     encode_command,
 )
+from chargelift_edge.commands import CommandStore, Lease
 from chargelift_edge.outbox import Outbox
-from chargelift_poller.commands import Commander, CommandStore, Device, Lease
+from chargelift_poller.commands import Commander, Device
 from chargelift_poller.config import ControlConfig
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import ChargerReading
