@@ -13,7 +13,8 @@ all from :mod:`chargelift_edge`, shared with the poller rather than copied:
 * Readings reach MQTT at their own instants (``SamplingTime``). A reading older than the
   newest one already published on its topic (a charge point replaying its offline queue
   after a fresher status) is published *not retained*: ingest stores it at its instant,
-  and the retained shadow keeps the newest value.
+  and the retained shadow keeps the newest value. Different values at one instant are
+  kept apart by a millisecond each, in the order sent (:class:`Instants`).
 * A charger is ``online`` while its charge point is connected, ``offline`` otherwise
   (``chargers/{id}/availability``, through the outbox like every row). The broker's will
   speaks for the gateway (``edges/{edge}/availability``).
@@ -31,11 +32,13 @@ import contextlib
 import functools
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 from chargelift_contract import Envelope, availability_topic, encode, field_topic
 from chargelift_contract.commands import MAX_EXPIRY, command_filter
+from chargelift_contract.envelope import Value
 from chargelift_contract.topics import OFFLINE, ONLINE, edge_availability_topic
 from chargelift_edge.announce import EdgeAnnouncer
 from chargelift_edge.clock import Clock, SystemClock
@@ -54,6 +57,42 @@ log = logging.getLogger(__name__)
 
 
 __all__ = ["Uplink", "charge_point_of"]
+
+
+class Instants:
+    """Where each reading goes in time, per topic.
+
+    * A reading newer than every other on its topic is the newest: retained.
+    * One older (a charge point's offline queue, sent late) keeps its instant and is not
+      retained, so the shadow keeps the newest value.
+    * Several *different* values at the *same* instant (OCPP timestamps are often whole
+      seconds: Preparing and Charging in one second) would be one row in the database,
+      the first one stored: the session would never start. Each next value is placed
+      :data:`STEP` after the previous one, in the order the charge point sent them. The
+      same value at that instant again (a message sent twice) goes where it went first.
+    """
+
+    STEP = timedelta(milliseconds=1)
+
+    def __init__(self) -> None:
+        # topic -> (the newest instant the charge point gave, {value: where it went})
+        self._newest: dict[str, tuple[datetime, dict[Value, datetime]]] = {}
+
+    def place(self, topic: str, sampled_at: datetime, value: Value) -> tuple[datetime, bool]:
+        """(the instant to publish ``value`` at, whether it is the topic's newest)."""
+        newest = self._newest.get(topic)
+        if newest is None or sampled_at > newest[0]:
+            self._newest[topic] = (sampled_at, {value: sampled_at})
+            return sampled_at, True
+        given, placed = newest
+        if sampled_at < given:
+            return sampled_at, False
+        last = max(placed.values())
+        at = placed.get(value)
+        if at is None:
+            at = placed[value] = last + self.STEP
+            return at, True
+        return at, at == last
 
 
 class Uplink:
@@ -86,7 +125,7 @@ class Uplink:
         self.client: MqttClient | None = None
         self.publishers: list[Publisher] = []
         self._connections: dict[str, int] = {}  # charge point -> open connections
-        self._newest: dict[str, float] = {}  # topic -> newest SamplingTime published retained
+        self.instants = Instants()
         self._stopping = False
         self._stack = contextlib.AsyncExitStack()
 
@@ -96,7 +135,6 @@ class Uplink:
         """Commit the readings of one message to the outbox (before it is answered)."""
         outbox = self._require_outbox()
         entries: list[Entry] = []
-        newest = dict(self._newest)  # applied only once the rows are committed
         for r in readings:
             if r.charger not in self.chargers:
                 self.metrics.readings_unlisted.inc()
@@ -109,16 +147,11 @@ class Uplink:
                 )
                 continue
             topic = field_topic(r.charger, r.field)
-            at = r.sampled_at.timestamp()
-            latest = newest.get(topic)
-            retain = latest is None or at >= latest
-            if retain:
-                newest[topic] = at
-            payload = encode(Envelope(r.sampled_at, r.value))
-            entries.append(Entry(r.charger, topic, payload, at, retain=retain))
+            at, retain = self.instants.place(topic, r.sampled_at, r.value)
+            payload = encode(Envelope(at, r.value))
+            entries.append(Entry(r.charger, topic, payload, at.timestamp(), retain=retain))
         if entries:
             outbox.append(entries)
-            self._newest = newest
 
     # -- availability --------------------------------------------------------------
 

@@ -15,7 +15,10 @@ exactly, so the API's figures can be checked to the watt-hour.
   session is right;
 - must-show 6: the register drops to 0 and comes back inside a session: the session's
   energy is unchanged;
-- and the simulated charge point of ``make dev`` reports as a charger of its own.
+- must-show 5: a current limit through the API reaches the charge point as a charging
+  profile and is reported applied; a stop through the API ends the transaction;
+- and the simulated charge point of ``make dev`` reports as a charger of its own, and
+  applies a limit sent through the API.
 """
 
 from __future__ import annotations
@@ -33,8 +36,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ClientChargePoint
 from ocpp.v16 import call
+from ocpp.v16 import call_result as result
+from ocpp.v16.enums import Action
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
@@ -81,11 +87,11 @@ def stack(base_dir: Path) -> Iterator[Stack]:
         s.down()
 
 
-def api(stack: Stack) -> httpx.Client:
+def api(stack: Stack, token: str = "API_TOKEN") -> httpx.Client:
     env = stack.env_values
     return httpx.Client(
         base_url=env["API_URL"],
-        headers={"Authorization": f"Bearer {env['API_TOKEN']}"},
+        headers={"Authorization": f"Bearer {env[token]}"},
         timeout=10,
     )
 
@@ -104,8 +110,27 @@ def wait(check: Any, timeout: float, what: str, every: float = 0.25) -> Any:
         time.sleep(every)
 
 
+class AnsweringChargePoint(ClientChargePoint):  # type: ignore[misc]  # ocpp is untyped
+    """A charge point that takes charging profiles and remote stops, as a charger does."""
+
+    profiles: list[dict[str, Any]]
+    stops: list[int]
+
+    @on(Action.set_charging_profile)  # type: ignore[untyped-decorator]
+    def on_set_charging_profile(
+        self, connector_id: int, cs_charging_profiles: dict[str, Any]
+    ) -> result.SetChargingProfile:
+        self.profiles.append({"connector_id": connector_id, **cs_charging_profiles})
+        return result.SetChargingProfile(status="Accepted")
+
+    @on(Action.remote_stop_transaction)  # type: ignore[untyped-decorator]
+    def on_remote_stop_transaction(self, transaction_id: int) -> result.RemoteStopTransaction:
+        self.stops.append(transaction_id)
+        return result.RemoteStopTransaction(status="Accepted")
+
+
 @asynccontextmanager
-async def spare(stack: Stack) -> AsyncIterator[ClientChargePoint]:
+async def spare(stack: Stack) -> AsyncIterator[AnsweringChargePoint]:
     """The spare charge point, connected as a user's charger would be (profile 2)."""
     env = stack.env_values
     cp_id, password = env["OCPP_CHARGE_POINT_ID"], env["OCPP_PASSWORD"]
@@ -117,7 +142,8 @@ async def spare(stack: Stack) -> AsyncIterator[ClientChargePoint]:
         subprotocols=[Subprotocol("ocpp1.6")],
         open_timeout=10,
     )
-    cp = ClientChargePoint(cp_id, ws, response_timeout=15)
+    cp = AnsweringChargePoint(cp_id, ws, response_timeout=15)
+    cp.profiles, cp.stops = [], []
     task = asyncio.create_task(cp.start())
     try:
         yield cp
@@ -321,6 +347,67 @@ async def test_an_offline_queue_sent_late_and_twice_is_stored_once_at_its_instan
     ]
 
 
+def command(stack: Stack, charger: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST a command with the control token; its final status."""
+    with api(stack, "API_CONTROL_TOKEN") as control:
+        r = control.post(f"/api/v1/chargers/{charger}/commands", json=body)
+        assert r.status_code == 202, r.text
+        location = r.headers["Location"]
+        done: dict[str, Any] = wait(
+            lambda: (s := control.get(location).json())["status"] != "pending" and s,
+            60,
+            f"the outcome of {body} for {charger}",
+        )
+    return done
+
+
+async def test_a_limit_and_a_stop_through_the_api_reach_the_charge_point(stack: Stack) -> None:
+    """Must-show 5, on a charge point whose every call the test sees."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    async with spare(stack) as cp:
+        await cp.call(status(t0, "Charging"))
+        started = await cp.call(
+            call.StartTransaction(
+                connector_id=1, id_tag="card-10", meter_start=11_300, timestamp=iso(t0)
+            )
+        )
+        limit = {"command": "set_current_limit", "value": 10, "valid_for": 600}
+        done = await asyncio.to_thread(command, stack, OCPP_SPARE, limit)
+        assert done["status"] == "applied", done
+        profile = cp.profiles[-1]
+        assert profile["connector_id"] == 1
+        assert profile["charging_profile_purpose"] == "TxDefaultProfile"
+        schedule = profile["charging_schedule"]
+        assert schedule["charging_rate_unit"] == "A"
+        assert schedule["charging_schedule_period"][0]["limit"] == 10
+        assert "valid_to" in profile  # the lease: the charger drops it by itself
+        stop = await asyncio.to_thread(command, stack, OCPP_SPARE, {"command": "stop"})
+        assert stop["status"] == "applied", stop
+        assert cp.stops == [started.transaction_id]
+        # the charger ends the transaction, as a remote stop asks
+        end = iso(t0 + timedelta(seconds=60))
+        await cp.call(
+            call.StopTransaction(
+                transaction_id=started.transaction_id,
+                meter_stop=11_700,
+                timestamp=end,
+                reason="Remote",
+            )
+        )
+        await cp.call(status(t0 + timedelta(seconds=60), "Available"))
+    with api(stack) as client:
+        found = wait(
+            lambda: [
+                s
+                for s in sessions(client, OCPP_SPARE, t0)
+                if s["id_tag"] == "card-10" and s["end"] is not None
+            ],
+            60,
+            "the stopped session",
+        )
+    assert found[0]["energy_wh"] == 400
+
+
 def test_the_simulated_charge_point_of_make_dev_reports(stack: Stack) -> None:
     with api(stack) as client:
         state = wait(
@@ -334,6 +421,9 @@ def test_the_simulated_charge_point_of_make_dev_reports(stack: Stack) -> None:
         )
     assert state["OperationState"]["value"] in {"idle", "charging"}
     assert state["ChargerModel"]["value"]
+    # the simulated charge point takes a limit as a charging profile and says so
+    done = command(stack, "ocpp-sim-1", {"command": "set_current_limit", "value": 8})
+    assert done["status"] == "applied", done
 
 
 class ResendingChargePoint:
@@ -355,7 +445,7 @@ class ResendingChargePoint:
                     while pending:
                         at = pending[0]
                         watts = 5_000 + (at - self.t0).total_seconds()
-                        wh = 30_000 + (at - self.t0).total_seconds()
+                        wh = 11_700 + (at - self.t0).total_seconds()
                         await asyncio.wait_for(cp.call(meter(at, self.tx, wh, watts)), 5)
                         self.answered.append(pending.pop(0))
                         await asyncio.sleep(every)
@@ -384,7 +474,7 @@ async def test_a_killed_gateway_loses_nothing_and_duplicates_nothing(stack: Stac
         await cp.call(status(t0, "Charging"))
         started = await cp.call(
             call.StartTransaction(
-                connector_id=1, id_tag="card-9", meter_start=30_000, timestamp=iso(t0)
+                connector_id=1, id_tag="card-9", meter_start=11_700, timestamp=iso(t0)
             )
         )
     sender = ResendingChargePoint(stack, started.transaction_id, t0 + timedelta(seconds=1))
