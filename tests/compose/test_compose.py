@@ -5,7 +5,9 @@ tests/compose/compose.standins.yml only swaps images; services, health checks,
 dependencies, volumes and the Dockerfiles are the ones a user runs. The host reaches the
 stack only through the ports compose publishes, bound to 127.0.0.1 here.
 
-1. data from the simulated chargers reaches the API, through the mutual-TLS broker;
+1. data from the simulated chargers reaches the API, through the mutual-TLS broker; so
+   does the simulated OCPP charge point's, through the OCPP gateway's container, and the
+   spare charge point connects on the gateway's published port with its password;
    Prometheus (the ``monitoring`` profile, deploy/prometheus) scrapes every service and
    evaluates every alert rule, none firing;
 2. restarting the ingest container loses nothing (exact count of a numbered series);
