@@ -374,30 +374,31 @@ def test_the_simulated_ocpp_charge_point_reaches_the_api_through_the_gateway(
     assert got["TotalEnergyConsumption"] > 0
 
 
+async def _ocpp_handshake(stack: Stack, charge_point: str, password: str) -> str | None:
+    """An OCPP 1.6 handshake (profile 2) on the gateway's published port; its subprotocol."""
+    from websockets.asyncio.client import connect
+
+    ctx = ssl.create_default_context(cafile=str(stack.certs / "ca.crt"))
+    basic = base64.b64encode(f"{charge_point}:{password}".encode()).decode()
+    async with connect(
+        f"wss://127.0.0.1:{stack.ocpp_port}/ocpp/{charge_point}",
+        ssl=ctx,
+        subprotocols=[Subprotocol("ocpp1.6")],
+        additional_headers={"Authorization": f"Basic {basic}"},
+        open_timeout=10,
+    ) as ws:
+        return ws.subprotocol
+
+
 def test_the_spare_ocpp_charge_point_connects_through_the_published_port(stack: Stack) -> None:
     """docs/ocpp.md "Running it": the spare charge point, with OCPP_PASSWORD of .env, is
     accepted on the published port (wss://, the broker's certificate, chargelift's CA);
     a wrong password is refused at the handshake."""
-    from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus
 
-    ctx = ssl.create_default_context(cafile=str(stack.certs / "ca.crt"))
-    url = f"wss://127.0.0.1:{stack.ocpp_port}/ocpp/{OCPP_SPARE}"
-
-    async def handshake(password: str) -> str | None:
-        basic = base64.b64encode(f"{OCPP_SPARE}:{password}".encode()).decode()
-        async with connect(
-            url,
-            ssl=ctx,
-            subprotocols=[Subprotocol("ocpp1.6")],
-            additional_headers={"Authorization": f"Basic {basic}"},
-            open_timeout=10,
-        ) as ws:
-            return ws.subprotocol
-
-    assert asyncio.run(handshake(stack.ocpp_password)) == "ocpp1.6"
+    assert asyncio.run(_ocpp_handshake(stack, OCPP_SPARE, stack.ocpp_password)) == "ocpp1.6"
     with pytest.raises(InvalidStatus) as refused:
-        asyncio.run(handshake(stack.ocpp_password + "x"))
+        asyncio.run(_ocpp_handshake(stack, OCPP_SPARE, stack.ocpp_password + "x"))
     assert refused.value.response.status_code == 401
 
 
@@ -529,6 +530,16 @@ def test_backup_then_restore_into_empty_volumes(stack: Stack) -> None:
         lambda: len(_readings(stack, PROBE, "MaximumOutputCurrent", since)) == 30,
     )
     before = {c["id"]: c["first_seen"] for c in stack.api("/api/v1/chargers").json()}
+    # A charger registered with the OCPP gateway as docs/ocpp.md says (through certs).
+    registered = stack.compose(
+        *stack.as_user_types(
+            "docker compose run --rm certs ocpp register <id> --url wss://<name>:9000/ocpp",
+            id="garage-ocpp-1",
+            name="127.0.0.1",
+        )
+    ).stdout
+    found = re.search(r"Password \(AuthorizationKey\): (\S+)", registered)
+    assert found, registered
     backup = stack.workdir / "backup"
     env = {
         **os.environ,
@@ -539,7 +550,7 @@ def test_backup_then_restore_into_empty_volumes(stack: Stack) -> None:
         [engine.REPO / "scripts" / "backup.sh", backup], env=env, check=True, timeout=300
     )
     assert {p.name for p in backup.iterdir()} == {
-        "chargelift.dump", "certs.tar", "ca.tar", "env", "SHA256SUMS"
+        "chargelift.dump", "certs.tar", "ca.tar", "ocpp.tar", "env", "SHA256SUMS"
     }  # fmt: skip
     # The secrets a restore needs, readable by their owner only.
     assert (backup / "env").read_text() == stack.env_file.read_text()
@@ -565,6 +576,8 @@ def test_backup_then_restore_into_empty_volumes(stack: Stack) -> None:
         "a reading published after the restore",
         lambda: len(_readings(stack, PROBE, "MaximumOutputCurrent", since)) == 31,
     )
+    # The OCPP gateway's registry came back (ocpp.tar): the charger keeps its password.
+    assert asyncio.run(_ocpp_handshake(stack, "garage-ocpp-1", found.group(1))) == "ocpp1.6"
     # The CA's key came back into its own volume (ca.tar): certificates can be issued.
     stack.compose("run", "--rm", "certs", "client", "after-restore-1")
 
