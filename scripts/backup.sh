@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Back up a running compose stack: the database (pg_dump, custom format), every issued
-# certificate and key (the certs volume), the CA's private key (the ca volume), and
+# certificate and key (the certs volume), the CA's private key (the ca volume), the OCPP
+# gateway's registry of charge points (the ocpp-registry volume: password hashes), and
 # .env (the secrets and settings a restore needs).
 #
 #   sudo scripts/backup.sh [DIR]   # default: backups/<UTC time>/ in the checkout
 #
 # Run it as the owner of the checkout and its .env (root, as docs/deploy.md installs
-# them). DIR (mode 700) gets chargelift.dump, certs.tar, ca.tar, env (a copy of .env,
-# mode 600) and SHA256SUMS. ca.tar holds the CA's private key and env the secrets: keep
+# them). DIR (mode 700) gets chargelift.dump, certs.tar, ca.tar, ocpp.tar, env (a copy of
+# .env, mode 600) and SHA256SUMS. ca.tar holds the CA's private key and env the secrets: keep
 # them offline or encrypted (e.g. `age -r …`), never next to the VM.
 # The broker's volume (retained values, queued sessions) is not backed up: the pollers
 # republish every field at their next snapshot, and readings in flight are in the
@@ -44,6 +45,9 @@ mv "$dir/certs.tar.part" "$dir/certs.tar"
 echo "backup: the CA's key → $dir/ca.tar" >&2
 $COMPOSE run --rm --no-deps -T --entrypoint tar certs -C /ca -c . > "$dir/ca.tar.part"
 mv "$dir/ca.tar.part" "$dir/ca.tar"
+echo "backup: the OCPP gateway's registry → $dir/ocpp.tar" >&2
+$COMPOSE run --rm --no-deps -T --entrypoint tar certs -C /ocpp -c . > "$dir/ocpp.tar.part"
+mv "$dir/ocpp.tar.part" "$dir/ocpp.tar"
 
-(cd "$dir" && sha256sum chargelift.dump certs.tar ca.tar env > SHA256SUMS)
+(cd "$dir" && sha256sum chargelift.dump certs.tar ca.tar ocpp.tar env > SHA256SUMS)
 echo "backup: done: $dir ($(du -sh "$dir" | cut -f1))" >&2

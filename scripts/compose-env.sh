@@ -19,5 +19,9 @@ READER_PASSWORD=$(hex 24)
 API_DB_PASSWORD=$(hex 24)
 GRAFANA_ADMIN_PASSWORD=$(hex 16)
 API_TOKENS=owner:read:$digest
+# The OCPP gateway's spare charge point (docs/ocpp.md): enter this id and password in a
+# charger (or any OCPP client) to connect it to wss://<this host>:9000/ocpp at once.
+OCPP_CHARGE_POINT_ID=ocpp-spare
+OCPP_PASSWORD=$(hex 24)
 ENV
 echo "API token (shown once; send it as 'Authorization: Bearer <token>'): $token" >&2

@@ -9,7 +9,8 @@
 #
 # Order: .env first when there is none (a new VM: the backup's env, mode 600; an
 # existing .env is kept), then the certificates (so the certs one-shot finds the CA and
-# issues nothing new: every edge device keeps its certificate), then the database into
+# issues nothing new: every edge device keeps its certificate) and the OCPP gateway's
+# registry (every charger keeps its password), then the database into
 # a fresh PostgreSQL/TimescaleDB, with timescaledb_pre_restore()/post_restore() when the
 # extension is there. Run it as the owner of the checkout (sudo, docs/deploy.md).
 # COMPOSE overrides the compose command (default: docker compose), ENV_FILE the .env
@@ -43,6 +44,10 @@ $COMPOSE run --rm --no-deps -T --entrypoint tar certs -C /certs -x < "$dir/certs
 # in certs.tar; the certs service moves it at the next start)
 if [ -f "$dir/ca.tar" ]; then
   $COMPOSE run --rm --no-deps -T --entrypoint tar certs -C /ca -x < "$dir/ca.tar"
+fi
+# ocpp.tar: the OCPP gateway's registered charge points (none in an older backup)
+if [ -f "$dir/ocpp.tar" ]; then
+  $COMPOSE run --rm --no-deps -T --entrypoint tar certs -C /ocpp -x < "$dir/ocpp.tar"
 fi
 
 echo "restore: starting the database" >&2

@@ -5,7 +5,9 @@ tests/compose/compose.standins.yml only swaps images; services, health checks,
 dependencies, volumes and the Dockerfiles are the ones a user runs. The host reaches the
 stack only through the ports compose publishes, bound to 127.0.0.1 here.
 
-1. data from the simulated chargers reaches the API, through the mutual-TLS broker;
+1. data from the simulated chargers reaches the API, through the mutual-TLS broker; so
+   does the simulated OCPP charge point's, through the OCPP gateway's container, and the
+   spare charge point connects on the gateway's published port with its password;
    Prometheus (the ``monitoring`` profile, deploy/prometheus) scrapes every service and
    evaluates every alert rule, none firing;
 2. restarting the ingest container loses nothing (exact count of a numbered series);
@@ -25,6 +27,7 @@ stack only through the ports compose publishes, bound to 127.0.0.1 here.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -43,6 +46,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from websockets.typing import Subprotocol
 
 from chargelift_contract import Envelope, decode, encode
 from chargelift_runtime.mqtt import Message, MqttClient, TlsFiles
@@ -72,6 +76,9 @@ class Stack:
     mqtt_port: int = field(default_factory=_free_port)
     api_port: int = field(default_factory=_free_port)
     prometheus_port: int = field(default_factory=_free_port)
+    ocpp_port: int = field(default_factory=_free_port)
+    #: The spare OCPP charge point's password (OCPP_PASSWORD in .env).
+    ocpp_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     #: The checkout compose runs in (a copy, for a test that changes the code).
     checkout: Path = engine.REPO
@@ -93,6 +100,8 @@ class Stack:
             "API_PORT": str(self.api_port),
             "PROMETHEUS_BIND": "127.0.0.1",
             "PROMETHEUS_PORT": str(self.prometheus_port),
+            "OCPP_BIND": "127.0.0.1",
+            "OCPP_PORT": str(self.ocpp_port),
         }
 
     @property
@@ -112,6 +121,7 @@ class Stack:
             "API_TOKENS": f"compose-test:read:{digest}",
             **self.loopback_settings(),
             "SIM_COUNT": str(len(CHARGERS)),
+            "OCPP_PASSWORD": self.ocpp_password,
             "SIM_SPEED": "5",
         }
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
@@ -289,7 +299,7 @@ def _talk_tls_without_a_certificate(stack: Stack) -> None:
 def test_each_service_has_least_privilege(stack: Stack) -> None:
     """Issue 14, finding 13: the CA key is only where certificates are issued, and each
     service logs in to the database with a role of its own (not the superuser)."""
-    for service in ("mosquitto", "ingest", "poller", "simulator", "api"):
+    for service in ("mosquitto", "ingest", "poller", "simulator", "api", "ocpp", "simulator-ocpp"):
         seen = stack.compose(
             "exec", "-T", service, "sh", "-c",
             "test ! -e /certs/ca.key && test ! -e /ca/ca.key && echo no-ca-key",
@@ -339,6 +349,59 @@ def test_simulated_chargers_reach_the_api_through_mutual_tls(stack: Stack) -> No
                          "unscheduled_downtime"}  # fmt: skip
 
 
+OCPP_SIM = "ocpp-sim-1"  # the sim profile's simulated OCPP charge point (one connector)
+OCPP_SPARE = "ocpp-spare"  # the spare charge point the certs service registers
+
+
+def test_the_simulated_ocpp_charge_point_reaches_the_api_through_the_gateway(
+    stack: Stack,
+) -> None:
+    """Issue 17: the gateway's container takes the simulated charge point's wss://
+    connection (profile 2, the sim profile's registration) and its readings reach the API
+    through the broker, published as the gateway's edge identity."""
+    wanted = {"ChargerVendor", "SerialNumber", "OperationState", "TotalEnergyConsumption"}
+
+    def fields() -> dict[str, object]:
+        r = stack.api(f"/api/v1/chargers/{OCPP_SIM}")
+        assert r.status_code == 200, r.status_code
+        got = {f["field"]: f["value"] for f in r.json()["fields"]}
+        assert wanted <= set(got), sorted(got)
+        return got
+
+    got = _wait(f"{OCPP_SIM}'s fields in the API", fields, timeout=120)
+    assert got["ChargerVendor"] == "chargelift"
+    assert isinstance(got["TotalEnergyConsumption"], int | float)
+    assert got["TotalEnergyConsumption"] > 0
+
+
+async def _ocpp_handshake(stack: Stack, charge_point: str, password: str) -> str | None:
+    """An OCPP 1.6 handshake (profile 2) on the gateway's published port; its subprotocol."""
+    from websockets.asyncio.client import connect
+
+    ctx = ssl.create_default_context(cafile=str(stack.certs / "ca.crt"))
+    basic = base64.b64encode(f"{charge_point}:{password}".encode()).decode()
+    async with connect(
+        f"wss://127.0.0.1:{stack.ocpp_port}/ocpp/{charge_point}",
+        ssl=ctx,
+        subprotocols=[Subprotocol("ocpp1.6")],
+        additional_headers={"Authorization": f"Basic {basic}"},
+        open_timeout=10,
+    ) as ws:
+        return ws.subprotocol
+
+
+def test_the_spare_ocpp_charge_point_connects_through_the_published_port(stack: Stack) -> None:
+    """docs/ocpp.md "Running it": the spare charge point, with OCPP_PASSWORD of .env, is
+    accepted on the published port (wss://, the broker's certificate, chargelift's CA);
+    a wrong password is refused at the handshake."""
+    from websockets.exceptions import InvalidStatus
+
+    assert asyncio.run(_ocpp_handshake(stack, OCPP_SPARE, stack.ocpp_password)) == "ocpp1.6"
+    with pytest.raises(InvalidStatus) as refused:
+        asyncio.run(_ocpp_handshake(stack, OCPP_SPARE, stack.ocpp_password + "x"))
+    assert refused.value.response.status_code == 401
+
+
 def _prometheus(stack: Stack, path: str, **params: str) -> Any:
     r = httpx.get(f"http://127.0.0.1:{stack.prometheus_port}/api/v1/{path}", params=params,
                   timeout=10)  # fmt: skip
@@ -359,7 +422,12 @@ def test_prometheus_scrapes_every_service_and_evaluates_every_rule(stack: Stack)
         return {job: h for job, (h, _) in health.items()}
 
     health = _wait("every scrape target up", targets_up, timeout=120)
-    assert set(health) == {"chargelift-ingest", "chargelift-api", "chargelift-poller"}
+    assert set(health) == {
+        "chargelift-ingest",
+        "chargelift-api",
+        "chargelift-poller",
+        "chargelift-ocpp",
+    }
 
     # The chargers are up, and the certificates' expiry is exported by ingest and poller.
     def chargers_up() -> dict[str, str]:
@@ -462,6 +530,16 @@ def test_backup_then_restore_into_empty_volumes(stack: Stack) -> None:
         lambda: len(_readings(stack, PROBE, "MaximumOutputCurrent", since)) == 30,
     )
     before = {c["id"]: c["first_seen"] for c in stack.api("/api/v1/chargers").json()}
+    # A charger registered with the OCPP gateway as docs/ocpp.md says (through certs).
+    registered = stack.compose(
+        *stack.as_user_types(
+            "docker compose run --rm certs ocpp register <id> --url wss://<name>:9000/ocpp",
+            id="garage-ocpp-1",
+            name="127.0.0.1",
+        )
+    ).stdout
+    found = re.search(r"Password \(AuthorizationKey\): (\S+)", registered)
+    assert found, registered
     backup = stack.workdir / "backup"
     env = {
         **os.environ,
@@ -472,7 +550,7 @@ def test_backup_then_restore_into_empty_volumes(stack: Stack) -> None:
         [engine.REPO / "scripts" / "backup.sh", backup], env=env, check=True, timeout=300
     )
     assert {p.name for p in backup.iterdir()} == {
-        "chargelift.dump", "certs.tar", "ca.tar", "env", "SHA256SUMS"
+        "chargelift.dump", "certs.tar", "ca.tar", "ocpp.tar", "env", "SHA256SUMS"
     }  # fmt: skip
     # The secrets a restore needs, readable by their owner only.
     assert (backup / "env").read_text() == stack.env_file.read_text()
@@ -498,6 +576,8 @@ def test_backup_then_restore_into_empty_volumes(stack: Stack) -> None:
         "a reading published after the restore",
         lambda: len(_readings(stack, PROBE, "MaximumOutputCurrent", since)) == 31,
     )
+    # The OCPP gateway's registry came back (ocpp.tar): the charger keeps its password.
+    assert asyncio.run(_ocpp_handshake(stack, "garage-ocpp-1", found.group(1))) == "ocpp1.6"
     # The CA's key came back into its own volume (ca.tar): certificates can be issued.
     stack.compose("run", "--rm", "certs", "client", "after-restore-1")
 

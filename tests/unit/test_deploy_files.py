@@ -34,6 +34,8 @@ from chargelift_api.metrics import ApiMetrics
 from chargelift_devstack.mosquitto import COMPOSE_CONFIG, render_compose_config
 from chargelift_ingest.config import Settings as IngestSettings
 from chargelift_ingest.metrics import IngestMetrics
+from chargelift_ocpp.config import Settings as OcppSettings
+from chargelift_ocpp.metrics import OcppMetrics
 from chargelift_poller.config import MqttSettings as PollerMqttSettings
 from chargelift_poller.config import Settings as PollerSettings
 from chargelift_poller.config import load_config
@@ -45,7 +47,7 @@ from tests.support.settings import from_env
 REPO = Path(__file__).resolve().parents[2]
 MOSQUITTO_VERSION = "2.0.22"
 PROMETHEUS = REPO / "deploy" / "prometheus"
-OUR_PREFIXES = ("poller_", "ingest_", "api_", "chargelift_")
+OUR_PREFIXES = ("poller_", "ingest_", "api_", "ocpp_", "chargelift_")
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "gauge": ("",),
@@ -65,11 +67,12 @@ def _sample_names(collectors: Iterable[Collector]) -> set[str]:
 
 def exported_metrics() -> set[str]:
     """Every sample name the services can export (labels aside)."""
-    poller, ingest = CollectorRegistry(), CollectorRegistry()
+    poller, ingest, ocpp = CollectorRegistry(), CollectorRegistry(), CollectorRegistry()
     PollerMetrics(poller)
     IngestMetrics(ingest)
+    OcppMetrics(ocpp)
     certs = CertificateExpiryCollector(list)
-    return _sample_names([ingest, poller, ApiMetrics().registry, certs])
+    return _sample_names([ingest, poller, ocpp, ApiMetrics().registry, certs])
 
 
 def referenced_metrics(expr: str) -> set[str]:
@@ -93,6 +96,8 @@ def test_the_exported_metrics_are_found() -> None:
         "ingest_messages_received_total",
         "poller_polls_ok_total",
         "api_requests_total",
+        "ocpp_handshakes_refused_total",
+        "ocpp_outbox_oldest_unsent_age_seconds",
     } <= names
 
 
@@ -133,6 +138,7 @@ def test_prometheus_scrapes_the_compose_services_on_their_default_ports() -> Non
         "chargelift-ingest": ("ingest", IngestSettings.model_fields["metrics_port"].default),
         "chargelift-api": ("api", ApiSettings.model_fields["port"].default),
         "chargelift-poller": ("poller", PollerSettings.model_fields["metrics_port"].default),
+        "chargelift-ocpp": ("ocpp", OcppSettings.model_fields["metrics_port"].default),
     }
     for job, (service, port) in defaults.items():
         assert f"{service}:{port}" in targets[job]
@@ -284,6 +290,37 @@ def test_the_first_token_command_needs_no_token_yet() -> None:
     assert compose["services"]["api"]["environment"]["API_TOKENS"] == "${API_TOKENS:-}"
     assert "${API_TOKENS:?" not in (REPO / "docker-compose.yml").read_text()
     assert _env_file(REPO / ".env.example")["API_TOKENS"] == ""
+
+
+def test_the_ocpp_gateway_in_compose_matches_its_image_its_settings_and_certs() -> None:
+    """The gateway's container: published and checked on the ports its settings default
+    to, the simulated charge point's URL and name are the ones its certificate (the
+    broker's, with the SAN ``ocpp``) and the registry (certs.sh) give, and the identity it
+    publishes as is the one certs.sh issues to it (and hands its key to its uid)."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    ocpp, sim = compose["services"]["ocpp"], compose["services"]["simulator-ocpp"]
+    dockerfile = (REPO / "services/ocpp/Dockerfile").read_text()
+    certs_sh = (REPO / "docker/entrypoints/certs.sh").read_text()
+    port = OcppSettings.model_fields["port"].default
+    path = OcppSettings.model_fields["path"].default
+    metrics = OcppSettings.model_fields["metrics_port"].default
+    assert [p.rsplit(":", 1)[1] for p in ocpp["ports"]] == [str(port)]
+    assert f"EXPOSE {port} {metrics}" in dockerfile
+    assert f"http://127.0.0.1:{metrics}/healthz" in dockerfile
+    assert ocpp["environment"]["OCPP_METRICS_HOST"] == "0.0.0.0"
+    uid = re.search(r"^USER (\d+):", dockerfile, re.M)
+    assert uid is not None
+    command = sim["command"]
+    assert command[command.index("--url") + 1] == f"wss://ocpp:{port}{path}"
+    assert command[command.index("--id") + 1] == "ocpp-sim-1"
+    assert "ocpp_register ocpp-sim-1" in certs_sh
+    assert "certs server --san ocpp" in certs_sh
+    identity = ocpp["environment"]["MQTT_IDENTITY"]
+    assert f"certs client {identity} --role edge" in certs_sh
+    assert f"{identity}) chown {uid.group(1)}" in certs_sh
+    assert "certs:/certs:ro" in ocpp["volumes"]
+    assert "ocpp-registry:/etc/chargelift-ocpp:ro" in ocpp["volumes"]
+    assert ocpp["environment"]["OCPP_CHARGE_POINTS"] == "/etc/chargelift-ocpp/charge_points.toml"
 
 
 def test_what_the_deploy_guide_says_waits_for_what() -> None:

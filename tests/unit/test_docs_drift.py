@@ -79,6 +79,35 @@ ALLOWED: dict[str, tuple[str, str]] = {
     "INGEST_SHUTDOWN_TIMEOUT_S": (FIXED, "must stay below ingest's stop_grace_period"),
     "INGEST_METRICS_PORT": (FIXED, "deploy/prometheus/prometheus.yml scrapes the default"),
     "INGEST_MIGRATIONS_DIR": (FIXED, "the image uses the migrations shipped in the package"),
+    # The OCPP gateway's container (docs/ocpp.md "Running it").
+    **{
+        name: (OVERRIDE, "tuning; the default fits")
+        for name in (
+            "OCPP_EDGE_INFLIGHT",
+            "OCPP_HEARTBEAT_INTERVAL",
+            "OCPP_LOG_LEVEL",
+            "OCPP_MAX_CONNECTIONS",
+            "OCPP_MAX_MESSAGE_BYTES",
+            "OCPP_MESSAGE_BURST",
+            "OCPP_MESSAGE_RATE",
+            "OCPP_MQTT_MAX_BACKOFF",
+            "OCPP_MQTT_MAX_PACKET_BYTES",
+            "OCPP_OUTBOX_KEEP_ACKED",
+            "OCPP_OUTBOX_MAX_AGE",
+            "OCPP_OUTBOX_MAX_ROWS",
+            "OCPP_OUTBOX_SYNCHRONOUS",
+            "OCPP_REPLAY_WINDOW",
+            "OCPP_RESPONSE_TIMEOUT",
+            "OCPP_SHUTDOWN_GRACE",
+        )
+    },
+    "OCPP_ALLOW_PLAIN": (OVERRIDE, "profile 1 on a LAN: with OCPP_PLAIN_HOST and its port"),
+    "OCPP_PLAIN_HOST": (OVERRIDE, "profile 1 on a LAN: 0.0.0.0 in the container"),
+    "OCPP_PLAIN_PORT": (OVERRIDE, "profile 1 on a LAN: published by the same override"),
+    "OCPP_HOST": (FIXED, "the container listens on every interface; OCPP_BIND publishes"),
+    "OCPP_PATH": (FIXED, "the simulated charge point's URL and the docs use /ocpp"),
+    "OCPP_OUTBOX": (FIXED, "in the ocpp-state volume with the transactions"),
+    "OCPP_METRICS_PORT": (FIXED, "deploy/prometheus/prometheus.yml scrapes the default"),
     **{
         name: (PI, "the poller runs on the edge device; compose polls only the simulator")
         for name in (
@@ -376,7 +405,9 @@ def invocations() -> Iterator[Invocation]:
                         rest = []
                         break
                     rest = rest[1:]
-                if rest and rest[0] in COMPOSE_RUN:
+                if rest[:2] == ["certs", "ocpp"]:  # docker/entrypoints/certs.sh: the gateway's
+                    yield Invocation(str(doc.relative_to(REPO)), "chargelift-ocpp", _args(rest[2:]))
+                elif rest and rest[0] in COMPOSE_RUN:
                     yield Invocation(
                         str(doc.relative_to(REPO)), COMPOSE_RUN[rest[0]], _args(rest[1:])
                     )

@@ -26,6 +26,7 @@ RULES = {
 }
 PI = {"instance": "pi:9101", "job": "chargelift-poller"}
 INGEST = {"instance": "ingest:9102", "job": "chargelift-ingest"}
+OCPP = {"instance": "ocpp:9103", "job": "chargelift-ocpp"}
 
 
 def _series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
@@ -95,6 +96,38 @@ CASES: list[dict[str, Any]] = [
                 "alertname": "OutboxBacklog",
                 "exp_alerts": [
                     _alert("OutboxBacklog", PI, "pi:9101: samples wait 17m 40s for the broker")
+                ],
+            },
+        ],
+    },
+    {  # the OCPP gateway's outbox: the same rule (its series are ocpp_outbox_*)
+        "input_series": [_series("ocpp_outbox_oldest_unsent_age_seconds", OCPP, "0 60 700+60x12")],
+        "alert_rule_test": [
+            {"eval_time": "6m", "alertname": "OutboxBacklog", "exp_alerts": []},
+            {
+                "eval_time": "8m",
+                "alertname": "OutboxBacklog",
+                "exp_alerts": [
+                    _alert("OutboxBacklog", OCPP, "ocpp:9103: samples wait 17m 40s for the broker")
+                ],
+            },
+        ],
+    },
+    {  # the OCPP gateway's outbox drops
+        "input_series": [
+            _series("ocpp_outbox_dropped_total", {"reason": "max_rows", **OCPP}, "0 0 0 5 10 15")
+        ],
+        "alert_rule_test": [
+            {"eval_time": "2m", "alertname": "OutboxDropping", "exp_alerts": []},
+            {
+                "eval_time": "5m",
+                "alertname": "OutboxDropping",
+                "exp_alerts": [
+                    _alert(
+                        "OutboxDropping",
+                        {"reason": "max_rows", **OCPP},
+                        "ocpp:9103 dropped samples (max_rows)",
+                    )
                 ],
             },
         ],
