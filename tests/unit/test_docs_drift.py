@@ -104,6 +104,7 @@ ALLOWED: dict[str, tuple[str, str]] = {
     "OCPP_ALLOW_PLAIN": (OVERRIDE, "profile 1 on a LAN: with OCPP_PLAIN_HOST and its port"),
     "OCPP_PLAIN_HOST": (OVERRIDE, "profile 1 on a LAN: 0.0.0.0 in the container"),
     "OCPP_PLAIN_PORT": (OVERRIDE, "profile 1 on a LAN: published by the same override"),
+    "OCPP_MAX_CURRENT": (OVERRIDE, "the site's highest limit; a charger refuses more itself"),
     "OCPP_HOST": (FIXED, "the container listens on every interface; OCPP_BIND publishes"),
     "OCPP_PATH": (FIXED, "the simulated charge point's URL and the docs use /ocpp"),
     "OCPP_OUTBOX": (FIXED, "in the ocpp-state volume with the transactions"),
