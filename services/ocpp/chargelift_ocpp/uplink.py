@@ -86,8 +86,11 @@ class Uplink:
 
     # -- ReadingSink ---------------------------------------------------------------
 
-    def submit(self, readings: Sequence[Any]) -> None:
-        """Commit the readings of one message to the outbox (before it is answered)."""
+    def submit(self, readings: Sequence[Any], received_at: float | None = None) -> None:
+        """Commit the readings of one message to the outbox (before it is answered).
+
+        ``received_at`` (when the message was read) goes with the rows in memory, for
+        ``ocpp_reading_publish_seconds`` at their PUBACK."""
         outbox = self._require_outbox()
         entries: list[Entry] = []
         newest = dict(self._newest)  # applied only once the rows are committed
@@ -109,7 +112,9 @@ class Uplink:
             if retain:
                 newest[topic] = at
             payload = encode(Envelope(r.sampled_at, r.value))
-            entries.append(Entry(r.charger, topic, payload, at, retain=retain))
+            entries.append(
+                Entry(r.charger, topic, payload, at, retain=retain, received_at=received_at)
+            )
         if entries:
             outbox.append(entries)
             self._newest = newest
