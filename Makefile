@@ -114,6 +114,10 @@ clean: ## Remove the virtual environment, caches and dev state
 bench-poller: venv server-deps ## Poller: 10/100/1000 simulated chargers at 1 Hz, one poller, mTLS
 	$(PY) tests/bench/poller/bench_poller.py $(BENCH_ARGS)
 
+.PHONY: bench-ocpp
+bench-ocpp: venv server-deps ## OCPP gateway: 10/100/1000 simulated charge points, MeterValues every 10 s, mTLS broker
+	$(PY) tests/bench/ocpp/bench_ocpp.py $(BENCH_ARGS)
+
 .PHONY: bench-api
 bench-api: venv server-deps ## API: 20 chargers x 30 days of 1 Hz data, wrk against uvicorn
 	$(PY) tests/bench/api/bench_api.py $(BENCH_ARGS)

@@ -76,8 +76,11 @@ class FakeMapper:
 class ListSink:
     readings: list[Any] = field(default_factory=list)
     fail: bool = False
+    #: The ``received_at`` of every submit, in order.
+    received: list[float | None] = field(default_factory=list)
 
-    def submit(self, readings: Sequence[Any]) -> None:
+    def submit(self, readings: Sequence[Any], received_at: float | None = None) -> None:
+        self.received.append(received_at)
         if self.fail:
             raise OSError("outbox unavailable")
         self.readings.extend(readings)

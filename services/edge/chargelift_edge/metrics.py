@@ -24,7 +24,9 @@ LATENCY_BUCKETS = (
 class EdgeMetrics:
     """The outbox's and the publishers' series, named ``<prefix>_…``."""
 
-    def __init__(self, registry: CollectorRegistry, prefix: str) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, prefix: str, *, receipt_latency: bool = False
+    ) -> None:
         self.registry = r = registry
         self.prefix = p = prefix
         self.published = Counter(
@@ -45,6 +47,19 @@ class EdgeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        #: ``<prefix>_reading_publish_seconds`` (``receipt_latency``): from the receipt of
+        #: the message that carried a row (``Entry.received_at``) to the broker's PUBACK of
+        #: its first delivery. For an edge that is sent its values (the OCPP gateway),
+        #: whose SamplingTime is the sender's clock, often in whole seconds.
+        self.receipt_latency: Histogram | None = None
+        if receipt_latency:
+            self.receipt_latency = Histogram(
+                f"{p}_reading_publish_seconds",
+                "From the receipt of the message that carried a reading to the broker's "
+                "PUBACK of its first delivery",
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
         self.publish_errors = Counter(
             f"{p}_publish_errors",
             "Publishes not acknowledged: connection lost, or refused by the broker",

@@ -126,13 +126,18 @@ class OutboxError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A message to store: where it goes, what it says, when its value was sampled."""
+    """A message to store: where it goes, what it says, when its value was sampled.
+
+    ``received_at``: when the edge received the message that carried the value (unix s),
+    for the receipt-to-PUBACK histogram (``EdgeMetrics(..., receipt_latency=True)``).
+    Kept in memory only: a row read back from the file has none."""
 
     charger: str
     topic: str
     payload: bytes
     sampled_at: float
     retain: bool = True
+    received_at: float | None = None
 
 
 #: SQL run in the transaction of an :meth:`Outbox.append`: (statement, parameters).
@@ -150,6 +155,7 @@ class Row:
     sampled_at: float
     acked: bool = False
     retain: bool = True
+    received_at: float | None = None  # the entry's, in memory only (see Entry)
 
 
 class OutboxListener(Protocol):
@@ -333,7 +339,10 @@ class Outbox:
                     cur.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
                     too_large.append((e, size))
                     continue
-                rows.append(Row(seq, e.charger, e.topic, e.payload, e.sampled_at, retain=e.retain))
+                rows.append(
+                    Row(seq, e.charger, e.topic, e.payload, e.sampled_at,
+                        retain=e.retain, received_at=e.received_at)
+                )  # fmt: skip
         if too_large:
             self._report_too_large(too_large)
         self._unacked += len(rows)

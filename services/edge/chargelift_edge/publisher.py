@@ -306,6 +306,8 @@ class Publisher:
             self._outbox.ack(row.seq, now)
             self._m_published.inc()
             self._metrics.publish_latency.observe(max(0.0, now - row.sampled_at))
+            if row.received_at is not None and self._metrics.receipt_latency is not None:
+                self._metrics.receipt_latency.observe(max(0.0, now - row.received_at))
         elif isinstance(exc, PublishRefusedError):
             self._refused(row, exc)
         else:

@@ -117,6 +117,8 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp has no type hi
         self._bucket = TokenBucket(message_rate, message_burst)
         #: The payload of the call being handled, as on the wire.
         self._payload: Mapping[str, Any] = {}
+        #: When the message being handled was read from the connection (unix s).
+        self._received_at: float | None = None
 
     # -- the receive loop and the error answers ---------------------------------------
 
@@ -124,6 +126,9 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp has no type hi
         """Read and answer calls until the connection closes (ConnectionClosed)."""
         while True:
             message = await self._connection.recv()
+            # Its readings' ocpp_reading_publish_seconds start here: schema validation (in
+            # the library's thread pool), the rate limit, mapping and the outbox count.
+            self._received_at = time.time()
             wait = self._bucket.delay()
             if wait > 0:
                 self.metrics.rate_limited.inc()
@@ -216,7 +221,7 @@ class OcppChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp has no type hi
                 )
             readings = kept
         if readings:
-            self.sink.submit(readings)
+            self.sink.submit(readings, received_at=self._received_at)
             self.metrics.readings.inc(len(readings))
 
     def _id_tag_status(self, id_tag: str) -> AuthorizationStatus:

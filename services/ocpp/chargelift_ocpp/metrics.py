@@ -17,8 +17,10 @@ class OcppMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = r = registry
-        #: The outbox's and the publishers' series, ``ocpp_`` as the poller's ``poller_``.
-        self.edge = EdgeMetrics(r, "ocpp")
+        #: The outbox's and the publishers' series, ``ocpp_`` as the poller's ``poller_``,
+        #: and ``ocpp_reading_publish_seconds``: from the receipt of the OCPP message to
+        #: the broker's PUBACK of each of its readings.
+        self.edge = EdgeMetrics(r, "ocpp", receipt_latency=True)
         self.readings_unlisted = Counter(
             "ocpp_readings_unlisted_total",
             "readings for a charger the gateway's edge certificate does not list (dropped)",

@@ -28,9 +28,12 @@ class ReadingLike(Protocol):
 
 
 class ReadingSink(Protocol):
-    """Takes the readings of one message, in order; returns once they are kept."""
+    """Takes the readings of one message, in order; returns once they are kept.
 
-    def submit(self, readings: Sequence[Any]) -> None: ...
+    ``received_at``: when the gateway read the message (unix s), for
+    ``ocpp_reading_publish_seconds``."""
+
+    def submit(self, readings: Sequence[Any], received_at: float | None = None) -> None: ...
 
 
 class Mapper(Protocol):

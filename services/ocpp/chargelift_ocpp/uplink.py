@@ -131,8 +131,11 @@ class Uplink:
 
     # -- ReadingSink ---------------------------------------------------------------
 
-    def submit(self, readings: Sequence[Any]) -> None:
-        """Commit the readings of one message to the outbox (before it is answered)."""
+    def submit(self, readings: Sequence[Any], received_at: float | None = None) -> None:
+        """Commit the readings of one message to the outbox (before it is answered).
+
+        ``received_at`` (when the message was read) goes with the rows in memory, for
+        ``ocpp_reading_publish_seconds`` at their PUBACK."""
         outbox = self._require_outbox()
         entries: list[Entry] = []
         for r in readings:
@@ -149,7 +152,16 @@ class Uplink:
             topic = field_topic(r.charger, r.field)
             at, retain = self.instants.place(topic, r.sampled_at, r.value)
             payload = encode(Envelope(at, r.value))
-            entries.append(Entry(r.charger, topic, payload, at.timestamp(), retain=retain))
+            entries.append(
+                Entry(
+                    r.charger,
+                    topic,
+                    payload,
+                    at.timestamp(),
+                    retain=retain,
+                    received_at=received_at,
+                )
+            )
         if entries:
             outbox.append(entries)
 

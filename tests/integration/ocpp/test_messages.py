@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -99,6 +100,21 @@ async def test_every_handler_answers_and_hands_the_wire_payload_on(
         ("cp-pass-1", "Authorize"),
     ]
     assert gw.metrics()["ocpp_readings_total"] == 4
+
+
+async def test_the_sink_is_told_when_each_message_was_read(gateways: GatewayFactory) -> None:
+    """The start of ocpp_reading_publish_seconds: the moment the gateway read the call."""
+    gw = await gateways.start()
+    async with ocpp_client(gw) as cp:
+        before = time.time()
+        await cp.call(call.Authorize(id_tag="a"))
+        between = time.time()
+        await cp.call(call.Authorize(id_tag="b"))
+        after = time.time()
+    first, second = gw.sink.received
+    assert first is not None
+    assert second is not None
+    assert before <= first <= between <= second <= after
 
 
 async def test_authorize_with_an_id_tag_list(gateways: GatewayFactory) -> None:

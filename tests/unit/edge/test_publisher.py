@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from chargelift_edge.metrics import EdgeMetrics
 from chargelift_edge.outbox import Entry, Outbox
@@ -152,6 +153,38 @@ async def test_rows_are_published_in_order_retained_and_acknowledged(
     assert outbox.depth == 0
     assert sample(metrics, "edge_published_total", charger=CHARGER) == 4
     assert sample(metrics, "edge_publish_latency_seconds_count") == 4
+
+
+async def test_receipt_to_puback_is_measured_from_received_at_when_asked(
+    client: FakeClient, outbox: Outbox, wall: Wall
+) -> None:
+    metrics = EdgeMetrics(CollectorRegistry(), "edge", receipt_latency=True)
+    pub = Publisher(CHARGER, client, outbox, metrics, availability=lambda: None, clock=wall)
+    task = asyncio.create_task(pub.run())
+    try:
+        client.auto_ack = False
+        client.connect()
+        await settle()
+        topic = f"chargers/{CHARGER}/PowerOutput"
+        # Sampled long ago by the sender's clock, received 0.25 s before the PUBACK.
+        outbox.append([Entry(CHARGER, topic, b"1", wall.t - 3600, received_at=wall.t)])
+        outbox.append([Entry(CHARGER, topic, b"2", wall.t - 3600)])  # no receipt time
+        await settle()
+        wall.t += 0.25
+        client.ack(2)
+        await settle()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert sample(metrics, "edge_publish_latency_seconds_count") == 2
+    assert sample(metrics, "edge_reading_publish_seconds_count") == 1
+    assert sample(metrics, "edge_reading_publish_seconds_sum") == pytest.approx(0.25)
+
+
+def test_without_receipt_latency_there_is_no_such_series(metrics: EdgeMetrics) -> None:
+    assert metrics.receipt_latency is None
+    assert metrics.registry.get_sample_value("edge_reading_publish_seconds_count") is None
 
 
 @pytest.mark.usefixtures("publisher")
