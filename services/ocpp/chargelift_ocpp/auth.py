@@ -21,7 +21,10 @@ import asyncio
 import base64
 import binascii
 import functools
+import hashlib
+import hmac
 import re
+import secrets
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Literal, Protocol
@@ -162,6 +165,9 @@ class Authenticator:
         self.registry = registry
         self.path_prefix = path_prefix
         self._hashing = asyncio.Semaphore(concurrency)
+        self._process_key = secrets.token_bytes(32)
+        #: charge point id -> (the registry hash, HMAC of the password it proved)
+        self._verified: dict[str, tuple[str, bytes]] = {}
 
     async def check(
         self, path: str, headers: Headers, *, tls: bool, peer_cn: str | None
@@ -197,8 +203,32 @@ class Authenticator:
         user, password = creds
         if user != cp_id or entry.password_hash is None:
             return Refused("wrong_password", shown)
+        if self._verified_before(cp_id, password, entry.password_hash):
+            return Accepted(entry, "basic")
         ok = await self._verify(password, entry.password_hash)
+        if ok:
+            self._remember(cp_id, password, entry.password_hash)
         return Accepted(entry, "basic") if ok else Refused("wrong_password", shown)
+
+    # A charge point reconnects often (a flaky link, a gateway restart: all of them at
+    # once). scrypt costs tens of milliseconds and 16 MiB per check, by design; so the
+    # password a charge point last proved is remembered as an HMAC under a key that lives
+    # only in this process, for as long as its registry hash is the same. A wrong password,
+    # or a changed registry entry, always takes the full check.
+
+    def _digest(self, password: bytes) -> bytes:
+        return hmac.new(self._process_key, password, hashlib.sha256).digest()
+
+    def _verified_before(self, cp_id: str, password: bytes, password_hash: str) -> bool:
+        known = self._verified.get(cp_id)
+        return (
+            known is not None
+            and known[0] == password_hash
+            and hmac.compare_digest(known[1], self._digest(password))
+        )
+
+    def _remember(self, cp_id: str, password: bytes, password_hash: str) -> None:
+        self._verified[cp_id] = (password_hash, self._digest(password))
 
     async def _verify(self, password: bytes, password_hash: str) -> bool:
         async with self._hashing:
