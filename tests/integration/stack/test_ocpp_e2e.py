@@ -153,6 +153,10 @@ async def spare(stack: Stack) -> AsyncIterator[AnsweringChargePoint]:
         await asyncio.gather(task, return_exceptions=True)
 
 
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -243,19 +247,25 @@ async def test_a_transaction_reaches_the_api_with_its_id_tag_and_its_energy(
             )
         )  # fmt: skip
         await cp.call(status(t0 + timedelta(seconds=260), "Finishing"))
-        await cp.call(status(t0 + timedelta(seconds=270), "Available"))
+        last = t0 + timedelta(seconds=270)
+        await cp.call(status(last, "Available"))
 
     with api(stack) as client:
         state = wait(
             lambda: (
                 (r := client.get(f"/api/v1/chargers/{OCPP_SPARE}")).status_code == 200
-                and (f := {x["field"]: x for x in r.json()["fields"]}).get("IdTag")
-                and f.get("OperationState", {}).get("value") == "idle"
+                and (f := {x["field"]: x for x in r.json()["fields"]}).get("VendorState")
+                # the last message sent: everything before it is stored too (one
+                # connection, in order)
+                and when(f["VendorState"]["sampling_time"]) == last
                 and f
             ),
             60,
-            "the spare charge point's state in the API",
+            "the spare charge point's last status in the API",
         )
+        assert state["VendorState"]["value"] == "Available"
+        assert state["OperationState"]["value"] == "idle"
+        assert state["IdTag"]["value"] == "card-7"
         assert state["ChargerVendor"]["value"] == "ACME"
         assert state["ChargerModel"]["value"] == "Box 11"
         assert state["ConnectedVehicle"]["value"] is False
@@ -414,6 +424,7 @@ def test_the_simulated_charge_point_of_make_dev_reports(stack: Stack) -> None:
             lambda: (
                 (r := client.get("/api/v1/chargers/ocpp-sim-1")).status_code == 200
                 and (f := {x["field"]: x for x in r.json()["fields"]}).get("ChargerVendor")
+                and f.get("OperationState")
                 and f
             ),
             60,
