@@ -210,11 +210,12 @@ class Authenticator:
             self._remember(cp_id, password, entry.password_hash)
         return Accepted(entry, "basic") if ok else Refused("wrong_password", shown)
 
-    # A charge point reconnects often (a flaky link, a gateway restart: all of them at
-    # once). scrypt costs tens of milliseconds and 16 MiB per check, by design; so the
-    # password a charge point last proved is remembered as an HMAC under a key that lives
-    # only in this process, for as long as its registry hash is the same. A wrong password,
-    # or a changed registry entry, always takes the full check.
+    # A charge point on a flaky link reconnects often. scrypt costs tens of milliseconds
+    # and 16 MiB per check, by design; so the password a charge point last proved is
+    # remembered as an HMAC under a key that lives only in this process, for as long as
+    # its registry hash is the same. A wrong password, or a changed registry entry, always
+    # takes the full check. (A restarted gateway starts with nothing remembered: every
+    # charge point's first connection costs one check; docs/benchmarks.md, "OCPP".)
 
     def _digest(self, password: bytes) -> bytes:
         return hmac.new(self._process_key, password, hashlib.sha256).digest()

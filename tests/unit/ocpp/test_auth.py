@@ -82,8 +82,8 @@ def test_printable_cuts_and_masks() -> None:
 async def test_a_proved_password_is_not_checked_with_scrypt_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A reconnect storm (1,000 charge points after a gateway restart) must not cost
-    1,000 scrypt checks each time; a wrong password or a changed entry always does."""
+    """A charge point that reconnects (a flaky link) does not cost a scrypt check each
+    time; a wrong password or a changed entry always does."""
     registry_file = tmp_path / "cp.toml"
     password = "the-right-password-0123456789"
     write_registry(registry_file, [ChargePointEntry("cp-1", 2, hash_password(password))])
