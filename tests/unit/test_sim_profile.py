@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from chargelift_ocpp.registry import read_registry
 from chargelift_poller.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,7 +60,8 @@ def test_only_the_sim_profile_issues_simulated_chargers() -> None:
     assert sim["profiles"] == ["sim"]
     assert (sim["image"], sim["build"]) == (certs["image"], certs["build"])
     assert sim["user"] == certs["user"] == "0:0"  # to hand each key to its service
-    assert sim["volumes"] == certs["volumes"] == ["certs:/certs", "ca:/ca"]
+    # the CA key in its own volume; the OCPP gateway's registry (charge points, passwords)
+    assert sim["volumes"] == certs["volumes"] == ["certs:/certs", "ca:/ca", "ocpp-registry:/ocpp"]
     assert sim["environment"]["CHARGELIFT_CA_KEY"] == certs["environment"]["CHARGELIFT_CA_KEY"]
     assert sim["environment"]["CHARGELIFT_CA_KEY"] == "/ca/ca.key"
     assert sim["network_mode"] == "none"
@@ -91,7 +93,9 @@ def _run_certs(tmp_path: Path, **env: str) -> list[str]:
         "CERTS_DIR": str(tmp_path / "certs"),
         "CHARGELIFT_CA_KEY": str(tmp_path / "ca" / "ca.key"),
         **env,
+        "OCPP_REGISTRY_DIR": str(tmp_path / "ocpp"),  # never the machine's /ocpp
     }
+    (tmp_path / "ocpp").mkdir(exist_ok=True)
     script = REPO / "docker" / "entrypoints" / "certs.sh"
     subprocess.run(["sh", str(script)], env=environ, check=True, capture_output=True, timeout=60)
     return sorted(p.stem for p in (tmp_path / "certs" / "clients").glob("*.crt"))
@@ -111,8 +115,11 @@ def _env(service: str) -> dict[str, str]:
 def test_the_certs_bootstrap_issues_no_charger_the_sim_certs_the_simulated_ones(
     tmp_path: Path,
 ) -> None:
-    services = ["api", "healthcheck", "ingest", "ingest-2", "monitor"]
+    # the OCPP gateway's edge identity, listing the spare charge point
+    services = ["api", "healthcheck", "ingest", "ingest-2", "monitor", "ocpp-gateway"]
     assert _run_certs(tmp_path, **_env("certs")) == services
+    registry = read_registry(tmp_path / "ocpp" / "charge_points.toml")
+    assert list(registry) == ["ocpp-spare"]
     acl = (tmp_path / "certs" / "mosquitto.acl").read_text()
     assert "amtron" not in acl
     # the API publishes the commands it accepts: a controller of every charger
@@ -127,3 +134,8 @@ def test_the_certs_bootstrap_issues_no_charger_the_sim_certs_the_simulated_ones(
     acl = (tmp_path / "certs" / "mosquitto.acl").read_text()
     for charger in chargers:
         assert f"user {charger}" in acl
+    # and the simulated OCPP charge point, which the gateway's identity now lists too
+    registry = read_registry(tmp_path / "ocpp" / "charge_points.toml")
+    assert sorted(registry) == ["ocpp-sim-1", "ocpp-spare"]
+    gateway_rules = acl.split("user ocpp-gateway\n", 1)[1].split("\n\n", 1)[0]
+    assert "chargers/ocpp-sim-1/" in gateway_rules
