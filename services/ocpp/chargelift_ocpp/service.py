@@ -24,10 +24,11 @@ from chargelift_ocpp import __version__
 from chargelift_ocpp.auth import Authenticator
 from chargelift_ocpp.chargepoint import OcppChargePoint
 from chargelift_ocpp.config import Settings
+from chargelift_ocpp.mapping import ChargePointMapper, MappingError
 from chargelift_ocpp.metrics import MapperCounters, OcppMetrics
 from chargelift_ocpp.registry import ChargePointEntry, Registry
 from chargelift_ocpp.server import OcppServer
-from chargelift_ocpp.sink import Mapper, MapperFactory, ReadingSink, default_mapper_factory
+from chargelift_ocpp.sink import Mapper, MapperFactory, ReadingSink
 from chargelift_ocpp.transactions import TransactionStore
 from chargelift_ocpp.uplink import Uplink
 from chargelift_runtime.http import HttpEndpoint, Response
@@ -168,10 +169,10 @@ class OcppService:
     async def run(self, stop: asyncio.Event) -> None:
         """Start everything, run until ``stop`` is set, close in reverse order."""
         s = self.settings
-        if self._mapper_factory is None or self._mapping_error is None:
-            factory, error = default_mapper_factory()
-            self._mapper_factory = self._mapper_factory or factory
-            self._mapping_error = self._mapping_error or error
+        if self._mapper_factory is None:
+            self._mapper_factory = ChargePointMapper
+        if self._mapping_error is None:
+            self._mapping_error = MappingError
         registry = Registry(s.charge_points)
         with TransactionStore(s.transactions_file) as transactions:
             self.transactions = transactions

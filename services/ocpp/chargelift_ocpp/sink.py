@@ -59,15 +59,3 @@ class Mapper(Protocol):
 
 #: Builds the mapper of a charge point from its id.
 MapperFactory = Callable[[str], Mapper]
-
-
-def default_mapper_factory() -> tuple[MapperFactory, type[Exception]]:
-    """``mapping.ChargePointMapper`` and ``mapping.MappingError``.
-
-    Imported when the service starts (not at import time), so the connection code and
-    its tests do not depend on the mapping module.
-    """
-    import importlib
-
-    mapping = importlib.import_module("chargelift_ocpp.mapping")
-    return mapping.ChargePointMapper, mapping.MappingError

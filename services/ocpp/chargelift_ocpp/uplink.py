@@ -119,6 +119,10 @@ class Uplink:
         self.mqtt = mqtt
         self.edge_id = edge_id
         self.chargers = frozenset(chargers)
+        # charge point -> its listed chargers, for the availability of each connection
+        self._chargers_of: dict[str, list[str]] = {}
+        for c in sorted(self.chargers):
+            self._chargers_of.setdefault(charge_point_of(c), []).append(c)
         self.metrics = metrics
         self.clock = clock or SystemClock()
         self.outbox: Outbox | None = None
@@ -190,7 +194,7 @@ class Uplink:
         return ONLINE if charge_point_of(charger) in self._connections else OFFLINE
 
     def _queue_availability(self, charge_point: str, state: bytes) -> None:
-        mine = [c for c in self.chargers if charge_point_of(c) == charge_point]
+        mine = self._chargers_of.get(charge_point, [])
         if mine and self.outbox is not None:
             now = self.clock.now().timestamp()
             self.outbox.append([Entry(c, availability_topic(c), state, now) for c in mine])
