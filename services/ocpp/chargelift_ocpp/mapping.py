@@ -67,7 +67,10 @@ Meter values of connector 0 (the charge point's main meter) are ignored.
 Transactions
 ------------
 StartTransaction -> ``IdTag``, ``TransactionId`` (the id the gateway gave it, as a string),
-``SessionEnergy`` 0 and ``TotalEnergyConsumption`` = meterStart, at its timestamp.
+``SessionEnergy`` 0 at its timestamp, and ``TotalEnergyConsumption`` = meterStart 1 ms
+before it (:data:`BEFORE_START`): the register stood there before the transaction began,
+so a rise the gateway never saw (a session while it or the charge point was away) ends
+before the new session and the API does not bill it to that session.
 StopTransaction maps its ``transactionData`` like MeterValues, then ``SessionEnergy`` =
 meterStop - meterStart and ``TotalEnergyConsumption`` = meterStop (through the gate) at its
 timestamp. A transaction id the mapper does not know (a gateway restart: the gateway tells
@@ -149,6 +152,8 @@ CONFIRMATIONS: Final = 3
 MIN_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
 #: Largest believable lead of a charge point's clock (ingest's INGEST_MAX_FUTURE_SECONDS default).
 MAX_FUTURE: Final = timedelta(seconds=300)
+#: How long before a transaction's start its ``meterStart`` is placed (see start_transaction).
+BEFORE_START: Final = timedelta(milliseconds=1)
 
 #: Longest string value taken from a payload (OCPP's longest CiString is 500; ids are 20-50).
 MAX_TEXT_CHARS: Final = 500
@@ -546,7 +551,10 @@ class ChargePointMapper:
             Reading(charger, "IdTag", id_tag, at),
             Reading(charger, "TransactionId", str(tx_id), at),
             Reading(charger, "SessionEnergy", 0, at),
-            Reading(charger, "TotalEnergyConsumption", _number(meter_start), at),
+            # The register stood at meterStart *before* the transaction: a rise the gateway
+            # never saw (a session while it was away) ends before this one and is not
+            # billed to it (a session takes the deltas that end at or after its start).
+            Reading(charger, "TotalEnergyConsumption", _number(meter_start), at - BEFORE_START),
         ]
 
     def stop_transaction(self, payload: Mapping[str, Any], now: datetime) -> list[Reading]:

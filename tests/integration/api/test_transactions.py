@@ -7,7 +7,8 @@ to 0 (or jumps backwards) and comes back inside a session changes neither the se
 energy nor the energy per period -- for a ``SessionEnergy`` register and for a lifetime
 ``TotalEnergyConsumption`` alike, also when a window's edge cuts the dip.
 
-The readings are planted in the database as ingest stores them (the API's side only).
+The readings are planted in the database as ingest stores them (the API's side only);
+those of ``MAPPED`` are what the gateway's own mapper makes of a charge point's messages.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx
 import pytest
 
 from chargelift_devstack.postgres import PostgresServer
+from chargelift_ocpp.mapping import ChargePointMapper, Reading
 from tests.conftest import scratch
 from tests.integration.api.conftest import READ_TOKEN, LiveApi, start_api
 from tests.support.db import Row, fresh_database, plant_readings, reading_row
@@ -33,6 +35,7 @@ pytestmark = pytest.mark.integration
 T1 = datetime(2026, 11, 10, 12, tzinfo=UTC)
 TAGGED = "ocpp-tags-1"  # SessionEnergy only (no lifetime meter), with transactions
 METERED = "ocpp-meter-1"  # a lifetime meter, no transactions reported
+MAPPED = "ocpp-mapped"  # a charge point's messages through the gateway's mapper
 History = list[tuple[int, str, float | str | bool | None]]
 
 # (seconds after T1, field, value)
@@ -100,6 +103,67 @@ METERED_HISTORY: History = [
 ]
 
 
+def _ocpp_time(s: int) -> str:
+    return (T1 + timedelta(seconds=s)).isoformat().replace("+00:00", "Z")
+
+
+def _status(mapper: ChargePointMapper, s: int, status: str) -> list[Reading]:
+    payload = {
+        "connectorId": 1,
+        "errorCode": "NoError",
+        "status": status,
+        "timestamp": _ocpp_time(s),
+    }
+    return mapper.status_notification(payload, T1 + timedelta(seconds=s))
+
+
+def _transaction(
+    mapper: ChargePointMapper, tx: int, s: int, meter_start: int, meter_stop: int, until: int
+) -> list[Reading]:
+    """A whole transaction as a charge point sends it: Preparing, StartTransaction and
+    Charging in the same second, a meter value, StopTransaction, Available."""
+    readings = _status(mapper, s - 30, "Preparing")
+    start = {
+        "connectorId": 1,
+        "idTag": "CARD-M",
+        "meterStart": meter_start,
+        "timestamp": _ocpp_time(s),
+    }
+    readings += mapper.start_transaction(start, tx, T1 + timedelta(seconds=s))
+    readings += _status(mapper, s, "Charging")
+    middle = (s + until) // 2
+    sample = {
+        "value": str((meter_start + meter_stop) // 2),
+        "measurand": "Energy.Active.Import.Register",
+        "unit": "Wh",
+    }
+    payload = {
+        "connectorId": 1,
+        "transactionId": tx,
+        "meterValue": [{"timestamp": _ocpp_time(middle), "sampledValue": [sample]}],
+    }
+    readings += mapper.meter_values(payload, T1 + timedelta(seconds=middle))
+    stop = {
+        "transactionId": tx,
+        "meterStop": meter_stop,
+        "timestamp": _ocpp_time(until),
+        "reason": "EVDisconnected",
+    }
+    readings += mapper.stop_transaction(stop, T1 + timedelta(seconds=until))
+    return readings + _status(mapper, until, "Available")
+
+
+def mapped_readings() -> list[Reading]:
+    """Two transactions; between them the register rose by 12 kWh that the gateway never
+    saw (a session while the charge point was away, its messages lost)."""
+    mapper = ChargePointMapper(MAPPED)
+    readings = _status(mapper, -600, "Available")
+    readings += _transaction(mapper, 1, 0, 1_000_000, 1_008_000, 1500)
+    readings += _transaction(mapper, 2, 3600, 1_020_000, 1_025_000, 4500)
+    assert {r.charger for r in readings} == {MAPPED}
+    return readings
+
+
 def _row(charger: str, s: int, field: str, value: float | str | bool | None) -> Row:
     time = T1 + timedelta(seconds=s)
     if value is None:
@@ -111,6 +175,12 @@ def rows() -> Iterator[Row]:
     for charger, history in ((TAGGED, TAGGED_HISTORY), (METERED, METERED_HISTORY)):
         for s, field, value in history:
             yield _row(charger, s, field, value)
+    yield _row(MAPPED, -600, "EnergyPrice", 30.0)
+    for r in mapped_readings():
+        if r.value is None:
+            yield (r.sampled_at, r.charger, r.field, None, None, None)
+        else:
+            yield reading_row(r.sampled_at, r.charger, r.field, r.value)
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +283,18 @@ async def test_the_energy_per_period_is_unchanged_by_a_glitch_and_windows_add_up
     after = await get(client, charger, "energy", **{"from": iso(cut), "to": WHOLE["to"]})
     assert before["total_energy_wh"] + after["total_energy_wh"] == pytest.approx(expected)
     assert min(before["total_energy_wh"], after["total_energy_wh"]) >= 0.0
+
+
+async def test_a_register_rise_between_transactions_is_not_billed_to_the_next_session(
+    client: httpx.AsyncClient,
+) -> None:
+    # Each session is its transaction's meterStop - meterStart, although the charge point
+    # reports Charging in the same second as the start, and the register stood 12 kWh
+    # higher at the second start than at the first stop.
+    body = await get(client, MAPPED, "sessions", **WHOLE)
+    got = [(s["transaction_id"], s["energy_wh"]) for s in body["sessions"]]
+    assert got == [("1", pytest.approx(8000.0)), ("2", pytest.approx(5000.0))]
+    assert body["sessions"][1]["cost"] == pytest.approx(1.5)
+    # The rise is still energy the charger delivered: the period counts it.
+    energy = await get(client, MAPPED, "energy", **WHOLE)
+    assert energy["total_energy_wh"] == pytest.approx(25_000.0)

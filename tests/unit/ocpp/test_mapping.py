@@ -476,7 +476,10 @@ def test_start_transaction_gives_id_tag_transaction_id_and_zero_session_energy()
         "SessionEnergy": 0,
         "TotalEnergyConsumption": 5000,
     }
-    assert {r.sampled_at for r in readings} == {at(-30)}
+    times = {r.field: r.sampled_at for r in readings}
+    # meterStart is where the register stood before the transaction: 1 ms before its start.
+    assert times.pop("TotalEnergyConsumption") == at(-30) - timedelta(milliseconds=1)
+    assert set(times.values()) == {at(-30)}
 
 
 def test_session_energy_follows_the_register_and_ends_at_meter_stop_minus_meter_start() -> None:
