@@ -153,6 +153,7 @@ def test_start_and_availability_take_null_or_true_and_nothing_else(command: str)
     for value in (None, True):
         msg = parse({"Value": value}, topic)
         assert (msg.command, msg.value, msg.valid_for) == (Command(command), None, None)
+    bad: object
     for bad in (False, 1, 16.0, "true", [], {}):
         with pytest.raises(CommandError, match="null or true"):
             parse({"Value": bad}, topic)
