@@ -44,7 +44,9 @@ from chargelift_runtime.mqtt import MqttError, PublishRefusedError
 
 log = logging.getLogger(__name__)
 
-ApiCommand = Literal["set_current_limit", "pause", "resume", "stop"]
+ApiCommand = Literal[
+    "set_current_limit", "pause", "resume", "stop", "start", "set_operative", "set_inoperative"
+]
 
 #: The API's names of the contract's commands.
 COMMANDS: dict[str, Command] = {
@@ -52,6 +54,9 @@ COMMANDS: dict[str, Command] = {
     "pause": Command.PAUSE,
     "resume": Command.RESUME,
     "stop": Command.STOP,
+    "start": Command.START,
+    "set_operative": Command.OPERATIVE,
+    "set_inoperative": Command.INOPERATIVE,
 }
 API_NAMES: dict[Command, str] = {c: name for name, c in COMMANDS.items()}
 
@@ -76,11 +81,17 @@ class CommandRequest(BaseModel):
             "examples": [
                 {"command": "set_current_limit", "value": 10, "valid_for": 300, "expires_in": 30},
                 {"command": "pause"},
+                {"command": "start"},
+                {"command": "set_inoperative", "expires_in": 300},
             ]
         },
     )
 
-    command: ApiCommand = Field(description="set_current_limit, pause, resume or stop")
+    command: ApiCommand = Field(
+        description="set_current_limit, pause, resume, stop (end the session), start (start a "
+        "session on a charger with a vehicle plugged in), set_operative or set_inoperative "
+        "(the charger's availability; inoperative: no new session, a running one may finish)"
+    )
     value: StrictInt | StrictFloat | StrictBool | None = Field(
         None,
         description="set_current_limit: amperes per phase (the charger's own range is "

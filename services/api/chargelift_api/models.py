@@ -380,7 +380,10 @@ class CommandOut(_Model):
 
     id: str = Field(description="the command id (also its CommandId on the broker)")
     charger: str
-    command: str = Field(description="set_current_limit, pause, resume or stop")
+    command: str = Field(
+        description="set_current_limit, pause, resume, stop, start, set_operative or "
+        "set_inoperative (a command another controller sent over MQTT: its API name too)"
+    )
     value: float | None = Field(description="the limit asked for, in A (null for the others)")
     valid_for: float | None = Field(description="the lease asked for, in s")
     issuer: str | None = Field(description="who sent it: `token:<name>` for the API's")

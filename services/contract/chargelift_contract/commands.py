@@ -14,11 +14,15 @@ CurrentLimit    number, amperes per phase   set the charging current limit
 Pause           ``null`` or ``true``        pause charging (the session stays open)
 Resume          ``null`` or ``true``        resume a paused session
 Stop            ``null`` or ``true``        end the session
+Start           ``null`` or ``true``        start a session (a vehicle must be plugged in)
+Operative       ``null`` or ``true``        make the charger available again
+Inoperative     ``null`` or ``true``        take the charger out of service (no new
+                                            session; a running one may finish first)
 ==============  ==========================  ==========================================
 
 A command's payload is a JSON object::
 
-    {"Value": 10,                              required (null for the three above)
+    {"Value": 10,                              required (null for all but CurrentLimit)
      "CommandId": "evcc-7f3a",                 optional; 1-80 of A-Z a-z 0-9 . _ : -
      "IssuedAt": "2026-12-02T10:00:00Z",       optional RFC 3339
      "ExpiresAt": "2026-12-02T10:01:00Z",      optional; default IssuedAt + 60 s
@@ -68,6 +72,9 @@ class Command(StrEnum):
     PAUSE = "Pause"
     RESUME = "Resume"
     STOP = "Stop"
+    START = "Start"
+    OPERATIVE = "Operative"
+    INOPERATIVE = "Inoperative"
 
 
 class Outcome(StrEnum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from chargelift_edge.settings import EdgeSettings
@@ -19,6 +19,8 @@ __all__ = ["MqttSettings", "Settings"]
 
 #: The one WebSocket subprotocol the gateway speaks (OCPP 1.6J).
 SUBPROTOCOL = "ocpp1.6"
+#: The longest OCPP 1.6 idTag (IdToken is a CiString20).
+MAX_ID_TAG_CHARS = 20
 
 
 class Settings(EdgeSettings):
@@ -53,6 +55,9 @@ class Settings(EdgeSettings):
     heartbeat_interval: int = Field(300, ge=1, le=86400)
     #: Id tags that Authorize and StartTransaction accept, comma-separated; empty: any.
     id_tags: str = ""
+    #: The id tag of the gateway's RemoteStartTransaction (the ``Start`` command): 1-20
+    #: printable characters (OCPP's idToken is a CiString20); always accepted.
+    remote_id_tag: str = "chargelift"
     max_connections: int = Field(1000, ge=1)
     #: The largest WebSocket message accepted (bytes); a larger one closes the connection.
     max_message_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
@@ -67,6 +72,13 @@ class Settings(EdgeSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9103, ge=0, le=65535)
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("remote_id_tag")
+    @classmethod
+    def _remote_id_tag(cls, value: str) -> str:
+        if not 1 <= len(value) <= MAX_ID_TAG_CHARS or not value.isprintable():
+            raise ValueError(f"must be 1-{MAX_ID_TAG_CHARS} printable characters (an OCPP idTag)")
+        return value
 
     @model_validator(mode="after")
     def _listeners(self) -> Settings:
@@ -85,8 +97,10 @@ class Settings(EdgeSettings):
 
     @property
     def accepted_id_tags(self) -> frozenset[str]:
-        """The configured id tags; empty: every id tag is accepted."""
-        return frozenset(t.strip() for t in self.id_tags.split(",") if t.strip())
+        """The configured id tags and the gateway's own (:attr:`remote_id_tag`: a remote
+        start is never refused by its own gateway); empty: every id tag is accepted."""
+        tags = frozenset(t.strip() for t in self.id_tags.split(",") if t.strip())
+        return tags | {self.remote_id_tag} if tags else tags
 
     @property
     def outbox_file(self) -> Path:

@@ -24,7 +24,8 @@ the outbox (QoS 1, not retained), exactly like the poller:
   ``failed`` ("interrupted by a restart").
 * **Answered.** ``Accepted`` -> ``applied``; ``Rejected`` -> ``rejected``;
   ``NotSupported``, a CALLERROR, no answer within ``OCPP_RESPONSE_TIMEOUT`` or a lost
-  connection -> ``failed``.
+  connection -> ``failed``. ChangeAvailability's ``Scheduled`` (a transaction runs; the
+  change takes effect when it ends) -> ``applied``, the reason says so.
 * **Coalesced.** Of the CurrentLimit commands waiting, only the newest is applied;
   each older one is ``rejected`` ("superseded by <id>").
 * **Lease.** A CurrentLimit with ``ValidFor`` is sent with ``validTo`` = now +
@@ -41,6 +42,12 @@ Pause           SetChargingProfile :data:`PAUSE_PROFILE_ID` (stack level 1), 0 A
                 ``validTo``: above the limit, which stays as it is (and its lease runs)
 Resume          ClearChargingProfile :data:`PAUSE_PROFILE_ID`: the limit beneath rules again
 Stop            RemoteStopTransaction of the transaction running on the connector
+Start           RemoteStartTransaction on the connector with the gateway's id tag
+                (``OCPP_REMOTE_ID_TAG``); Accepted: the charge point starts the
+                transaction (once a vehicle is plugged in and it has authorised)
+Operative       ChangeAvailability ``Operative`` of the connector
+Inoperative     ChangeAvailability ``Inoperative`` of the connector (``Scheduled``
+                while a transaction runs: it may finish)
 ==============  ==========================================================
 
 Two profiles rather than one: a pause replacing the limit's profile would lose the
@@ -60,6 +67,7 @@ from typing import Any
 
 from ocpp.exceptions import OCPPError
 from ocpp.v16 import call
+from ocpp.v16.enums import AvailabilityType
 
 from chargelift_contract import Envelope, encode, field_topic
 from chargelift_contract.commands import (
@@ -110,6 +118,8 @@ MAX_OPEN = 1000
 PRUNE_EVERY = 3600.0
 
 _ACCEPTED = "Accepted"
+#: The id tag of a remote start when none is configured (``OCPP_REMOTE_ID_TAG``).
+DEFAULT_REMOTE_ID_TAG = "chargelift"
 
 
 def charge_point_of(charger: str) -> str:
@@ -135,9 +145,11 @@ class OcppCommander:
         *,
         clock: Clock,
         max_current: float | None = None,
+        remote_id_tag: str = DEFAULT_REMOTE_ID_TAG,
     ) -> None:
         self.charger_id = charger_id
         self.charge_point = charge_point_of(charger_id)
+        self._remote_id_tag = remote_id_tag
         self.connector = connector_of(charger_id)
         self._outbox = outbox
         self._control = control
@@ -405,6 +417,12 @@ class OcppCommander:
                 return Outcome.FAILED, f"ClearChargingProfile of the pause: {status[:40]}"
             case Command.STOP:
                 return await self._stop(cp)
+            case Command.START:
+                return await self._start(cp)
+            case Command.OPERATIVE:
+                return await self._availability(cp, AvailabilityType.operative)
+            case Command.INOPERATIVE:
+                return await self._availability(cp, AvailabilityType.inoperative)
         raise AssertionError(msg.command)  # pragma: no cover
 
     async def _profile(
@@ -449,6 +467,39 @@ class OcppCommander:
             return Outcome.APPLIED, f"RemoteStopTransaction {tx}: Accepted"
         return Outcome.REJECTED, f"RemoteStopTransaction {tx}: {status[:40]}"
 
+    async def _start(self, cp: Any) -> tuple[Outcome, str]:
+        answer = await cp.call(
+            call.RemoteStartTransaction(id_tag=self._remote_id_tag, connector_id=self.connector),
+            suppress=False,
+        )
+        status = str(answer.status)
+        if status == _ACCEPTED:
+            return (
+                Outcome.APPLIED,
+                "RemoteStartTransaction: Accepted by the charge point; the transaction starts "
+                "when the vehicle is plugged in and the charge point has authorised it",
+            )
+        if status == "Rejected":
+            return Outcome.REJECTED, "RemoteStartTransaction: Rejected by the charge point"
+        return Outcome.FAILED, f"RemoteStartTransaction: {status[:40]}"
+
+    async def _availability(self, cp: Any, kind: AvailabilityType) -> tuple[Outcome, str]:
+        answer = await cp.call(
+            call.ChangeAvailability(connector_id=self.connector, type=kind), suppress=False
+        )
+        status = str(answer.status)
+        what = f"ChangeAvailability {kind.value}"
+        if status == _ACCEPTED:
+            return Outcome.APPLIED, f"{what}: Accepted"
+        if status == "Scheduled":
+            return (
+                Outcome.APPLIED,
+                f"{what}: Scheduled: it takes effect when the running transaction ends",
+            )
+        if status == "Rejected":
+            return Outcome.REJECTED, f"{what}: Rejected by the charge point"
+        return Outcome.FAILED, f"{what}: {status[:40]}"
+
     def _revert(self, now: datetime) -> None:
         """The lease ended: the charge point dropped the profile at its ``validTo``."""
         lease = self._lease
@@ -490,11 +541,20 @@ class Control:
         *,
         clock: Clock,
         max_current: float | None = None,
+        remote_id_tag: str = DEFAULT_REMOTE_ID_TAG,
     ) -> None:
         self.transactions = transactions
         self._live: dict[str, Any] = {}
         self.commanders = {
-            c: OcppCommander(c, outbox, self, metrics, clock=clock, max_current=max_current)
+            c: OcppCommander(
+                c,
+                outbox,
+                self,
+                metrics,
+                clock=clock,
+                max_current=max_current,
+                remote_id_tag=remote_id_tag,
+            )
             for c in sorted(chargers)
         }
 
@@ -532,6 +592,7 @@ class Control:
 
 
 __all__ = [
+    "DEFAULT_REMOTE_ID_TAG",
     "PAUSE_PROFILE_ID",
     "PROFILE_ID",
     "Control",

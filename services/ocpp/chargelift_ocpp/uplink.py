@@ -227,6 +227,7 @@ class Uplink:
                     self.metrics,
                     clock=self.clock,
                     max_current=s.max_current,
+                    remote_id_tag=s.remote_id_tag,
                 )
                 commands = [command_filter(c) for c in sorted(self.chargers)]
             self.client = await self._stack.enter_async_context(

@@ -77,7 +77,7 @@ from chargelift_edge.commands import dt as _dt
 from chargelift_edge.commands import ts as _ts
 from chargelift_edge.outbox import Entry, Outbox, Statement
 from chargelift_poller.config import ControlConfig
-from chargelift_poller.drivers.base import Controller, Driver
+from chargelift_poller.drivers.base import ACTIONS, Controller, Driver
 from chargelift_poller.errors import ChargerError, ChargerTimeoutError, DriverFaultError
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import ChargerReading
@@ -123,9 +123,11 @@ class Commander:
         metrics: PollerMetrics,
         *,
         clock: Clock,
+        driver_name: str | None = None,
     ) -> None:
         self.charger_id = charger_id
         self._driver = driver
+        self._driver_name = "the driver" if driver_name is None else f"the {driver_name} driver"
         self._controller = driver if isinstance(driver, Controller) else None
         self._control = control
         self._outbox = outbox
@@ -219,6 +221,8 @@ class Commander:
             return Outcome.EXPIRED, f"expired at {format_time(msg.expires_at)}"
         if self._controller is None:
             return Outcome.REJECTED, "the driver cannot control this charger"
+        if msg.command not in self._controller.commands:
+            return Outcome.REJECTED, f"{self._driver_name} cannot {ACTIONS[msg.command]}"
         if self._device.up() is False:
             return Outcome.REJECTED, "charger offline"
         if msg.command is Command.CURRENT_LIMIT:
@@ -439,6 +443,12 @@ class Commander:
                 await controller.resume()
             case Command.STOP:
                 await controller.stop()
+            case Command.START:
+                await controller.start()
+            case Command.OPERATIVE:
+                await controller.set_operative(True)
+            case Command.INOPERATIVE:
+                await controller.set_operative(False)
 
     async def _read(self) -> ChargerReading:
         return await self._guarded("read back", self._driver.read(full=True))

@@ -365,6 +365,7 @@ class PollerService:
             Device(coordinator.device_lock, lambda: coordinator.status.up, charger.timeout),
             self.metrics,
             clock=self.clock,
+            driver_name=charger.driver,
         )
         coordinator.extra = commander.values
         return coordinator, commander

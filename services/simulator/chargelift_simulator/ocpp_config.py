@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-random-traffic",
         dest="random_traffic",
         action="store_false",
-        help="no cars come (only a central system's RemoteStartTransaction starts a session "
-        "once a car is there: useful with the programmatic API)",
+        help="no cars come by themselves (plug one in with the programmatic API; a central "
+        "system's RemoteStartTransaction starts a session once a car is there)",
     )
     p.add_argument("--stagger", type=float, default=0.0, help="spread first connects over S s")
     p.add_argument(

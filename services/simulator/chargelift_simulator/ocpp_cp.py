@@ -445,8 +445,10 @@ class SimChargePoint:
 
     def _status_now(self) -> str:
         m = self.model
+        if not self.available and self.transaction is None:
+            return "Unavailable"  # Inoperative: no session, plugged in or not
         if m.vehicle is None:
-            return "Available" if self.available else "Unavailable"
+            return "Available"
         state = m.state
         if state is ChgState.CHARGING:
             return "Charging"
@@ -738,13 +740,24 @@ class SimChargePoint:
             self.model.set_remote_current(max_a if limit is None else min(max_a, limit))
 
     def remote_start(self, id_tag: str, connector_id: int | None) -> str:
-        if connector_id not in (None, 1) or self.transaction is not None or not self.available:
+        """``Accepted`` when a car is plugged in, the connector is operative and no
+        transaction runs on it: the session starts at once (the physical model's Start)
+        and StartTransaction carries ``id_tag``. Else ``Rejected``: no car, a transaction
+        running, ``Unavailable``, another connector, or a car the model cannot start
+        (full)."""
+        m = self.model
+        if (
+            connector_id not in (None, 1)
+            or self.transaction is not None
+            or not self.available
+            or m.vehicle is None
+        ):
             return "Rejected"
         self._pending_id_tag = id_tag[:ID_TAG_MAX]
-        m = self.model
-        if m.vehicle is not None:
-            m.command(Command.START, uid=self._pending_id_tag)
-            self.observe()
+        if not m.command(Command.START, uid=self._pending_id_tag):
+            self._pending_id_tag = None
+            return "Rejected"
+        self.observe()
         return "Accepted"
 
     def remote_stop(self, transaction_id: int) -> str:

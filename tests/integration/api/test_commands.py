@@ -174,6 +174,46 @@ async def test_a_command_is_on_record_and_on_the_set_topic(
     assert row["expires_at"] - row["issued_at"] == timedelta(seconds=30)
 
 
+async def test_start_and_availability_reach_the_broker_with_the_contract_payload(
+    api: LiveApi, dsn: str, broker: MosquittoServer, certs: TestCerts
+) -> None:
+    sent = {"start": "Start", "set_operative": "Operative", "set_inoperative": "Inoperative"}
+    before = await Db(dsn).fetch("SELECT count(*) AS n FROM commands")
+    async with watcher(broker, certs) as (_, inbox), http(api, CONTROL) as c:
+        # A value other than null or true is refused, nothing recorded or sent.
+        for bad in (16, False, "yes", [True]):
+            r = await c.post(URL, json={"command": "start", "value": bad})
+            assert r.status_code == 422, (bad, r.text)
+        ids = {}
+        for name, value in zip(sent, (None, True, None), strict=True):
+            r = await c.post(URL, json={"command": name, "value": value, "expires_in": 120})
+            assert r.status_code == 202, r.text
+            assert (r.json()["command"], r.json()["status"]) == (name, "pending")
+            ids[name] = r.json()["id"]
+        messages = {name: await inbox.wait_for(cid) for name, cid in ids.items()}
+        # Listed in the audit under their API names.
+        audit = {d["id"]: d["command"] for d in (await c.get(URL)).json()["commands"]}
+    for name, contract in sent.items():
+        msg = messages[name]
+        assert msg.topic == f"chargers/{CHARGER}/set/{contract}"
+        assert (msg.qos, msg.retain) == (1, False)
+        payload = orjson.loads(msg.payload)
+        assert (payload["Value"], payload["CommandId"], payload["Issuer"]) == (
+            None, ids[name], "token:evcc",
+        )  # fmt: skip
+        assert "ValidFor" not in payload
+        assert audit[ids[name]] == name
+    rows = await Db(dsn).fetch(
+        "SELECT command_id, command, value FROM commands WHERE command_id = ANY($1)",
+        list(ids.values()),
+    )
+    assert {(r["command_id"], r["command"], r["value"]) for r in rows} == {
+        (ids[name], contract, None) for name, contract in sent.items()
+    }
+    after = await Db(dsn).fetch("SELECT count(*) AS n FROM commands")
+    assert after[0]["n"] == before[0]["n"] + 3  # the refused ones are not on record
+
+
 async def test_a_read_only_token_gets_403_and_nothing_is_sent(
     api: LiveApi, dsn: str, broker: MosquittoServer, certs: TestCerts
 ) -> None:

@@ -162,6 +162,35 @@ async def test_a_command_without_an_id_delivered_twice_is_one_command(
     assert (row["command"], row["value"], row["issuer"]) == ("Pause", None, None)
 
 
+async def test_start_and_availability_commands_and_their_results_are_recorded(
+    ingest: IngestProcess, publisher: Publisher, db: str
+) -> None:
+    # Schema 0010: the audit keeps the three commands added for OCPP (issue 17).
+    sent = [Command.START, Command.OPERATIVE, Command.INOPERATIVE]
+    messages = [
+        (CONTROLLER, command_topic(CHARGER, c), encode_command(c, command_id=f"n-{c.value}"))
+        for c in sent
+    ]
+    scheduled = CommandResult(
+        "n-Inoperative", Outcome.APPLIED, "ChangeAvailability Inoperative: Scheduled", ISSUED
+    )
+    messages.append((CHARGER, result_topic(CHARGER, Command.INOPERATIVE), encode_result(scheduled)))
+    await publisher.publish(messages, retain=False)
+    await wait_rows(db, 1, table="command_results")
+    await wait_rows(db, 3, table="commands")
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch("SELECT command_id, command, value FROM commands")
+        outcome = await conn.fetchval("SELECT outcome FROM command_results")
+    finally:
+        await conn.close()
+    assert {(r["command_id"], r["command"], r["value"]) for r in rows} == {
+        (f"n-{c.value}", c.value, None) for c in sent
+    }
+    assert outcome == "applied"
+    assert await count_rows(db, "dead_letters") == 0
+
+
 async def _api_inserts(db: str, command_id: str, issuer: str | None) -> None:
     """What the API does before it publishes: its own role, via 'api'."""
     conn = await asyncpg.connect(as_role(db, "chargelift_api"))

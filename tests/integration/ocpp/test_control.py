@@ -18,6 +18,7 @@ from ocpp.v16 import ChargePoint as ClientChargePoint
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import (
     Action,
+    AvailabilityStatus,
     ChargingProfileStatus,
     ClearChargingProfileStatus,
     RemoteStartStopStatus,
@@ -38,6 +39,7 @@ from chargelift_ocpp.control import PAUSE_PROFILE_ID, PROFILE_ID
 from chargelift_runtime.mqtt import Message, MqttClient
 from chargelift_runtime.retry import Backoff
 from chargelift_runtime.settings import MqttSettings
+from chargelift_simulator.ocpp_fleet import OcppFleet, OcppFleetConfig
 from tests.conftest import scratch
 from tests.integration.ocpp.conftest import PASSWORD_2, Gateway, GatewayFactory
 from tests.support.certs import TestCerts
@@ -116,6 +118,8 @@ class ChargePointSim(ClientChargePoint):  # type: ignore[misc]  # ocpp has no ty
         super().__init__(cp_id, ws, response_timeout=10)
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.answer = ChargingProfileStatus.accepted
+        self.start_answer = RemoteStartStopStatus.accepted
+        self.availability_answer = AvailabilityStatus.accepted
         self.silent = False
 
     async def route_message(self, raw_msg: str) -> None:
@@ -140,6 +144,18 @@ class ChargePointSim(ClientChargePoint):  # type: ignore[misc]  # ocpp has no ty
     @on(Action.remote_stop_transaction)
     def on_remote_stop_transaction(self, **_: Any) -> call_result.RemoteStopTransaction:
         return call_result.RemoteStopTransaction(status=RemoteStartStopStatus.accepted)
+
+    @on(Action.remote_start_transaction)
+    async def on_remote_start_transaction(self, **_: Any) -> call_result.RemoteStartTransaction:
+        if self.silent:
+            await asyncio.Event().wait()
+        return call_result.RemoteStartTransaction(status=self.start_answer)
+
+    @on(Action.change_availability)
+    async def on_change_availability(self, **_: Any) -> call_result.ChangeAvailability:
+        if self.silent:
+            await asyncio.Event().wait()
+        return call_result.ChangeAvailability(status=self.availability_answer)
 
 
 @asynccontextmanager
@@ -377,3 +393,128 @@ async def test_a_lease_that_ends_is_reported_reverted_also_after_a_restart(
             assert [o for _, o in distinct] == [Outcome.APPLIED, Outcome.REVERTED]
         finally:
             await gw2.stop()
+
+
+async def test_start_is_a_remote_start_with_the_gateway_s_id_tag_and_reports_the_answer(
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts
+) -> None:
+    async with (
+        setup(gateways, broker, certs, remote_id_tag="site-app") as (gw, ctl),
+        charge_point(gw) as cp,
+    ):
+        await ctl.send(CP, Command.START, command_id="start-1")
+        result = await ctl.wait("start-1", Outcome.APPLIED)
+        assert "Accepted by the charge point" in result.reason
+        assert result.value is None
+        assert cp.of("RemoteStartTransaction") == [{"idTag": "site-app", "connectorId": 1}]
+        cp.start_answer = RemoteStartStopStatus.rejected
+        await ctl.send(f"{CP}__2", Command.START, True, command_id="start-2")
+        result = await ctl.wait("start-2", Outcome.REJECTED)
+        assert result.reason == "RemoteStartTransaction: Rejected by the charge point"
+        assert cp.of("RemoteStartTransaction")[1] == {"idTag": "site-app", "connectorId": 2}
+        # Hostile: a value other than null or true is never sent.
+        topic = command_topic(CP, Command.START)
+        assert ctl.client is not None
+        await ctl.client.publish(topic, b'{"Value": 16, "CommandId": "start-3"}', qos=1)
+        result = await ctl.wait("start-3", Outcome.REJECTED)
+        assert "null or true" in result.reason
+        assert len(cp.of("RemoteStartTransaction")) == 2
+        counted = gw.metrics()
+        assert counted['ocpp_commands_total{command="Start",outcome="applied"}'] == 1
+        assert counted['ocpp_commands_total{command="Start",outcome="rejected"}'] == 2
+
+
+async def test_availability_is_change_availability_and_scheduled_is_applied_with_the_reason(
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts
+) -> None:
+    async with setup(gateways, broker, certs) as (gw, ctl), charge_point(gw) as cp:
+        await ctl.send(CP, Command.INOPERATIVE, command_id="off-1")
+        result = await ctl.wait("off-1", Outcome.APPLIED)
+        assert result.reason == "ChangeAvailability Inoperative: Accepted"
+        cp.availability_answer = AvailabilityStatus.scheduled
+        await ctl.send(CP, Command.INOPERATIVE, command_id="off-2")
+        result = await ctl.wait("off-2", Outcome.APPLIED)
+        assert "takes effect when the running transaction ends" in result.reason
+        cp.availability_answer = AvailabilityStatus.rejected
+        await ctl.send(f"{CP}__2", Command.OPERATIVE, command_id="on-1")
+        result = await ctl.wait("on-1", Outcome.REJECTED)
+        assert result.reason == "ChangeAvailability Operative: Rejected by the charge point"
+        assert cp.of("ChangeAvailability") == [
+            {"connectorId": 1, "type": "Inoperative"},
+            {"connectorId": 1, "type": "Inoperative"},
+            {"connectorId": 2, "type": "Operative"},
+        ]
+
+
+async def test_start_and_availability_to_a_charge_point_that_never_answers_fail(
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts
+) -> None:
+    async with (
+        setup(gateways, broker, certs, response_timeout=1.0) as (gw, ctl),
+        charge_point(gw) as cp,
+    ):
+        cp.silent = True
+        await ctl.send(CP, Command.START, command_id="start-silent")
+        await ctl.send(CP, Command.INOPERATIVE, command_id="off-silent")
+        for cid in ("start-silent", "off-silent"):
+            result = await ctl.wait(cid, Outcome.FAILED)
+            assert "did not answer" in result.reason
+        # Each sent once, never again (the silent charge point's reader hangs in the
+        # first handler, so it records only that one).
+        assert len(cp.of("RemoteStartTransaction")) == 1
+
+
+async def test_the_simulated_charge_point_starts_and_goes_out_of_service_on_command(
+    gateways: GatewayFactory, broker: MosquittoServer, certs: TestCerts
+) -> None:
+    """End to end with the simulator's OCPP charge point and its physical model."""
+    async with setup(gateways, broker, certs) as (gw, ctl):
+        config = OcppFleetConfig(
+            url=gw.tls_url,
+            ids=(CP,),
+            password=PASSWORD_2,
+            ca_file=str(certs.ca_file),
+            random_traffic=False,
+            meter_interval_s=0,
+            reconnect_min_s=0.05,
+            reconnect_max_s=0.5,
+            response_timeout_s=10.0,
+        )
+        transactions = gw.service.transactions
+        assert transactions is not None
+        async with OcppFleet(config) as fleet:
+            sim = fleet.charge_points[0]
+            await fleet.wait_online()
+            await eventually(lambda: gw.service.uplink is not None
+                             and gw.service.uplink.control is not None
+                             and gw.service.uplink.control.connection(CP) is not None,
+                             "the charge point attached")  # fmt: skip
+            sim.model.plug()  # a car: the session starts by itself with the card's tag
+            await eventually(lambda: len(transactions.running(CP)) == 1, "a transaction")
+            # Inoperative while it runs: Scheduled, the session goes on.
+            await ctl.send(CP, Command.INOPERATIVE, command_id="sim-off")
+            result = await ctl.wait("sim-off", Outcome.APPLIED)
+            assert "Scheduled" in result.reason
+            assert sim.transaction is not None
+            assert sim.available
+            await ctl.send(CP, Command.STOP, command_id="sim-stop")
+            await ctl.wait("sim-stop", Outcome.APPLIED)
+            await eventually(lambda: not transactions.running(CP), "the transaction stopped")
+            await eventually(lambda: sim.status == "Unavailable", "out of service")
+            # Out of service: the charge point refuses a remote start (the car is there).
+            await ctl.send(CP, Command.START, command_id="sim-start-refused")
+            result = await ctl.wait("sim-start-refused", Outcome.REJECTED)
+            assert "Rejected by the charge point" in result.reason
+            await ctl.send(CP, Command.OPERATIVE, command_id="sim-on")
+            result = await ctl.wait("sim-on", Outcome.APPLIED)
+            assert result.reason == "ChangeAvailability Operative: Accepted"
+            await ctl.send(CP, Command.START, command_id="sim-start")
+            await ctl.wait("sim-start", Outcome.APPLIED)
+            # The charge point started a transaction with the gateway's id tag.
+            await eventually(lambda: len(transactions.running(CP)) == 1, "the remote start")
+            [running] = transactions.running(CP)
+            assert running.id_tag == "chargelift"
+            assert sim.transaction is not None
+            assert sim.transaction.id_tag == "chargelift"
+            await eventually(lambda: sim.status == "Charging", "charging again")
+            assert sim.call_errors == []

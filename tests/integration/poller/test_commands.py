@@ -218,7 +218,7 @@ async def test_the_same_command_id_sent_twice_is_applied_once(
         assert {r.outcome for r in derived} == {Outcome.APPLIED}
 
 
-async def test_out_of_range_limits_and_an_offline_charger_are_rejected_untouched(
+async def test_out_of_range_limits_an_offline_charger_and_what_mhcp_cannot_do_are_rejected(
     own_broker: MosquittoServer, certs: TestCerts, fleet: Any, tmp_path: Path
 ) -> None:
     box, dead = fleet.chargers[0], fleet.chargers[1]
@@ -242,13 +242,24 @@ async def test_out_of_range_limits_and_an_offline_charger_are_rejected_untouched
         await ctl.send(box.id, Command.CURRENT_LIMIT, 14, command_id="high-1")
         await ctl.send(dead.id, Command.CURRENT_LIMIT, 10, command_id="dead-1")
         await ctl.send(dead.id, Command.STOP, command_id="dead-2")
-        ids = ("low-1", "high-1", "dead-1", "dead-2")
-        await eventually(lambda: all(ctl.outcome(i) for i in ids), WAIT, "four results")
+        # MHCP cannot start a session or change the availability: refused, never sent.
+        await ctl.send(box.id, Command.START, command_id="start-1")
+        await ctl.send(box.id, Command.INOPERATIVE, True, command_id="inop-1")
+        await ctl.send(box.id, Command.OPERATIVE, command_id="op-1")
+        ids = ("low-1", "high-1", "dead-1", "dead-2", "start-1", "inop-1", "op-1")
+        await eventually(lambda: all(ctl.outcome(i) for i in ids), WAIT, "seven results")
         assert {i: ctl.outcome(i) for i in ids} == dict.fromkeys(ids, Outcome.REJECTED)
         assert "below the charger's minimum of 6 A" in ctl.of("low-1")[0].reason
         assert "above the charger's maximum of 13 A" in ctl.of("high-1")[0].reason
         assert ctl.of("dead-1")[0].reason == "charger offline"
         assert ctl.of("dead-2")[0].reason == "charger offline"
+        assert ctl.of("start-1")[0].reason == "the mhcp driver cannot start a session"
+        assert ctl.of("inop-1")[0].reason == "the mhcp driver cannot make a charger inoperative"
+        assert ctl.of("op-1")[0].reason == "the mhcp driver cannot make a charger operative"
+        rejected = poller.registry.get_sample_value(
+            "poller_commands_total", {"command": "Start", "outcome": "rejected"}
+        )
+        assert rejected == 1
         await asyncio.sleep(1.0)
         assert (box.info()["writes"], dead.info()["writes"]) == (0, 0)
 

@@ -212,6 +212,46 @@ async def test_remote_stop_ends_the_transaction_and_remote_start_begins_one(
         assert cs.of("StartTransaction")[1]["idTag"] == "APP-42"
 
 
+async def test_remote_start_needs_a_car_and_inoperative_waits_for_the_transaction(
+    cs: CentralSystem,
+) -> None:
+    async with OcppFleet(fleet_config(cs)) as fleet:
+        cp = fleet.charge_points[0]
+        await fleet.wait_online()
+        start = call.RemoteStartTransaction(id_tag="APP-1", connector_id=1)
+        # No car plugged in: nothing to start.
+        assert (await cs.call(cp.id, start)).status == "Rejected"
+        await charge(cs, cp, samples=1)
+        tx = cp.transaction
+        assert tx is not None
+        assert tx.real_id is not None
+        # A transaction runs: no second one; Inoperative is Scheduled for its end.
+        assert (await cs.call(cp.id, start)).status == "Rejected"
+        inoperative = call.ChangeAvailability(connector_id=1, type="Inoperative")
+        assert (await cs.call(cp.id, inoperative)).status == "Scheduled"
+        await asyncio.sleep(0.3)
+        assert (cp.transaction, cp.status, cp.available) == (tx, "Charging", True)
+        stop = call.RemoteStopTransaction(transaction_id=tx.real_id)
+        assert (await cs.call(cp.id, stop)).status == "Accepted"
+        await until(lambda: bool(cs.of("StopTransaction")))
+        await until(lambda: cp.status == "Unavailable")  # the car is still plugged in
+        await until(lambda: cs.of("StatusNotification")[-1]["status"] == "Unavailable")
+        # Unavailable: no transaction starts, not even a remote one.
+        assert (await cs.call(cp.id, start)).status == "Rejected"
+        await asyncio.sleep(0.3)
+        assert (cp.transaction, len(cs.of("StartTransaction"))) == (None, 1)
+        # Operative again: a remote start begins a transaction with its id tag, charging.
+        operative = call.ChangeAvailability(connector_id=1, type="Operative")
+        assert (await cs.call(cp.id, operative)).status == "Accepted"
+        await until(lambda: cp.status != "Unavailable")
+        start = call.RemoteStartTransaction(id_tag="APP-7", connector_id=1)
+        assert (await cs.call(cp.id, start)).status == "Accepted"
+        await until(lambda: len(cs.of("StartTransaction")) == 2)
+        assert cs.of("StartTransaction")[1]["idTag"] == "APP-7"
+        await until(lambda: cp.status == "Charging" and cp.model.power_w > 0)
+    assert cp.call_errors == []
+
+
 async def test_offline_mid_transaction_replays_in_order_with_the_real_id(
     cs: CentralSystem,
 ) -> None:

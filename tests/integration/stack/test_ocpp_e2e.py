@@ -115,6 +115,8 @@ class AnsweringChargePoint(ClientChargePoint):  # type: ignore[misc]  # ocpp is 
 
     profiles: list[dict[str, Any]]
     stops: list[int]
+    starts: list[tuple[str, int | None]]
+    availability: list[tuple[int, str]]
 
     @on(Action.set_charging_profile)  # type: ignore[untyped-decorator]
     def on_set_charging_profile(
@@ -127,6 +129,18 @@ class AnsweringChargePoint(ClientChargePoint):  # type: ignore[misc]  # ocpp is 
     def on_remote_stop_transaction(self, transaction_id: int) -> result.RemoteStopTransaction:
         self.stops.append(transaction_id)
         return result.RemoteStopTransaction(status="Accepted")
+
+    @on(Action.remote_start_transaction)  # type: ignore[untyped-decorator]
+    def on_remote_start_transaction(
+        self, id_tag: str, connector_id: int | None = None, **_: Any
+    ) -> result.RemoteStartTransaction:
+        self.starts.append((id_tag, connector_id))
+        return result.RemoteStartTransaction(status="Accepted")
+
+    @on(Action.change_availability)  # type: ignore[untyped-decorator]
+    def on_change_availability(self, connector_id: int, type: str) -> result.ChangeAvailability:
+        self.availability.append((connector_id, type))
+        return result.ChangeAvailability(status="Accepted")
 
 
 @asynccontextmanager
@@ -143,7 +157,7 @@ async def spare(stack: Stack) -> AsyncIterator[AnsweringChargePoint]:
         open_timeout=10,
     )
     cp = AnsweringChargePoint(cp_id, ws, response_timeout=15)
-    cp.profiles, cp.stops = [], []
+    cp.profiles, cp.stops, cp.starts, cp.availability = [], [], [], []
     task = asyncio.create_task(cp.start())
     try:
         yield cp
@@ -416,6 +430,59 @@ async def test_a_limit_and_a_stop_through_the_api_reach_the_charge_point(stack: 
             "the stopped session",
         )
     assert found[0]["energy_wh"] == 400
+
+
+async def test_a_start_and_the_availability_through_the_api_reach_the_charge_point(
+    stack: Stack,
+) -> None:
+    """Issue 17, Control: ``start`` is a remote start with the gateway's id tag, and the
+    transaction the charger then begins is a session with that id tag in the API."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    # The charger's register goes on from where the other tests left it.
+    registers = numbers(await rows(stack, OCPP_SPARE, "TotalEnergyConsumption"))
+    base = int(registers[-1][1]) if registers else 20_000
+    async with spare(stack) as cp:
+        await cp.call(status(t0, "Preparing"))
+        for name, kind in (("set_inoperative", "Inoperative"), ("set_operative", "Operative")):
+            done = await asyncio.to_thread(command, stack, OCPP_SPARE, {"command": name})
+            assert done["status"] == "applied", done
+            assert done["reason"] == f"ChangeAvailability {kind}: Accepted"
+        assert cp.availability == [(1, "Inoperative"), (1, "Operative")]
+        done = await asyncio.to_thread(command, stack, OCPP_SPARE, {"command": "start"})
+        assert done["status"] == "applied", done
+        assert "Accepted by the charge point" in done["reason"]
+        assert cp.starts == [("chargelift", 1)]  # OCPP_REMOTE_ID_TAG's default
+        # The charger begins the transaction it was asked for, with that id tag.
+        started = await cp.call(
+            call.StartTransaction(
+                connector_id=1,
+                id_tag="chargelift",
+                meter_start=base,
+                timestamp=iso(t0 + timedelta(seconds=10)),
+            )
+        )
+        assert started.id_tag_info["status"] == "Accepted"
+        await cp.call(status(t0 + timedelta(seconds=10), "Charging"))
+        await cp.call(
+            call.StopTransaction(
+                transaction_id=started.transaction_id,
+                meter_stop=base + 250,
+                timestamp=iso(t0 + timedelta(seconds=70)),
+                reason="Local",
+            )
+        )
+        await cp.call(status(t0 + timedelta(seconds=70), "Available"))
+    with api(stack) as client:
+        found = wait(
+            lambda: [
+                s
+                for s in sessions(client, OCPP_SPARE, t0)
+                if s["id_tag"] == "chargelift" and s["end"] is not None
+            ],
+            60,
+            "the remotely started session",
+        )
+    assert found[0]["energy_wh"] == 250
 
 
 def test_the_simulated_charge_point_of_make_dev_reports(stack: Stack) -> None:

@@ -211,6 +211,14 @@ async def test_reads_need_only_read(api: Api) -> None:
         ({"command": "pause", "expires_in": 0}, "expires_in"),
         ({"command": "pause", "expires_in": 86401}, "expires_in"),
         ({"command": "pause", "surprise": 1}, "surprise"),
+        ({"command": "start", "value": 16}, "null or true"),
+        ({"command": "start", "value": False}, "null or true"),
+        ({"command": "start", "value": "true"}, "value"),
+        ({"command": "set_operative", "value": 0}, "null or true"),
+        ({"command": "set_inoperative", "value": 2.5}, "null or true"),
+        ({"command": "set_inoperative", "valid_for": 60}, "takes no ValidFor"),
+        ({"command": "Inoperative"}, "command"),
+        ({"command": "remote_start"}, "command"),
     ],
 )
 async def test_bad_commands_are_422_and_never_recorded(
@@ -273,6 +281,31 @@ async def test_accepted_command_is_recorded_queued_and_located(api: Api) -> None
     )  # fmt: skip
     assert msg.expires_at == row.expires_at
     assert api.metrics.commands_accepted.labels("CurrentLimit")._value.get() == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "contract"),
+    [("start", "Start"), ("set_operative", "Operative"), ("set_inoperative", "Inoperative")],
+)
+@pytest.mark.parametrize("value", [None, True, "absent"])
+async def test_start_and_availability_are_recorded_and_queued_with_the_contract_payload(
+    api: Api, name: str, contract: str, value: object
+) -> None:
+    body: dict[str, object] = {"command": name}
+    if value != "absent":
+        body["value"] = value
+    r = await api.client.post(URL, json=body, headers=auth(CONTROL))
+    assert r.status_code == 202, r.text
+    doc = r.json()
+    assert (doc["command"], doc["value"], doc["status"]) == (name, None, "pending")
+    [row] = api.repo.rows.values()
+    assert (row.command, row.value, row.valid_for) == (contract, None, None)
+    [item] = queued(api.publisher)
+    assert item.topic == f"chargers/amtron-1/set/{contract}"
+    assert orjson.loads(item.payload)["Value"] is None
+    msg = parse_command(item.topic, item.payload, received_at=NOW)
+    assert (msg.command.value, msg.command_id, msg.value) == (contract, doc["id"], None)
+    assert api.metrics.commands_accepted.labels(contract)._value.get() == 1
 
 
 async def test_without_a_key_every_post_is_a_new_command(api: Api) -> None:

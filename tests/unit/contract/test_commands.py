@@ -146,6 +146,22 @@ def test_garbage_is_a_contract_error(raw: bytes) -> None:
         parse_command(LIMIT, raw, received_at=NOW)
 
 
+@pytest.mark.parametrize("command", ["Start", "Operative", "Inoperative"])
+def test_start_and_availability_take_null_or_true_and_nothing_else(command: str) -> None:
+    topic = f"chargers/amtron-1/set/{command}"
+    assert parse_command_topic(topic) == CommandTopic("amtron-1", Command(command))
+    for value in (None, True):
+        msg = parse({"Value": value}, topic)
+        assert (msg.command, msg.value, msg.valid_for) == (Command(command), None, None)
+    bad: object
+    for bad in (False, 1, 16.0, "true", [], {}):
+        with pytest.raises(CommandError, match="null or true"):
+            parse({"Value": bad}, topic)
+    with pytest.raises(CommandError, match="no ValidFor"):
+        parse({"Value": None, "ValidFor": 60}, topic)
+    assert orjson.loads(encode_command(Command(command))) == {"Value": None}
+
+
 def test_a_result_topic_is_not_a_command() -> None:
     with pytest.raises(TopicError):
         parse_command("chargers/amtron-1/result/Pause", b'{"Value": null}', received_at=NOW)

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from chargelift_contract import OperationState
+from chargelift_contract.commands import Command
 from chargelift_ingest.config import DatabaseSettings, MigrateSettings, Settings
 from chargelift_ingest.migrate import MIGRATIONS, discover
 from chargelift_ingest.validate import REASONS
@@ -61,6 +62,14 @@ def test_the_dead_letter_reasons_of_the_table_are_the_validators() -> None:
     found = re.findall(r"CHECK \(reason IN \(([^)]*)\)\)", sql)
     assert found
     assert re.findall(r"'([a-z_]+)'", found[-1]) == list(REASONS)
+
+
+def test_the_commands_of_the_audit_table_are_the_contract_s() -> None:
+    # The newest definition wins: 0009 created the CHECK, later migrations replace it.
+    sql = " ".join(m.sql for m in discover())
+    found = re.findall(r"CHECK \(command IN \(([^)]*)\)\)", sql)
+    assert found
+    assert re.findall(r"'([A-Za-z]+)'", found[-1]) == [c.value for c in Command]
 
 
 ENV = {

@@ -194,3 +194,98 @@ async def test_a_detached_old_connection_does_not_remove_the_new_one(
     ctl.attach(CP, new)  # the charger reconnected before the old one closed
     ctl.detach(CP, old)
     assert ctl.connection(CP) is new
+
+
+@pytest.mark.parametrize(("charger", "connector"), [(CHARGER, 1), (f"{CP}__2", 2)])
+@pytest.mark.parametrize(
+    ("status", "want"),
+    [
+        ("Accepted", Outcome.APPLIED),
+        ("Rejected", Outcome.REJECTED),
+        ("Bogus", Outcome.FAILED),
+    ],
+)
+async def test_start_is_a_remote_start_with_the_gateway_s_id_tag_on_the_connector(
+    outbox: Outbox,
+    transactions: TransactionStore,
+    charger: str,
+    connector: int,
+    status: str,
+    want: Outcome,
+) -> None:
+    ctl = control(outbox, transactions, remote_id_tag="site-7")
+    conn = FakeConnection(status=status)
+    ctl.attach(CP, conn)
+    topic = command_topic(charger, Command.START)
+    await ctl.receive(Message(topic, encode_command(Command.START, command_id="go"), 1, False))
+
+    def rows() -> list[CommandResult]:
+        found = outbox.load(charger, after=0, limit=100)
+        return [decode_result(r.payload) for r in found if "/result/" in r.topic]
+
+    await run_until(ctl, lambda: bool(rows()))
+    [result] = rows()
+    assert (result.command_id, result.outcome, result.value) == ("go", want, None)
+    assert "RemoteStartTransaction" in result.reason
+    if want is Outcome.APPLIED:
+        assert "starts when the vehicle is plugged in" in result.reason
+    [sent] = conn.calls
+    assert (type(sent).__name__, sent.id_tag, sent.connector_id) == (
+        "RemoteStartTransaction", "site-7", connector,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("cmd", "status", "want", "says"),
+    [
+        (
+            Command.INOPERATIVE,
+            "Accepted",
+            Outcome.APPLIED,
+            "ChangeAvailability Inoperative: Accepted",
+        ),
+        (
+            Command.INOPERATIVE,
+            "Scheduled",
+            Outcome.APPLIED,
+            "takes effect when the running transaction ends",
+        ),
+        (Command.INOPERATIVE, "Rejected", Outcome.REJECTED, "Rejected by the charge point"),
+        (Command.OPERATIVE, "Accepted", Outcome.APPLIED, "ChangeAvailability Operative: Accepted"),
+        (Command.OPERATIVE, "Scheduled", Outcome.APPLIED, "Scheduled"),
+        (Command.OPERATIVE, "Rejected", Outcome.REJECTED, "Rejected"),
+        (Command.OPERATIVE, "NotSupported", Outcome.FAILED, "NotSupported"),
+    ],
+)
+async def test_availability_is_change_availability_of_the_connector(
+    outbox: Outbox,
+    transactions: TransactionStore,
+    cmd: Command,
+    status: str,
+    want: Outcome,
+    says: str,
+) -> None:
+    ctl = control(outbox, transactions)
+    conn = FakeConnection(status=status)
+    ctl.attach(CP, conn)
+    await ctl.receive(command(cmd, command_id="avail"))
+    await run_until(ctl, lambda: outcome(outbox, "avail") is not None)
+    found = outcome(outbox, "avail")
+    assert found is not None
+    assert found[0] is want
+    assert says in found[1]
+    [sent] = conn.calls
+    assert (type(sent).__name__, sent.connector_id, str(sent.type)) == (
+        "ChangeAvailability", 1, cmd.value,
+    )  # fmt: skip
+
+
+async def test_the_remote_id_tag_defaults_to_chargelift(
+    outbox: Outbox, transactions: TransactionStore
+) -> None:
+    ctl = control(outbox, transactions)
+    conn = FakeConnection()
+    ctl.attach(CP, conn)
+    await ctl.receive(command(Command.START, True, command_id="go"))
+    await run_until(ctl, lambda: outcome(outbox, "go") is not None)
+    assert [c.id_tag for c in conn.calls] == ["chargelift"]

@@ -25,6 +25,7 @@ from chargelift_edge.commands import CommandStore, Lease
 from chargelift_edge.outbox import Outbox
 from chargelift_poller.commands import Commander, Device
 from chargelift_poller.config import ControlConfig
+from chargelift_poller.drivers.mhcp import COMMANDS as MHCP_COMMANDS
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import ChargerReading
 from chargelift_runtime.mqtt import Message
@@ -44,6 +45,8 @@ class FakeBox:
     hardware_max: float | None = 16.0
     writes: list[tuple[str, float | None]] = field(default_factory=list)
     ignore_writes: bool = False
+    #: What this fake declares it can do: what MHCP can, unless a test says otherwise.
+    commands: frozenset[Command] = MHCP_COMMANDS
 
     @property
     def hardware_max_current(self) -> float | None:
@@ -71,6 +74,13 @@ class FakeBox:
     async def stop(self) -> None:
         self.writes.append(("stop", None))
         self.state = "Terminated"
+
+    async def start(self) -> None:
+        self.writes.append(("start", None))
+        self.state = "Charging"
+
+    async def set_operative(self, operative: bool) -> None:
+        self.writes.append(("operative" if operative else "inoperative", None))
 
     def shows(self, reading: ChargerReading, command: Command, value: float | None) -> str | None:
         values = reading.values
@@ -117,11 +127,19 @@ def commander(
     metrics: PollerMetrics,
     *,
     up: bool | None = True,
+    driver_name: str | None = None,
     **control: Any,
 ) -> Commander:
     device = Device(asyncio.Lock(), lambda: up, timeout=1.0)
     return Commander(
-        CHARGER, driver, ControlConfig(**control), outbox, device, metrics, clock=clock
+        CHARGER,
+        driver,
+        ControlConfig(**control),
+        outbox,
+        device,
+        metrics,
+        clock=clock,
+        driver_name=driver_name,
     )
 
 
@@ -237,6 +255,57 @@ async def test_without_a_maximum_a_limit_is_rejected_and_a_driver_without_contro
     configured = commander(outbox, box, clock, metrics, max_current=11)
     await configured.receive(command(Command.CURRENT_LIMIT, 11.5, command_id="above"))
     assert "above the charger's maximum of 11 A" in results(outbox)[-1].reason
+
+
+@pytest.mark.parametrize(
+    ("cmd", "why"),
+    [
+        (Command.START, "the mhcp driver cannot start a session"),
+        (Command.OPERATIVE, "the mhcp driver cannot make a charger operative"),
+        (Command.INOPERATIVE, "the mhcp driver cannot make a charger inoperative"),
+    ],
+)
+async def test_a_command_the_driver_does_not_declare_is_rejected_counted_and_never_sent(
+    outbox: Outbox, clock: FakeClock, metrics: PollerMetrics, cmd: Command, why: str
+) -> None:
+    box = FakeBox(clock)  # declares what MHCP declares: no Start, Operative, Inoperative
+    c = commander(outbox, box, clock, metrics, driver_name="mhcp")
+    async with running(c):
+        await c.receive(command(cmd, command_id="nope-1"))
+        await c.receive(command(cmd, True, command_id="nope-2"))
+        await c.receive(command(Command.PAUSE, command_id="then-a-pause"))
+        await settle(lambda: outcome(outbox, "then-a-pause") is not None, "the pause")
+    assert [(r.command_id, r.outcome, r.reason) for r in results(outbox)[:2]] == [
+        ("nope-1", Outcome.REJECTED, why),
+        ("nope-2", Outcome.REJECTED, why),
+    ]
+    assert box.writes == [("pause", None)]  # nothing of the refused ones reached the box
+    assert sample(metrics, "poller_commands_total", command=cmd.value, outcome="rejected") == 2
+    assert sample(metrics, "poller_charger_writes_total", charger=CHARGER) == 1
+    # Without the driver's name the reason still says what it cannot do.
+    anonymous = commander(outbox, box, clock, metrics)
+    await anonymous.receive(command(cmd, command_id="nope-3"))
+    assert results(outbox)[-1].reason == why.replace("the mhcp driver", "the driver")
+
+
+@pytest.mark.parametrize(
+    ("cmd", "write"),
+    [
+        (Command.START, "start"),
+        (Command.OPERATIVE, "operative"),
+        (Command.INOPERATIVE, "inoperative"),
+    ],
+)
+async def test_a_driver_that_declares_a_command_gets_it_applied(
+    outbox: Outbox, clock: FakeClock, metrics: PollerMetrics, cmd: Command, write: str
+) -> None:
+    box = FakeBox(clock, commands=frozenset(Command))  # a coming Modbus driver, say
+    c = commander(outbox, box, clock, metrics)
+    async with running(c):
+        await c.receive(command(cmd, command_id="yes-1"))
+        await settle(lambda: outcome(outbox, "yes-1") is not None, "its result")
+    assert outcome(outbox, "yes-1") is Outcome.APPLIED
+    assert box.writes == [(write, None)]
 
 
 async def test_a_lease_survives_a_restart_and_reverts_to_the_default_when_it_ended(

@@ -16,7 +16,15 @@ import pytest
 from pydantic import SecretStr
 
 from chargelift_contract import CATALOGUE, OperationState
-from chargelift_poller.drivers import REGISTRY, Driver, DriverRegistry, DriverRegistryError
+from chargelift_contract.commands import Command
+from chargelift_poller.drivers import (
+    REGISTRY,
+    Controller,
+    Driver,
+    DriverRegistry,
+    DriverRegistryError,
+)
+from chargelift_poller.drivers.base import ACTIONS
 from chargelift_poller.errors import AuthError, ChargerError, PermanentError, TransientError
 from chargelift_poller.models import ChargerReading, DriverSpec
 from tests.unit.poller.conftest import FIXTURES, PIN
@@ -131,6 +139,37 @@ async def test_without_the_logging_policy_httpx_would_log_the_pin(
     caplog.set_level(logging.DEBUG)
     await build("mhcp", recorded("mhcp"), []).read(full=False)
     assert PIN in caplog.text
+
+
+@pytest.mark.parametrize("name", DRIVERS)
+async def test_a_controller_declares_its_commands_and_confirms_none_it_lacks(
+    name: str,
+) -> None:
+    driver = build(name, recorded(name), [])
+    if not isinstance(driver, Controller):
+        return  # read-only: every command is rejected ("cannot control this charger")
+    declared = driver.commands
+    assert isinstance(declared, frozenset)
+    assert declared <= set(Command)
+    # A class constant, the same for every charger.
+    assert declared == getattr(type(driver), "commands", None)
+    reading = await driver.read(full=True)
+    for command in set(Command) - declared:
+        # Never applied (the poller refuses it first); asked anyway, it is never "shown".
+        assert driver.shows(reading, command, None) is not None
+
+
+def test_every_command_has_a_refusal_phrase() -> None:
+    assert set(ACTIONS) == set(Command)
+
+
+def test_mhcp_declares_what_it_can_write() -> None:
+    assert REGISTRY.factory("mhcp").commands == {  # type: ignore[attr-defined]
+        Command.CURRENT_LIMIT,
+        Command.PAUSE,
+        Command.RESUME,
+        Command.STOP,
+    }
 
 
 def test_registry_refuses_duplicates_and_lists_known_names() -> None:

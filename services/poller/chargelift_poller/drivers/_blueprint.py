@@ -10,8 +10,22 @@ Steps:
    table; an unknown state becomes ``unknown`` and is logged once per value.
 4. Translate every transport/parse error once into :mod:`chargelift_poller.errors`
    (``raise ... from None``; never put a URL that carries a secret in a message).
-5. Register it in ``drivers/__init__.py``: ``REGISTRY.register("<name>", YourDriver)``.
-6. Add recorded responses under ``tests/unit/poller/fixtures/<name>/`` (one file per
+5. If the device can be written (current limit, pause, start, availability, ...),
+   implement the :class:`~chargelift_poller.drivers.base.Controller` capability and
+   declare what it can do as a class constant::
+
+       COMMANDS: frozenset[Command] = frozenset({Command.CURRENT_LIMIT, Command.STOP})
+
+       class YourDriver:
+           commands: frozenset[Command] = COMMANDS
+
+   The poller rejects every other command at once ("the <name> driver cannot start a
+   session") and never calls its method, so those may simply raise
+   :class:`~chargelift_poller.errors.ConfigError`. ``shows`` confirms each declared
+   command from a reading. This example device is read-only: it declares nothing
+   (:data:`COMMANDS` is empty) and is no Controller, so every command is rejected.
+6. Register it in ``drivers/__init__.py``: ``REGISTRY.register("<name>", YourDriver)``.
+7. Add recorded responses under ``tests/unit/poller/fixtures/<name>/`` (one file per
    endpoint, named after the last path segment, ``.json``) and unit tests of the
    mapping; the contract test (``tests/unit/poller/test_driver_contract.py``) then runs
    over the new driver automatically.
@@ -34,6 +48,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chargelift_contract import OperationState
+from chargelift_contract.commands import Command
 from chargelift_contract.envelope import Value
 from chargelift_poller.errors import (
     AuthError,
@@ -46,6 +61,9 @@ from chargelift_poller.errors import (
 from chargelift_poller.models import ChargerReading, DriverSpec
 
 log = logging.getLogger(__name__)
+
+#: The commands this driver can apply: none (read-only; see step 5).
+COMMANDS: frozenset[Command] = frozenset()
 
 STATE_MAP: Mapping[str, OperationState] = MappingProxyType(
     {

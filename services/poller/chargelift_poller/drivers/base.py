@@ -7,19 +7,39 @@ objects, raises only :mod:`chargelift_poller.errors`, and knows nothing of MQTT,
 or metrics.
 
 Capabilities are small protocols: :class:`Driver` (``read``) is required; control
-(:class:`Controller`: current limit, pause, resume, stop) is optional and detected with
-``isinstance(driver, Controller)``: a charger whose driver lacks it rejects every
-command ("the driver cannot control this charger").
+(:class:`Controller`) is optional and detected with ``isinstance(driver, Controller)``:
+a charger whose driver lacks it rejects every command ("the driver cannot control this
+charger"). A controller declares the commands it can apply (:attr:`Controller.commands`,
+a frozenset constant of the class, e.g. MHCP's
+:data:`~chargelift_poller.drivers.mhcp.COMMANDS`); any other command is rejected before
+anything reaches the charger ("the mhcp driver cannot start a session"), so a driver
+implements only the writes it declares (the methods of the others may raise).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 import httpx
 
 from chargelift_contract.commands import Command
 from chargelift_poller.models import ChargerReading, DriverSpec
+
+#: What each command asks of a charger, for the reason of a refusal ("the <driver>
+#: driver cannot <action>").
+ACTIONS: Mapping[Command, str] = MappingProxyType(
+    {
+        Command.CURRENT_LIMIT: "set a current limit",
+        Command.PAUSE: "pause charging",
+        Command.RESUME: "resume charging",
+        Command.STOP: "stop a session",
+        Command.START: "start a session",
+        Command.OPERATIVE: "make a charger operative",
+        Command.INOPERATIVE: "make a charger inoperative",
+    }
+)
 
 
 class Driver(Protocol):
@@ -45,6 +65,12 @@ class Controller(Protocol):
     """
 
     @property
+    def commands(self) -> frozenset[Command]:
+        """The commands this driver can apply (a class constant); the poller rejects any
+        other at once, without a write."""
+        ...
+
+    @property
     def hardware_max_current(self) -> float | None:
         """The charger's own highest current limit (A), if a read has shown it."""
         ...
@@ -63,6 +89,14 @@ class Controller(Protocol):
 
     async def stop(self) -> None:
         """End the session."""
+        ...
+
+    async def start(self) -> None:
+        """Start a session (a vehicle is plugged in)."""
+        ...
+
+    async def set_operative(self, operative: bool) -> None:
+        """Make the charger operative (``True``) or take it out of service (``False``)."""
         ...
 
     def shows(self, reading: ChargerReading, command: Command, value: float | None) -> str | None:

@@ -245,8 +245,20 @@ _M = TypeVar("_M", bound=BaseModel)
 _DEVKEY = re.compile(r"(DevKey|Pin)=[^&\s]*", re.IGNORECASE)
 
 
+#: The commands MHCP can apply (the Controller capability). Not Start (the reference
+#: lists a ``ChgState`` "Start" but it needs a UID and is unconfirmed on real boxes),
+#: nor Operative/Inoperative (MHCP has no availability switch): the poller rejects those
+#: ("the mhcp driver cannot start a session") and sends nothing.
+COMMANDS: frozenset[Command] = frozenset(
+    {Command.CURRENT_LIMIT, Command.PAUSE, Command.RESUME, Command.STOP}
+)
+
+
 class MhcpDriver:
     """Reads an AMTRON Xtra/Premium over MHCP. Construction does no I/O."""
+
+    #: What this driver can do of the commands (:data:`COMMANDS`).
+    commands: frozenset[Command] = COMMANDS
 
     def __init__(self, spec: DriverSpec, http: httpx.AsyncClient) -> None:
         if spec.pin is None:
@@ -332,6 +344,15 @@ class MhcpDriver:
     async def stop(self) -> None:
         await self._post("ChargeData", {"Permanent": False, "ChgState": "Terminate"})
 
+    async def start(self) -> None:
+        """Not in :data:`COMMANDS`: the poller never calls it."""
+        raise ConfigError(self._id, "the mhcp driver cannot start a session")
+
+    async def set_operative(self, operative: bool) -> None:
+        """Not in :data:`COMMANDS`: the poller never calls it."""
+        state = "operative" if operative else "inoperative"
+        raise ConfigError(self._id, f"the mhcp driver cannot make a charger {state}")
+
     def shows(self, reading: ChargerReading, command: Command, value: float | None) -> str | None:
         """Whether ``reading`` (a full read after the write) shows ``command`` in effect."""
         values = reading.values
@@ -352,6 +373,8 @@ class MhcpDriver:
                 ok = state != "Paused"
             case Command.STOP:
                 ok = state not in ("Charging", "Paused")
+            case _:
+                return f"the mhcp driver cannot {command.value}"
         return None if ok else f"the charger reads back ChgState {state!r}"
 
     async def _post(self, endpoint: str, body: Mapping[str, object]) -> None:
