@@ -242,7 +242,11 @@ class BenderDriver:
         limit = reading.values.get("MaximumOutputCurrent")
         match command:
             case Command.CURRENT_LIMIT:
-                if isinstance(limit, int | float) and value is not None and limit == int(value):
+                if (
+                    isinstance(limit, int | float)
+                    and value is not None
+                    and abs(limit - value) < 0.01
+                ):
                     return None
             case Command.PAUSE:
                 if limit == 0:

@@ -215,7 +215,11 @@ class Hcc3Driver:
         match command:
             case Command.CURRENT_LIMIT:
                 limit = values.get("MaximumOutputCurrent")
-                if isinstance(limit, int | float) and value is not None and limit == int(value):
+                if (
+                    isinstance(limit, int | float)
+                    and value is not None
+                    and abs(limit - value) < 0.01
+                ):
                     return None
                 return f"the charger reads back a limit of {limit!r} A, not {value!r} A"
             case Command.PAUSE:
