@@ -329,6 +329,11 @@ class ModbusServer:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now."""
+        return len(self._writers)
+
     async def start(self) -> None:
         """Bind and listen; ``port`` becomes the bound port."""
         self._server = await asyncio.start_server(

@@ -143,3 +143,11 @@ async def test_modbus_values_arrive_with_right_units_and_a_fault_stays_with_its_
     # One connection per device, kept open: an exception response leaves it in step.
     assert hcc3.modbus["hcc3"].connections == 1
     assert bender.modbus["bender"].connections == 1
+    # The poller closed both at shutdown (Closeable drivers).
+    await eventually(
+        lambda: (
+            hcc3.modbus["hcc3"].open_connections + bender.modbus["bender"].open_connections == 0
+        ),
+        5,
+        "the Modbus connections closed",
+    )
