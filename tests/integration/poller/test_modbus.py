@@ -151,3 +151,74 @@ async def test_modbus_values_arrive_with_right_units_and_a_fault_stays_with_its_
         5,
         "the Modbus connections closed",
     )
+
+
+#: Fault kind -> the error classes it may be counted as (None: the charger stays up).
+MODBUS_FAULTS: list[tuple[str, tuple[str, ...] | None, float]] = [
+    ("LATENCY", None, 0.1),
+    ("EXCEPTION", ("device",), 0.0),
+    ("HTTP500", ("device",), 0.0),
+    ("MALFORMED", ("timeout",), 0.0),  # garbage: pymodbus waits for a frame that never comes
+    # pymodbus notices a closed connection only when the request's timeout ends; the
+    # poll's own timeout (the same length) often ends first.
+    ("TRUNCATED", ("connection", "timeout"), 0.0),
+    ("RESET", ("connection", "timeout"), 0.0),
+    ("TIMEOUT", ("timeout",), 0.0),
+]
+ERRORS = ("timeout", "connection", "http", "device", "protocol", "driver_fault", "auth", "config")
+
+
+async def test_each_modbus_fault_marks_only_that_charger_down_then_up(
+    own_broker: MosquittoServer, certs: TestCerts, mixed_fleet: Any, tmp_path: Path
+) -> None:
+    from chargelift_simulator import Fault, FaultKind
+
+    mhcp, hcc3, bender = mixed_fleet.chargers
+    ids = [c.id for c in mixed_fleet.chargers]
+    others = (mhcp, bender)
+    s = settings(own_broker, certs, tmp_path / "outbox.sqlite", max_backoff=0.5)
+
+    def failed(charger: str) -> dict[str, float]:
+        return {
+            e: metric(poller, "poller_polls_failed_total", charger=charger, error=e) for e in ERRORS
+        }
+
+    async with running_poller(s, chargers(mixed_fleet)) as poller:
+        await eventually(
+            lambda: all(metric(poller, "poller_charger_up", charger=i) == 1 for i in ids),
+            10,
+            "every charger online",
+        )
+        for kind, errors, latency in MODBUS_FAULTS:
+            before = failed(hcc3.id)
+            ok_before = {
+                o.id: metric(poller, "poller_polls_ok_total", charger=o.id) for o in others
+            }
+            hcc3.set_fault(Fault(getattr(FaultKind, kind), latency_s=latency))
+            if errors is None:
+                await asyncio.sleep(1.0)
+                assert metric(poller, "poller_charger_up", charger=hcc3.id) == 1, kind
+            else:
+                await eventually(
+                    lambda: metric(poller, "poller_charger_up", charger=hcc3.id) == 0,
+                    6,
+                    f"{hcc3.id} down on {kind}",
+                )
+                await asyncio.sleep(0.6)
+            for o in others:
+                assert metric(poller, "poller_charger_up", charger=o.id) == 1, (kind, o.id)
+                assert metric(poller, "poller_polls_ok_total", charger=o.id) >= ok_before[o.id] + 2
+            hcc3.set_fault(Fault(FaultKind.NONE))
+            await eventually(
+                lambda: metric(poller, "poller_charger_up", charger=hcc3.id) == 1,
+                6,
+                f"{hcc3.id} up after {kind}",
+            )
+            delta = {e: n - before[e] for e, n in failed(hcc3.id).items()}
+            if errors is None:
+                assert not any(delta.values()), (kind, delta)
+                continue
+            assert sum(delta[e] for e in errors) > 0, (kind, delta)
+            assert not any(n for e, n in delta.items() if e not in errors), (kind, delta)
+        for o in others:
+            assert not any(failed(o.id).values()), o.id

@@ -9,12 +9,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chargelift_contract import OperationState
 from chargelift_contract.commands import Command
+from chargelift_poller.config import load_config
 from chargelift_poller.drivers import REGISTRY, Controller
 from chargelift_poller.drivers._modbus import Block, Register, decode
 from chargelift_poller.drivers.bender import BenderDriver
@@ -324,3 +326,20 @@ async def test_bender_cannot_stop_nor_resume_without_a_known_limit() -> None:
 def test_construction_does_no_io_and_both_drivers_control() -> None:
     assert isinstance(Hcc3Driver(spec(1)), Controller)
     assert isinstance(BenderDriver(spec(1)), Controller)
+
+
+def test_the_documented_chargers_file_entries_load_and_build(tmp_path: Path) -> None:
+    """The sample of docs/drivers/modbus.md: no PIN, tcp:// urls, options, built drivers."""
+    doc = (Path(__file__).parents[3] / "docs" / "drivers" / "modbus.md").read_text()
+    sample = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "chargers.toml"
+    path.write_text(sample)
+    config = load_config(path, {})
+    assert [(c.driver, c.pin) for c in config.chargers] == [("hcc3", None), ("bender", None)]
+    for c in config.chargers:
+        driver = REGISTRY.create(
+            c.driver,
+            DriverSpec(charger_id=c.id, url=c.url, options=c.options, timeout=c.timeout),
+            None,  # type: ignore[arg-type]
+        )
+        assert isinstance(driver, Controller)
