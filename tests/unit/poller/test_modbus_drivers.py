@@ -3,10 +3,13 @@ pacing and control, against recorded register dumps served on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
+import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +24,7 @@ from chargelift_poller.drivers import REGISTRY, Controller
 from chargelift_poller.drivers._modbus import Block, Register, decode
 from chargelift_poller.drivers.bender import BenderDriver
 from chargelift_poller.drivers.hcc3 import Hcc3Driver
-from chargelift_poller.errors import ConfigError
+from chargelift_poller.errors import ConfigError, TransientError
 from chargelift_poller.models import ChargerReading, DriverSpec
 from chargelift_simulator.faults import Fault, FaultKind
 from tests.support.modbus import RecordedMap, load_dump, recorded_device
@@ -343,3 +346,43 @@ def test_the_documented_chargers_file_entries_load_and_build(tmp_path: Path) -> 
             None,  # type: ignore[arg-type]
         )
         assert isinstance(driver, Controller)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(lambda fc: bytes([fc, 2, 0, 6]), id="one register for many"),
+        pytest.param(lambda fc: bytes([fc, 0]), id="no register"),
+        pytest.param(lambda fc: bytes([fc ^ 0x01, 2, 0, 6]), id="another function"),
+    ],
+)
+@pytest.mark.usefixtures("quiet_libraries")
+async def test_a_well_framed_answer_with_the_wrong_content_is_transient(
+    answer: Callable[[int], bytes],
+) -> None:
+    """A frame that parses but does not answer the request: never a reading, never a crash."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                while True:
+                    head = await reader.readexactly(7)
+                    tid, _proto, length, unit = struct.unpack(">HHHB", head)
+                    pdu = await reader.readexactly(length - 1)
+                    body = answer(pdu[0])
+                    writer.write(struct.pack(">HHHB", tid, 0, len(body) + 1, unit) + body)
+                    await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        for driver in (Hcc3Driver(spec(port)), BenderDriver(spec(port))):
+            driver.link.timeout = 0.5
+            with pytest.raises(TransientError, match="mb-1"):
+                await driver.read(full=True)
+            await driver.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -186,13 +186,13 @@ class BenderDriver:
         self._id = spec.charger_id
         self._clock = spec.clock
         self.link = ModbusLink(spec, default_unit_id=UNIT_ID)
-        self._blocks = (CP, METERS, *((SESSION,) if session else ()), LIMIT)
+        self._blocks = (CP, METERS, *((SESSION,) if session else ()), LIMIT, INFO)
         self._limit: int | None = None  # the last non-zero limit read back (resume)
         self._unknown: set[int] = set()
 
     async def read(self, *, full: bool) -> ChargerReading:
         """Four requests (five on full reads: the model name)."""
-        blocks = (*self._blocks, INFO) if full else self._blocks
+        blocks = [b for b in self._blocks if full or not b.full_only]
         words = {block: await self.link.read(block) for block in blocks}
         sampling_time = self._clock()
         regs = decode(REGISTERS, words)

@@ -172,7 +172,9 @@ class Hcc3Driver:
 
     async def read(self, *, full: bool) -> ChargerReading:
         """Two requests; everything is cheap to read, so ``full`` changes nothing."""
-        words = {block: await self.link.read(block) for block in BLOCKS}
+        words = {
+            block: await self.link.read(block) for block in BLOCKS if full or not block.full_only
+        }
         sampling_time = self._clock()
         regs = decode(REGISTERS, words)
         rated = _int(regs.get("rated_current"))
