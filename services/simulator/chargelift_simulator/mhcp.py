@@ -312,8 +312,8 @@ class SimCharger:
         return self.model.unplug()
 
     def info(self) -> dict[str, Any]:
-        """The control endpoint's view of this charger."""
-        return {
+        """The control endpoint's view of this charger (``modbus``: only when it serves it)."""
+        info = {
             "id": self.id,
             "port": self.port,
             "url": self.url,
@@ -325,8 +325,10 @@ class SimCharger:
             "current_limit": self.model.limit_a(),
             "writes": self.writes,
             "permanent_writes": self.permanent_writes,
-            "modbus": {name: server.port for name, server in self.modbus.items()},
         }
+        if self.modbus:
+            info["modbus"] = {name: server.port for name, server in self.modbus.items()}
+        return info
 
     # -- HTTP ----------------------------------------------------------------------
 
