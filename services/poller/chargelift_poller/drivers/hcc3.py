@@ -26,9 +26,9 @@ Device quirks:
 * 32-bit values are word-swapped (low word first): a value above 65,535 decoded in
   the other order is nonsense (the unit tests prove it with such values).
 * Register 781 is a meter in Wh; the sources disagree whether it counts the session
-  or the box's life. It is published as ``TotalEnergyConsumption``, which goes
-  through the plausibility gate downstream (a drop is not billed), and sessions are
-  derived from the CP state and the register: HCC3 Modbus has no session registers.
+  or the box's life. It is published as ``TotalEnergyConsumption`` as read; the API's
+  energy rules decide what a drop means (a drop and back bills nothing), and sessions
+  come from the CP state and the register: HCC3 Modbus has no session registers.
 * No voltages or per-phase currents in this map.
 * Writes: holding 1024 is the current limit (whole A; 0 stops charging; the box needs
   >= 6 A to charge), holding 1025 a state command (1 Pause, 2 Continue, 3 Terminate,
