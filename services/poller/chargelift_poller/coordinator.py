@@ -143,6 +143,11 @@ class Coordinator:
     # -- state -------------------------------------------------------------------
 
     @property
+    def driver(self) -> Driver:
+        """The charger's driver (the service closes it at shutdown if it is Closeable)."""
+        return self._driver
+
+    @property
     def status(self) -> ChargerStatus:
         """The charger as this coordinator sees it now."""
         return ChargerStatus(

@@ -7,12 +7,15 @@
     │   ├── ChargerTimeoutError       no answer in time
     │   ├── ChargerConnectionError    refused, reset, closed mid-response
     │   ├── ChargerHttpError          5xx or another unexpected status
+    │   ├── ChargerDeviceError        the device answered with an error of its protocol
+    │   │                             (a Modbus exception code: busy, device failure...)
     │   ├── ChargerProtocolError      malformed / truncated / wrong-typed / implausible payload
     │   └── DriverFaultError          the driver raised something outside this tree (a
     │                                 bug met by an odd answer; the coordinator translates it)
     └── PermanentError                taken out of fast rotation, logged loudly
         ├── AuthError                 the charger refused the PIN (401/403)
         └── ConfigError               wrong address, unsupported device, bad options
+                                      (also Modbus exceptions 1/2: no such register)
 
 Drivers raise only these (``raise ... from None``: the underlying httpx exception
 carries the request URL, and MHCP puts the PIN in the query string). Messages name the
@@ -52,6 +55,12 @@ class ChargerHttpError(TransientError):
     """The charger answered with a server error or an unexpected status."""
 
     kind = "http"
+
+
+class ChargerDeviceError(TransientError):
+    """The charger answered, with an error of its own protocol (a Modbus exception code)."""
+
+    kind = "device"
 
 
 class ChargerProtocolError(TransientError):

@@ -25,8 +25,8 @@ class PollerMetrics:
         self.polls_ok = Counter("poller_polls_ok", "Successful polls", ["charger"], registry=r)
         self.polls_failed = Counter(
             "poller_polls_failed",
-            "Failed polls by error class (timeout, connection, http, protocol, driver_fault, "
-            "auth, config)",
+            "Failed polls by error class (timeout, connection, http, device, protocol, "
+            "driver_fault, auth, config)",
             ["charger", "error"],
             registry=r,
         )

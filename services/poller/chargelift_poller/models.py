@@ -77,3 +77,7 @@ class DriverSpec:
     pin_ref: str = "no PIN configured"
     options: Mapping[str, OptionValue] = field(default_factory=dict)
     clock: Callable[[], datetime] = utc_now
+    #: Seconds one device call may take (the chargers file's ``timeout``). An HTTP driver
+    #: has it from its injected client; a driver with a connection of its own (Modbus)
+    #: sets its client's timeout from it.
+    timeout: float = 5.0

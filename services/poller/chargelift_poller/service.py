@@ -55,7 +55,7 @@ from chargelift_poller.checks import StartupError
 from chargelift_poller.commands import Commander, Device
 from chargelift_poller.config import ChargerConfig, MqttSettings, PollerConfig, Settings
 from chargelift_poller.coordinator import Coordinator, Timing
-from chargelift_poller.drivers import REGISTRY
+from chargelift_poller.drivers import REGISTRY, Closeable
 from chargelift_poller.errors import ChargerError
 from chargelift_poller.metrics import PollerMetrics
 from chargelift_poller.models import DriverSpec
@@ -274,6 +274,10 @@ class PollerService:
                 )
             )
             coordinator, commander = self._coordinator(charger, index, outbox, http)
+            if isinstance(coordinator.driver, Closeable):
+                # A driver with a connection of its own (Modbus): closed at shutdown,
+                # before the HTTP client (the exit stack unwinds in reverse).
+                stack.push_async_callback(coordinator.driver.aclose)
             self.commanders[charger.id] = commander
             if shared is None:
                 client = await stack.enter_async_context(
@@ -331,6 +335,7 @@ class PollerService:
             pin_ref=charger.pin_ref,
             options=charger.options,
             clock=self.clock.now,
+            timeout=charger.timeout,
         )
         try:
             driver = REGISTRY.create(charger.driver, spec, http)

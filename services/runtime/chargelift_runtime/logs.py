@@ -21,6 +21,10 @@ _QUERY_SECRET = re.compile(r"\b(DevKey|Pin)=[^&\s\"']*", re.IGNORECASE)
 
 #: Libraries whose INFO/DEBUG output is noise or, worse, contains request URLs.
 QUIET_LOGGERS = ("httpx", "httpcore", "gmqtt", "hpack")
+#: Libraries capped at CRITICAL: pymodbus logs every failed request (a timeout, a
+#: garbage frame) at ERROR with hex dumps of the last frames; the poller's Modbus
+#: drivers translate each failure into one error of their own, which is what is logged.
+SILENCED_LOGGERS = ("pymodbus",)
 
 
 class RedactSecrets(logging.Filter):
@@ -74,7 +78,10 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> RedactSecrets:
 
 
 def quiet_libraries() -> None:
-    """Cap the :data:`QUIET_LOGGERS` at WARNING (httpx logs request URLs at INFO)."""
+    """Cap the :data:`QUIET_LOGGERS` at WARNING (httpx logs request URLs at INFO), and
+    the :data:`SILENCED_LOGGERS` at CRITICAL."""
     for name in QUIET_LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    for name in SILENCED_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)

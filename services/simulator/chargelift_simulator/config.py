@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from chargelift_simulator.fleet import FleetConfig
+from chargelift_simulator.modbus import MAPS
 
 ENV_PIN = "SIMULATOR_PIN"
 
@@ -90,8 +91,55 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="cars come and go only through the control endpoint (plug/unplug)",
     )
+    p.add_argument(
+        "--modbus",
+        type=_maps,
+        default=(),
+        metavar="MAPS",
+        help="Modbus TCP maps every charger also serves: hcc3, bender or hcc3,bender",
+    )
+    p.add_argument(
+        "--modbus-for",
+        action="append",
+        default=[],
+        metavar="ID=MAPS",
+        help="Modbus TCP maps of one charger (repeatable; replaces --modbus for it)",
+    )
+    p.add_argument(
+        "--modbus-base-port",
+        type=int,
+        default=25200,
+        help="charger i, map k (0 hcc3, 1 bender) serves on base + 2i + k; 0 = free ports",
+    )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
+
+
+def _maps(value: str) -> tuple[str, ...]:
+    maps = tuple(m.strip() for m in value.split(",") if m.strip())
+    unknown = set(maps) - set(MAPS)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown Modbus map(s) {sorted(unknown)}; known: {', '.join(MAPS)}"
+        )
+    return maps
+
+
+def _modbus(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, ids: list[str]
+) -> tuple[str, ...] | dict[str, tuple[str, ...]]:
+    if not args.modbus_for:
+        return tuple(args.modbus)
+    per: dict[str, tuple[str, ...]] = dict.fromkeys(ids, tuple(args.modbus))
+    for item in args.modbus_for:
+        charger_id, sep, maps = item.partition("=")
+        if not sep or charger_id not in per:
+            parser.error(f"--modbus-for {item!r}: expected ID=MAPS with ID one of the chargers")
+        try:
+            per[charger_id] = _maps(maps)
+        except argparse.ArgumentTypeError as e:
+            parser.error(f"--modbus-for {item!r}: {e}")
+    return per
 
 
 def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> CliSettings:
@@ -114,6 +162,8 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> CliSet
         pin = environ[ENV_PIN]
     else:
         parser.error(f"no PIN: give --pin, --pin-file or set {ENV_PIN}")
+    ids = [f"{args.prefix}{i}" for i in range(1, args.count + 1)]
+    modbus = _modbus(parser, args, ids)
     try:
         fleet = FleetConfig(
             count=args.count,
@@ -132,6 +182,8 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> CliSet
             phases=args.phases,
             max_current=args.max_current,
             random_traffic=args.random_traffic,
+            modbus=modbus,
+            modbus_base_port=args.modbus_base_port if modbus else 0,
             # Nobody in this process reads the in-memory truth: the JSONL file is it.
             truth_memory=0,
         )

@@ -17,7 +17,14 @@ them on real networks and real embedded web servers:
 ``crafted``               ``200``, the correct ChargeData with the keys of ``raw`` set to
                           their raw JSON text (``{"ActPwr": "NaN", "Price": "1e400"}``):
                           what a broken or hostile firmware may write (issue 14)
+``exception``             Modbus: an exception response, code ``raw["code"]`` (default 4,
+                          server device failure); MHCP: like ``http500``
 ========================  ===============================================================
+
+The Modbus TCP servers (:mod:`chargelift_simulator.modbus`) read the same switches:
+``malformed`` is a frame that is not Modbus (garbage bytes), ``truncated`` half of the
+answer then close, ``http500`` an exception response (code 4) and ``crafted`` the
+correct answer with the registers of ``raw`` (decimal address → 0..65535 as text) set.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ class FaultKind(StrEnum):
     EXTRA_FIELDS = "extra_fields"
     RESET = "reset"
     CRAFTED = "crafted"
+    EXCEPTION = "exception"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import math
 import random
 import resource
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from chargelift_contract.topics import CHARGER_ID_RE, CHARGER_ID_RULE
 from chargelift_simulator.clock import SimClock, load_tz
 from chargelift_simulator.control import ControlServer
 from chargelift_simulator.mhcp import SimCharger
+from chargelift_simulator.modbus import MAPS
 from chargelift_simulator.model import MAX_STEP_S, ChargerModel, Session, Settings
 from chargelift_simulator.truth import TruthLog
 
@@ -68,6 +69,12 @@ class FleetConfig:
     truth_memory: int | None = 10_000
     idle_timeout: float = 30.0
     random_traffic: bool = True
+    #: Modbus TCP register maps served beside MHCP (``hcc3``, ``bender``): one sequence
+    #: for every charger, or a mapping charger id -> maps (chargers not in it: none).
+    modbus: Sequence[str] | Mapping[str, Sequence[str]] = ()
+    #: First Modbus port (0: free ports): charger *i*, map *k* gets
+    #: ``modbus_base_port + i * len(MAPS) + k`` (k: 0 hcc3, 1 bender).
+    modbus_base_port: int = 0
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -95,6 +102,29 @@ class FleetConfig:
                 raise ValueError("a PIN is empty")
         elif not self.pin:
             raise ValueError("the PIN is empty")
+        for charger_id in self.ids():
+            unknown = set(self.modbus_maps(charger_id)) - set(MAPS)
+            if unknown:
+                raise ValueError(f"unknown Modbus map(s) {sorted(unknown)}; known: {MAPS}")
+        if self.modbus_base_port != 0 and not (
+            1 <= self.modbus_base_port <= 65536 - self.count * len(MAPS)
+        ):
+            raise ValueError(f"Modbus ports from {self.modbus_base_port} do not exist")
+
+    def modbus_maps(self, charger_id: str) -> tuple[str, ...]:
+        """The Modbus maps ``charger_id`` serves (may be none)."""
+        if isinstance(self.modbus, Mapping):
+            return tuple(self.modbus.get(charger_id, ()))
+        if isinstance(self.modbus, str):
+            return (self.modbus,)
+        return tuple(self.modbus)
+
+    def modbus_ports(self, index: int, charger_id: str) -> list[int]:
+        """The ports of charger number ``index`` (from 0)'s Modbus servers."""
+        maps = self.modbus_maps(charger_id)
+        if self.modbus_base_port == 0:
+            return [0] * len(maps)
+        return [self.modbus_base_port + index * len(MAPS) + MAPS.index(m) for m in maps]
 
     def ids(self) -> list[str]:
         """``prefix1 .. prefixN``."""
@@ -165,6 +195,8 @@ class Fleet:
                 truth_memory=config.truth_memory,
                 idle_timeout=config.idle_timeout,
                 wall_clock=wall_clock,
+                modbus=config.modbus_maps(charger_id),
+                modbus_ports=config.modbus_ports(index, charger_id),
             )
         self._control: ControlServer | None = None
         if config.control_port is not None:
@@ -217,11 +249,12 @@ class Fleet:
     # -- lifecycle -----------------------------------------------------------------
 
     async def __aenter__(self) -> Fleet:
-        raise_fd_limit(2 * len(self._chargers) + 256)
+        servers = sum(1 + len(c.modbus) for c in self._chargers.values())
+        raise_fd_limit(2 * servers + 256)
         try:
             self._truth.open()
             for charger in self._chargers.values():
-                await charger.server.start()
+                await charger.start()
             if self._control is not None:
                 await self._control.server.start()
             self.step(0)  # what is due at the start (cars already there) happens now
@@ -254,7 +287,7 @@ class Fleet:
             if self._control is not None:
                 await self._control.server.close()
             for charger in self._chargers.values():
-                await charger.server.close()
+                await charger.close()
         finally:
             self._truth.close()
 

@@ -20,13 +20,14 @@ import asyncio
 import hmac
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from chargelift_simulator.faults import Fault, FaultKind, FaultSlot
+from chargelift_simulator.modbus import ModbusServer, build_map
 from chargelift_simulator.model import ChargerModel, ChgState, Command, DevMode, Session
 from chargelift_simulator.truth import TruthLog
 from chargelift_simulator.wire import Connection, HttpServer, Request, response
@@ -202,6 +203,8 @@ class SimCharger:
         truth_memory: int | None = None,
         idle_timeout: float = 30.0,
         wall_clock: Callable[[], float] = time.time,
+        modbus: Sequence[str] = (),
+        modbus_ports: Sequence[int] | None = None,
     ) -> None:
         self.model = model
         self.id = model.id
@@ -218,6 +221,20 @@ class SimCharger:
         #: Successful POSTs that asked for the change to be saved to flash (Permanent).
         self.permanent_writes = 0
         self.server = HttpServer(self.handle, host, port, idle_timeout=idle_timeout, name=self.id)
+        #: Modbus TCP servers by register map name (``hcc3``, ``bender``): same model,
+        #: same fault switches, each on its own port (0: a free one).
+        ports = list(modbus_ports) if modbus_ports is not None else [0] * len(modbus)
+        self.modbus: dict[str, ModbusServer] = {
+            name: ModbusServer(
+                build_map(name, model),
+                self._faults,
+                host,
+                mb_port,
+                idle_timeout=idle_timeout,
+                on_write=self._modbus_written,
+            )
+            for name, mb_port in zip(modbus, ports, strict=True)
+        }
 
     def __repr__(self) -> str:  # never shows the PIN
         return f"SimCharger({self.id!r}, port={self.port}, state={self.state.value!r})"
@@ -238,6 +255,26 @@ class SimCharger:
         elif ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    def modbus_url(self, name: str) -> str:
+        """``tcp://host:port`` of the Modbus server of map ``name`` (KeyError if none)."""
+        host = self.url.split("//", 1)[1].rsplit(":", 1)[0]
+        return f"tcp://{host}:{self.modbus[name].port}"
+
+    async def start(self) -> None:
+        """Bind the MHCP port and every Modbus port."""
+        await self.server.start()
+        for server in self.modbus.values():
+            await server.start()
+
+    async def close(self) -> None:
+        """Close every port and connection."""
+        for server in self.modbus.values():
+            await server.close()
+        await self.server.close()
+
+    def _modbus_written(self) -> None:
+        self.writes += 1
 
     @property
     def state(self) -> ChgState:
@@ -275,8 +312,8 @@ class SimCharger:
         return self.model.unplug()
 
     def info(self) -> dict[str, Any]:
-        """The control endpoint's view of this charger."""
-        return {
+        """The control endpoint's view of this charger (``modbus``: only when it serves it)."""
+        info = {
             "id": self.id,
             "port": self.port,
             "url": self.url,
@@ -289,6 +326,9 @@ class SimCharger:
             "writes": self.writes,
             "permanent_writes": self.permanent_writes,
         }
+        if self.modbus:
+            info["modbus"] = {name: server.port for name, server in self.modbus.items()}
+        return info
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -307,7 +347,7 @@ class SimCharger:
         elif kind is FaultKind.RESET:
             conn.reset()
             return False
-        elif kind is FaultKind.HTTP500:
+        elif kind is FaultKind.HTTP500 or kind is FaultKind.EXCEPTION:
             await conn.send(response(500, b"", content_type="text/html", keep_alive=keep))
             return keep
 

@@ -201,6 +201,10 @@ class ChargerModel:
         # the last session's values while Idle, exactly like the real sample.
         self.energy_wh = float(int(rng.uniform(2_000, 40_000)))
         self.duration_s = float(int(self.energy_wh / 11_040 * 3600 * rng.uniform(1.0, 1.3)))
+        #: The lifetime meter (Wh) the Modbus maps serve; MHCP has none. It starts above
+        #: 65,535 so that a client with the wrong word order reads nonsense. No random
+        #: draw: the MHCP histories of a seed stay what they were.
+        self.meter_wh = 100_000.0 + self.energy_wh
         # Half of the boxes see a car at once, the others within the first hour.
         first = 0.0 if rng.random() < 0.5 else rng.uniform(60.0, 3600.0)
         self._next_arrival: float | None = self.t + first if random_traffic else None
@@ -372,6 +376,7 @@ class ChargerModel:
         energy = (p0 + p1) / 2 * dt / 3600
         energy = min(energy, (1.0 - v.soc) * v.capacity_wh)  # a battery cannot overfill
         self.energy_wh += energy
+        self.meter_wh += energy
         v.soc += energy / v.capacity_wh
         self.duration_s += dt
         self.power_w = p1

@@ -32,6 +32,10 @@ class SimulatorService:
             self.fleet = fleet
             for charger in fleet.chargers:
                 log.info("%s: MHCP at %s/MHCP/1.0 (%s)", charger.id, charger.url, charger.state)
+                for name in charger.modbus:
+                    log.info(
+                        "%s: Modbus TCP %s map at %s", charger.id, name, charger.modbus_url(name)
+                    )
             if fleet.control_port is not None:
                 log.info(
                     "control endpoint at http://%s:%d/chargers",

@@ -64,9 +64,9 @@ class Recorder:
 @pytest.fixture
 def quiet_libraries() -> Iterator[None]:
     """The poller's logging policy for libraries (restored afterwards)."""
-    from chargelift_runtime.logs import QUIET_LOGGERS, quiet_libraries
+    from chargelift_runtime.logs import QUIET_LOGGERS, SILENCED_LOGGERS, quiet_libraries
 
-    saved = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    saved = {name: logging.getLogger(name).level for name in QUIET_LOGGERS + SILENCED_LOGGERS}
     quiet_libraries()
     yield
     for name, level in saved.items():

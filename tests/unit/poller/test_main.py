@@ -68,7 +68,7 @@ pin_env = "AMTRON_PIN"
 @pytest.mark.parametrize(
     ("driver", "message"),
     [
-        ("modbus", "charger amtron-1: unknown driver 'modbus'; known drivers: mhcp"),
+        ("modbus", "charger amtron-1: unknown driver 'modbus'; known drivers: bender, hcc3, mhcp"),
         ("mhcp", "charger amtron-1: no certificate file"),
     ],
 )

@@ -95,3 +95,31 @@ def test_a_per_charger_pin_file_must_cover_every_charger(
     with pytest.raises(SystemExit):
         parse_args(["--pin-file", str(pins), "--count", "2"], {})
     assert "no PIN for amtron-2" in capsys.readouterr().err
+
+
+def test_modbus_maps_for_every_charger_or_per_charger() -> None:
+    from chargelift_simulator.config import parse_args
+
+    env = {"SIMULATOR_PIN": "1234"}
+    every = parse_args(["--modbus", "hcc3,bender"], env).fleet
+    assert every.modbus_maps("amtron-3") == ("hcc3", "bender")
+    assert every.modbus_ports(2, "amtron-3") == [25204, 25205]
+    mixed = parse_args(
+        ["--modbus-for", "amtron-2=hcc3", "--modbus-for", "amtron-3=bender"], env
+    ).fleet
+    assert [mixed.modbus_maps(i) for i in mixed.ids()] == [(), ("hcc3",), ("bender",)]
+    assert parse_args([], env).fleet.modbus_maps("amtron-1") == ()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--modbus", "sunspec"], ["--modbus-for", "amtron-9=hcc3"], ["--modbus-for", "hcc3"]],
+)
+def test_bad_modbus_options_are_refused(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chargelift_simulator.config import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv, {"SIMULATOR_PIN": "1234"})
+    assert "modbus" in capsys.readouterr().err.lower()

@@ -6,23 +6,31 @@ below with one line, add recorded responses under
 """
 
 from chargelift_poller.drivers.base import (
+    Closeable,
     Controller,
     Driver,
     DriverFactory,
     DriverRegistry,
     DriverRegistryError,
 )
+from chargelift_poller.drivers.bender import BenderDriver
+from chargelift_poller.drivers.hcc3 import Hcc3Driver
 from chargelift_poller.drivers.mhcp import MhcpDriver
 
 REGISTRY = DriverRegistry()
 REGISTRY.register("mhcp", MhcpDriver)
+REGISTRY.register("hcc3", Hcc3Driver)
+REGISTRY.register("bender", BenderDriver)
 
 __all__ = [
     "REGISTRY",
+    "BenderDriver",
+    "Closeable",
     "Controller",
     "Driver",
     "DriverFactory",
     "DriverRegistry",
     "DriverRegistryError",
+    "Hcc3Driver",
     "MhcpDriver",
 ]

@@ -30,6 +30,30 @@ Steps:
    mapping; the contract test (``tests/unit/poller/test_driver_contract.py``) then runs
    over the new driver automatically.
 
+Not HTTP? (Modbus TCP: ``hcc3.py`` and ``bender.py`` over ``_modbus.py`` are the worked
+example.) The steps above hold, with these differences:
+
+a. The registry still passes the injected ``httpx.AsyncClient``; ignore it. Own ONE
+   connection per device, opened lazily on the first request (construction does no
+   I/O), reused across reads, and implement ``async aclose()`` (the optional
+   :class:`~chargelift_poller.drivers.base.Closeable` capability): the poller calls it
+   at shutdown. Drop the connection after a timeout, a cancellation or a broken answer
+   (a late answer would answer the next request); the next read reopens it.
+b. Set your client's timeout from ``spec.timeout`` (the chargers file's ``timeout``):
+   there is no HTTP client to carry it. The coordinator's ``asyncio.timeout`` around
+   ``read`` stays the outer bound.
+c. Errors: the protocol's own error answers (a Modbus exception code) are
+   :class:`~chargelift_poller.errors.ChargerDeviceError`, or ``ConfigError`` when they
+   say the device lacks what was asked (no such register: wrong driver or firmware);
+   ``ChargerHttpError`` and ``AuthError`` are HTTP's. Silence a library that logs every
+   failure itself (``chargelift_runtime.logs.SILENCED_LOGGERS``).
+d. Pace requests if the device needs it (a driver option, e.g. ``request_interval``),
+   and declare word order and scaling in one register table, not in the field lambdas.
+e. Step 6: record ``tests/unit/poller/fixtures/<name>/registers.json`` (a register
+   dump) instead of one file per endpoint; the contract test serves it with a Modbus
+   server on 127.0.0.1 and injects the simulator's faults. A protocol that is neither
+   HTTP nor Modbus needs its own branch in the contract test.
+
 The example device: ``GET <url>/api/status`` with header ``Authorization: Bearer <PIN>``::
 
     {"state": "charging",   # "available" | "charging" | "fault"

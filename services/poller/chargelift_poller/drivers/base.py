@@ -2,9 +2,10 @@
 
 A driver is one class per charger protocol. It is constructed with a
 :class:`~chargelift_poller.models.DriverSpec` and an injected ``httpx.AsyncClient``
-(never one of its own), returns typed :class:`~chargelift_poller.models.ChargerReading`
-objects, raises only :mod:`chargelift_poller.errors`, and knows nothing of MQTT, SQL
-or metrics.
+(an HTTP driver never makes one of its own; a driver of another protocol, Modbus TCP,
+ignores it and owns its one connection, closed by :class:`Closeable`), returns typed
+:class:`~chargelift_poller.models.ChargerReading` objects, raises only
+:mod:`chargelift_poller.errors`, and knows nothing of MQTT, SQL or metrics.
 
 Capabilities are small protocols: :class:`Driver` (``read``) is required; control
 (:class:`Controller`) is optional and detected with ``isinstance(driver, Controller)``:
@@ -101,6 +102,18 @@ class Controller(Protocol):
 
     def shows(self, reading: ChargerReading, command: Command, value: float | None) -> str | None:
         """``None`` if ``reading`` shows ``command`` in effect, else what it shows instead."""
+        ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """Optional capability: the driver owns a connection (not the injected HTTP client).
+
+    The poller calls :meth:`aclose` once at shutdown, after the last read or write.
+    """
+
+    async def aclose(self) -> None:
+        """Close the driver's connection(s); never raises."""
         ...
 
 
