@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
 import weakref
 from collections.abc import Awaitable, Callable
@@ -176,6 +177,7 @@ class OcppServer:
                 request.headers,
                 tls=connection.transport.get_extra_info("ssl_object") is not None,
                 peer_cn=peer_common_name(connection),
+                alive=lambda: client_alive(connection),
             )
         self.metrics.registry_reload_failures.set(self.auth.registry.failed_reloads)
         if isinstance(decision, Refused):
@@ -189,9 +191,17 @@ class OcppServer:
             response = connection.respond(decision.status, ANSWER[decision.status])
             if decision.status == HTTPStatus.UNAUTHORIZED:
                 response.headers["WWW-Authenticate"] = 'Basic realm="chargelift-ocpp"'
+            elif decision.status == HTTPStatus.SERVICE_UNAVAILABLE:
+                response.headers["Retry-After"] = str(self.retry_after())
             return response
         self._accepted[connection] = decision
         return None
+
+    def retry_after(self) -> int:
+        """Seconds a refused charge point is told to wait: ``OCPP_BUSY_RETRY_AFTER`` to
+        twice that, at random, so that a refused crowd does not come back at once."""
+        base = self.settings.busy_retry_after
+        return random.randint(base, 2 * base)  # noqa: S311 - spreading load, not a secret
 
     # -- a connection -----------------------------------------------------------------
 
@@ -223,6 +233,12 @@ class OcppServer:
             if self.live.get(entry.id) is connection:
                 del self.live[entry.id]
             log.info("charge point %s disconnected", entry.id)
+
+
+def client_alive(connection: ServerConnection) -> bool:
+    """False once the client has closed or lost its TCP connection (during the handshake
+    the transport keeps reading, so websockets sees the end of the stream)."""
+    return not (connection.connection_lost_waiter.done() or connection.transport.is_closing())
 
 
 def _port(server: Server) -> int:
