@@ -21,8 +21,13 @@ point is connected and a warm-up has passed, it measures for ``--duration`` seco
   rate-limited messages, publish errors, dropped outbox rows, connections replaced;
 * for context, the CPU of the simulator and of Mosquitto (they share the machine).
 
-The simulated charge points sample on one simulation clock: their MeterValues come in
-a burst of N calls every 10 s (the worst case; real chargers are spread out).
+The simulated charge points sample on one simulation clock, each at its own phase within
+the 10 s: their MeterValues are spread out, as real chargers' are.
+
+The charge points first connect over N/100 s (``--stagger``): like a fleet coming back
+after a power cut or a gateway restart. Profile-2 handshakes cost a password check each;
+what the gateway cannot check in time it answers 503 + Retry-After, which the simulated
+charge points honour. The time until all are connected is reported.
 
 Certificates are issued once with ``chargelift_certs.pki`` and kept in
 ``.dev/bench-ocpp/certs``. Traffic stays on 127.0.0.1.
