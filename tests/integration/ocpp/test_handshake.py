@@ -315,3 +315,19 @@ async def test_a_handshake_whose_client_has_gone_is_not_checked(
     assert gate.calls == 1  # only the charge point that stayed
     assert gw.metrics()['ocpp_password_checks_total{outcome="abandoned"}'] == 1
     assert gw.refused("abandoned") == 1
+
+
+async def test_a_tls_connection_has_a_small_read_buffer(gateways: GatewayFactory) -> None:
+    """asyncio gives each TLS connection a zero-filled 256-KiB read buffer (250 MB at
+    1,000 charge points); the gateway's are 32 KiB, and a message of the largest
+    accepted size still arrives whole."""
+    gw = await gateways.start(max_message_bytes=65536)
+    assert gw.service.server is not None
+    async with await gw.connect("cp-cert", cert="cp-cert") as ws:
+        live = gw.service.server.live["cp-cert"]
+        buffer = live.transport._ssl_protocol._ssl_buffer  # type: ignore[attr-defined]
+        assert len(buffer) <= 32 * 1024
+        big = json.dumps([2, "big-1", "DataTransfer", {"vendorId": "v", "data": "x" * 60000}])
+        await ws.send(big)
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert answer[1] == "big-1"  # answered (NotSupported): read whole
