@@ -33,6 +33,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -182,15 +183,18 @@ CHECK_OUTCOMES = ("checked", "abandoned", "busy")
 class PasswordChecks:
     """scrypt checks on ``threads`` dedicated threads, at most ``queue`` waiting.
 
-    :meth:`verify` raises :class:`ChecksBusyError` at once when ``queue`` checks already
-    wait (the caller answers 503 + Retry-After: OCPP charge points retry), and
-    :class:`CheckAbandonedError` when, at its turn, ``alive()`` says the client has gone.
-    A handshake that waits longer than the listener's open timeout (10 s) is cancelled
-    by websockets and never checked.
-    A check that has started runs to its end even if its handshake is cancelled, and
-    holds its thread until then: never more than ``threads`` scrypt checks at once (the
-    default thread pool, shared with everything else, is not used). Dedicated threads
-    also bound the memory: glibc keeps a 16-MiB scrypt buffer per thread's arena.
+    :meth:`verify` raises :class:`ChecksBusyError` at once when ``threads + queue``
+    checks are already in the line (the caller answers 503 + Retry-After: OCPP charge
+    points retry), and :class:`CheckAbandonedError` when, at its turn, ``alive()`` says
+    the client has gone. A handshake cancelled while it waits (websockets' open timeout,
+    10 s) is taken out of the line and never checked; a check that has started runs to
+    its end and holds its thread until then: never more than ``threads`` at once.
+
+    The threads take the next check themselves, without the event loop: a busy loop
+    (a connection storm is one) does not leave them idle. So ``alive`` is called on a
+    check's thread: it must only read state (:func:`.server.client_alive` does). The
+    default thread pool, shared with everything else, is not used; a few dedicated
+    threads also bound the memory (glibc keeps a 16-MiB scrypt buffer per arena).
     """
 
     def __init__(
@@ -206,13 +210,27 @@ class PasswordChecks:
         #: The check itself (tests replace it); None: :func:`.registry.verify_password`.
         self.check = verify
         self._executor: ThreadPoolExecutor | None = None
-        self._slots: asyncio.Semaphore | None = None
-        #: Checks waiting for a thread now.
-        self.waiting = 0
+        #: Checks in the line (waiting or running), as the event loop counts them.
+        self.pending = 0
         #: Outcome -> count (``checked``, ``abandoned``, ``busy``).
         self.counts: dict[str, int] = dict.fromkeys(CHECK_OUTCOMES, 0)
+        self._lock = threading.Lock()
 
-    def _verify_now(self, password: bytes, stored: str) -> bool:
+    @property
+    def waiting(self) -> int:
+        """Checks waiting for a thread now."""
+        return max(0, self.pending - self.threads)
+
+    def _count(self, outcome: str) -> None:
+        with self._lock:
+            self.counts[outcome] += 1
+
+    def _run(self, password: bytes, stored: str, alive: Callable[[], bool]) -> bool | None:
+        """On a check's thread: None if the client has gone, else the check's result."""
+        if not alive():
+            self._count("abandoned")
+            return None
+        self._count("checked")
         check = self.check if self.check is not None else verify_password
         try:
             return check(password, stored)
@@ -222,35 +240,27 @@ class PasswordChecks:
     async def verify(
         self, password: bytes, stored: str, alive: Callable[[], bool] = lambda: True
     ) -> bool:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.threads)
+        if self.pending >= self.threads + self.queue:
+            self._count("busy")
+            raise ChecksBusyError
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="ocpp-password")
-        if self._slots.locked() and self.waiting >= self.queue:
-            self.counts["busy"] += 1
-            raise ChecksBusyError
-        self.waiting += 1
-        try:
-            await self._slots.acquire()  # FIFO; a cancelled waiter takes no slot
-        finally:
-            self.waiting -= 1
-        if not alive():
-            self._slots.release()
-            self.counts["abandoned"] += 1
-            raise CheckAbandonedError
         loop = asyncio.get_running_loop()
-        running = loop.run_in_executor(self._executor, self._verify_now, password, stored)
-        # The slot is free when the thread is, not when the handshake gives up.
-        running.add_done_callback(lambda _: self._release())
-        self.counts["checked"] += 1
-        return await asyncio.shield(running)
+        # Cancelling this future (the handshake's timeout) takes a waiting check out of
+        # the line; a running one cannot be stopped and ends on its thread.
+        line = loop.run_in_executor(self._executor, self._run, password, stored, alive)
+        self.pending += 1
+        line.add_done_callback(self._left)
+        result = await line
+        if result is None:
+            raise CheckAbandonedError
+        return result
 
-    def _release(self) -> None:
-        assert self._slots is not None
-        self._slots.release()
+    def _left(self, _: object) -> None:
+        self.pending -= 1
 
     def close(self) -> None:
-        """Stop the threads (a running check finishes first)."""
+        """Stop the threads (a running check finishes first; waiting ones are dropped)."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

@@ -255,7 +255,8 @@ class OcppServer:
 
 def client_alive(connection: ServerConnection) -> bool:
     """False once the client has closed or lost its TCP connection (during the handshake
-    the transport keeps reading, so websockets sees the end of the stream)."""
+    the transport keeps reading, so websockets sees the end of the stream). Only reads
+    state: a password check's thread calls it (:class:`~.auth.PasswordChecks`)."""
     return not (connection.connection_lost_waiter.done() or connection.transport.is_closing())
 
 
