@@ -83,6 +83,7 @@ ALLOWED: dict[str, tuple[str, str]] = {
     **{
         name: (OVERRIDE, "tuning; the default fits")
         for name in (
+            "OCPP_BUSY_RETRY_AFTER",
             "OCPP_EDGE_INFLIGHT",
             "OCPP_HEARTBEAT_INTERVAL",
             "OCPP_LOG_LEVEL",
@@ -96,6 +97,8 @@ ALLOWED: dict[str, tuple[str, str]] = {
             "OCPP_OUTBOX_MAX_AGE",
             "OCPP_OUTBOX_MAX_ROWS",
             "OCPP_OUTBOX_SYNCHRONOUS",
+            "OCPP_PASSWORD_CHECK_QUEUE",
+            "OCPP_PASSWORD_CHECK_THREADS",
             "OCPP_REPLAY_WINDOW",
             "OCPP_RESPONSE_TIMEOUT",
             "OCPP_SHUTDOWN_GRACE",

@@ -13,6 +13,14 @@ and the log. A certificate from another CA never gets here: the TLS handshake fa
 Order of the checks (each refusal is counted under its reason): path, id grammar,
 subprotocol, registry, transport, credentials. Passwords and Authorization headers are
 never logged.
+
+Password checks (scrypt: tens of milliseconds of CPU and 16 MiB each, by design) run on
+:class:`PasswordChecks`: a few dedicated threads and a bounded waiting line. When the
+line is full the handshake is answered 503 with ``Retry-After`` at once (reason
+``busy``); a handshake whose client has gone while it waited is not checked (counted
+``abandoned``). A connection storm (every charge point after a gateway restart or a
+power cut) thus costs at most the checks the gateway can do, never a check for a
+client that is no longer there.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Literal, Protocol
@@ -51,6 +62,8 @@ Reason = Literal[
     "no_certificate",
     "wrong_certificate",
     "too_many_connections",
+    "busy",
+    "abandoned",
 ]
 #: Every refusal reason (the label values of ``ocpp_handshakes_refused_total``).
 REASONS: tuple[Reason, ...] = Reason.__args__  # type: ignore[attr-defined]
@@ -69,13 +82,16 @@ _STATUS: dict[Reason, HTTPStatus] = {
     "no_certificate": HTTPStatus.UNAUTHORIZED,
     "wrong_certificate": HTTPStatus.UNAUTHORIZED,
     "too_many_connections": HTTPStatus.SERVICE_UNAVAILABLE,
+    "busy": HTTPStatus.SERVICE_UNAVAILABLE,
+    # The client went away while its password check waited: nobody reads the answer.
+    "abandoned": HTTPStatus.SERVICE_UNAVAILABLE,
 }
 #: What a client is told for each status (never the reason: see above).
 ANSWER: dict[HTTPStatus, str] = {
     HTTPStatus.NOT_FOUND: "not found\n",
     HTTPStatus.BAD_REQUEST: "the only subprotocol is ocpp1.6\n",
     HTTPStatus.UNAUTHORIZED: "unauthorized\n",
-    HTTPStatus.SERVICE_UNAVAILABLE: "too many connections, retry later\n",
+    HTTPStatus.SERVICE_UNAVAILABLE: "busy, retry later\n",
 }
 
 
@@ -152,30 +168,152 @@ def basic_credentials(headers: Headers) -> tuple[str, bytes] | None:
     return user.decode("utf-8", errors="replace"), password
 
 
+class ChecksBusyError(Exception):
+    """Too many password checks are waiting: the handshake is answered 503."""
+
+
+class CheckAbandonedError(Exception):
+    """The client went away while its password check waited: it was not checked."""
+
+
+#: Outcomes of a password check (the label values of ``ocpp_password_checks_total``).
+CHECK_OUTCOMES = ("checked", "abandoned", "busy")
+
+
+class PasswordChecks:
+    """scrypt checks on ``threads`` dedicated threads, at most ``queue`` waiting.
+
+    :meth:`verify` raises :class:`ChecksBusyError` at once when ``threads + queue``
+    checks are already in the line (the caller answers 503 + Retry-After: OCPP charge
+    points retry), and :class:`CheckAbandonedError` when, at its turn, ``alive()`` says
+    the client has gone. A handshake cancelled while it waits (websockets' open timeout,
+    10 s) is taken out of the line and never checked; a check that has started runs to
+    its end and holds its thread until then: never more than ``threads`` at once.
+
+    The threads take the next check themselves, without the event loop: a busy loop
+    (a connection storm is one) does not leave them idle. So ``alive`` is called on a
+    check's thread: it must only read state (:func:`.server.client_alive` does). The
+    default thread pool, shared with everything else, is not used; a few dedicated
+    threads also bound the memory (glibc keeps a 16-MiB scrypt buffer per arena).
+    """
+
+    def __init__(
+        self,
+        threads: int = 1,
+        queue: int = 32,
+        *,
+        verify: Callable[[bytes, str], bool] | None = None,
+    ) -> None:
+        if threads < 1 or queue < 0:
+            raise ValueError("threads must be >= 1 and queue >= 0")
+        self.threads, self.queue = threads, queue
+        #: The check itself (tests replace it); None: :func:`.registry.verify_password`.
+        self.check = verify
+        self._executor: ThreadPoolExecutor | None = None
+        #: Checks in the line (waiting or running), as the event loop counts them.
+        self.pending = 0
+        #: Outcome -> count (``checked``, ``abandoned``, ``busy``).
+        self.counts: dict[str, int] = dict.fromkeys(CHECK_OUTCOMES, 0)
+        self._lock = threading.Lock()
+
+    @property
+    def waiting(self) -> int:
+        """Checks waiting for a thread now."""
+        return max(0, self.pending - self.threads)
+
+    def _count(self, outcome: str) -> None:
+        with self._lock:
+            self.counts[outcome] += 1
+
+    def _run(self, password: bytes, stored: str, alive: Callable[[], bool]) -> bool | None:
+        """On a check's thread: None if the client has gone, else the check's result."""
+        if not alive():
+            self._count("abandoned")
+            return None
+        self._count("checked")
+        check = self.check if self.check is not None else verify_password
+        try:
+            return check(password, stored)
+        except RegistryError:
+            return False
+
+    async def verify(
+        self, password: bytes, stored: str, alive: Callable[[], bool] = lambda: True
+    ) -> bool:
+        if self.pending >= self.threads + self.queue:
+            self._count("busy")
+            raise ChecksBusyError
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="ocpp-password")
+        loop = asyncio.get_running_loop()
+        # Cancelling this future (the handshake's timeout) takes a waiting check out of
+        # the line; a running one cannot be stopped and ends on its thread.
+        line = loop.run_in_executor(self._executor, self._run, password, stored, alive)
+        self.pending += 1
+        line.add_done_callback(self._left)
+        result = await line
+        if result is None:
+            raise CheckAbandonedError
+        return result
+
+    def _left(self, _: object) -> None:
+        self.pending -= 1
+
+    def close(self) -> None:
+        """Stop the threads (a running check finishes first; waiting ones are dropped)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
 class Authenticator:
     """Decides each handshake against the :class:`Registry`.
 
     ``tls`` says which listener the request came in on; ``peer_cn`` is the common name
-    of the client certificate the TLS layer verified (None: none presented). Password
-    checks (scrypt, ~50 ms) run in threads, at most ``concurrency`` at once, so a burst
-    of handshakes does not stall the event loop.
+    of the client certificate the TLS layer verified (None: none presented); ``alive``
+    says whether the client is still connected (a password check waiting its turn is
+    skipped when it is not). Password checks run on ``checks`` (:class:`PasswordChecks`).
     """
 
-    def __init__(self, registry: Registry, path_prefix: str, *, concurrency: int = 4) -> None:
+    def __init__(
+        self, registry: Registry, path_prefix: str, *, checks: PasswordChecks | None = None
+    ) -> None:
         self.registry = registry
         self.path_prefix = path_prefix
-        self._hashing = asyncio.Semaphore(concurrency)
+        self.checks = checks if checks is not None else PasswordChecks()
         self._process_key = secrets.token_bytes(32)
         #: charge point id -> (the registry hash, HMAC of the password it proved)
         self._verified: dict[str, tuple[str, bytes]] = {}
 
     async def check(
-        self, path: str, headers: Headers, *, tls: bool, peer_cn: str | None
+        self,
+        path: str,
+        headers: Headers,
+        *,
+        tls: bool,
+        peer_cn: str | None,
+        alive: Callable[[], bool] = lambda: True,
     ) -> Decision:
         cp_id = charge_point_id(path, self.path_prefix)
         if cp_id is None:
             return Refused("bad_path")
         shown = printable(cp_id)
+        try:
+            return await self._decide(cp_id, shown, headers, tls, peer_cn, alive)
+        except ChecksBusyError:
+            return Refused("busy", shown)
+        except CheckAbandonedError:
+            return Refused("abandoned", shown)
+
+    async def _decide(
+        self,
+        cp_id: str,
+        shown: str,
+        headers: Headers,
+        tls: bool,
+        peer_cn: str | None,
+        alive: Callable[[], bool],
+    ) -> Decision:
         if not valid_charge_point_id(cp_id):
             return Refused("invalid_id", shown)
         if not offers_subprotocol(headers):
@@ -184,7 +322,7 @@ class Authenticator:
         if entry is None:
             creds = basic_credentials(headers)
             if creds is not None:
-                await self._verify(creds[1], _dummy_hash())
+                await self.checks.verify(creds[1], _dummy_hash(), alive)
             return Refused("unknown_id", shown)
         if not tls and entry.profile != 1:
             return Refused("plain_not_allowed", shown)
@@ -205,7 +343,7 @@ class Authenticator:
             return Refused("wrong_password", shown)
         if self._verified_before(cp_id, password, entry.password_hash):
             return Accepted(entry, "basic")
-        ok = await self._verify(password, entry.password_hash)
+        ok = await self.checks.verify(password, entry.password_hash, alive)
         if ok:
             self._remember(cp_id, password, entry.password_hash)
         return Accepted(entry, "basic") if ok else Refused("wrong_password", shown)
@@ -230,10 +368,3 @@ class Authenticator:
 
     def _remember(self, cp_id: str, password: bytes, password_hash: str) -> None:
         self._verified[cp_id] = (password_hash, self._digest(password))
-
-    async def _verify(self, password: bytes, password_hash: str) -> bool:
-        async with self._hashing:
-            try:
-                return await asyncio.to_thread(verify_password, password, password_hash)
-            except RegistryError:
-                return False

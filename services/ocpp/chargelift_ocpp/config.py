@@ -59,6 +59,13 @@ class Settings(EdgeSettings):
     #: printable characters (OCPP's idToken is a CiString20); always accepted.
     remote_id_tag: str = "chargelift"
     max_connections: int = Field(1000, ge=1)
+    #: Threads that check passwords (scrypt: ~16 MiB and tens of ms of CPU each).
+    password_check_threads: int = Field(1, ge=1, le=16)
+    #: Password checks that may wait for a thread; one more handshake that needs a
+    #: check is answered 503 + Retry-After at once.
+    password_check_queue: int = Field(32, ge=0, le=10000)
+    #: Retry-After of a 503 answer, in s (the answer says a random value up to twice it).
+    busy_retry_after: int = Field(10, ge=1, le=3600)
     #: The largest WebSocket message accepted (bytes); a larger one closes the connection.
     max_message_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
     #: Messages per second a connection may send on average (more wait), and the burst.

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from chargelift_edge.metrics import EdgeMetrics
-from chargelift_ocpp.auth import REASONS
+from chargelift_ocpp.auth import CHECK_OUTCOMES, REASONS, PasswordChecks
 
 
 class OcppMetrics:
@@ -137,3 +137,28 @@ class MapperCounters:
         for attr, name, doc in MAPPER_COUNTERS:
             total = sum(int(getattr(m, attr, 0)) for m in mappers)
             yield CounterMetricFamily(name, doc, value=total)
+
+
+class PasswordCheckCounters:
+    """A collector: ``ocpp_password_checks_total{outcome}`` and
+    ``ocpp_password_checks_waiting`` of a :class:`~.auth.PasswordChecks`."""
+
+    def __init__(self, checks: PasswordChecks) -> None:
+        self._checks = checks
+
+    def collect(self) -> Iterator[Metric]:
+        counter = CounterMetricFamily(
+            "ocpp_password_checks",
+            "password checks at the handshake, by outcome: checked (scrypt ran), abandoned "
+            "(the client had gone when its turn came: not checked), busy (the waiting line "
+            "was full: answered 503 + Retry-After)",
+            labels=["outcome"],
+        )
+        for outcome in CHECK_OUTCOMES:
+            counter.add_metric([outcome], self._checks.counts[outcome])
+        yield counter
+        yield GaugeMetricFamily(
+            "ocpp_password_checks_waiting",
+            "password checks waiting for a thread now",
+            value=self._checks.waiting,
+        )

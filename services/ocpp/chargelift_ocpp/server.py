@@ -15,7 +15,9 @@ reconnects before the old TCP connection has timed out.
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import logging
+import random
 import ssl
 import weakref
 from collections.abc import Awaitable, Callable
@@ -42,6 +44,22 @@ _ws_log = logging.getLogger("chargelift_ocpp.websockets")
 Session = Callable[[ChargePointEntry, ServerConnection], Awaitable[None]]
 
 _REPLACE_TIMEOUT = 5.0
+#: The read buffer of each TLS connection (asyncio's default: 256 KiB, zero-filled at once).
+TLS_READ_BUFFER = 32 * 1024
+
+
+def bound_tls_read_buffer() -> None:
+    """Give every TLS connection of this process a 32-KiB read buffer instead of 256 KiB.
+
+    asyncio's ``SSLProtocol`` allocates ``max_size`` (256 KiB) per connection and fills
+    it with zeros: 250 MB of RSS at 1,000 charge points (docs/benchmarks.md, "OCPP").
+    It is the size of one read from the socket and from the TLS layer, so a smaller one
+    only means more, smaller reads; a TLS record is at most 16 KiB. Process-wide: the
+    gateway's one MQTT connection reads in 32-KiB pieces too.
+    """
+    protocol = asyncio.sslproto.SSLProtocol
+    if getattr(protocol, "max_size", 0) > TLS_READ_BUFFER:
+        protocol.max_size = TLS_READ_BUFFER
 
 
 def server_tls_context(settings: Settings) -> ssl.SSLContext:
@@ -106,6 +124,7 @@ class OcppServer:
         s = self.settings
         try:
             if s.tls:
+                bound_tls_read_buffer()
                 server = await self._serve(s.host, s.port, server_tls_context(s))
                 self._servers.append(server)
                 self.tls_port = _port(server)
@@ -176,6 +195,7 @@ class OcppServer:
                 request.headers,
                 tls=connection.transport.get_extra_info("ssl_object") is not None,
                 peer_cn=peer_common_name(connection),
+                alive=lambda: client_alive(connection),
             )
         self.metrics.registry_reload_failures.set(self.auth.registry.failed_reloads)
         if isinstance(decision, Refused):
@@ -189,9 +209,17 @@ class OcppServer:
             response = connection.respond(decision.status, ANSWER[decision.status])
             if decision.status == HTTPStatus.UNAUTHORIZED:
                 response.headers["WWW-Authenticate"] = 'Basic realm="chargelift-ocpp"'
+            elif decision.status == HTTPStatus.SERVICE_UNAVAILABLE:
+                response.headers["Retry-After"] = str(self.retry_after())
             return response
         self._accepted[connection] = decision
         return None
+
+    def retry_after(self) -> int:
+        """Seconds a refused charge point is told to wait: ``OCPP_BUSY_RETRY_AFTER`` to
+        twice that, at random, so that a refused crowd does not come back at once."""
+        base = self.settings.busy_retry_after
+        return random.randint(base, 2 * base)  # noqa: S311 - spreading load, not a secret
 
     # -- a connection -----------------------------------------------------------------
 
@@ -223,6 +251,13 @@ class OcppServer:
             if self.live.get(entry.id) is connection:
                 del self.live[entry.id]
             log.info("charge point %s disconnected", entry.id)
+
+
+def client_alive(connection: ServerConnection) -> bool:
+    """False once the client has closed or lost its TCP connection (during the handshake
+    the transport keeps reading, so websockets sees the end of the stream). Only reads
+    state: a password check's thread calls it (:class:`~.auth.PasswordChecks`)."""
+    return not (connection.connection_lost_waiter.done() or connection.transport.is_closing())
 
 
 def _port(server: Server) -> int:

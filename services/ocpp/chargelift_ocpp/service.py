@@ -21,11 +21,11 @@ from websockets.asyncio.server import ServerConnection
 from chargelift_contract.envelope import EnvelopeError, parse_time
 from chargelift_edge.announce import EdgeCertificateError, listed_chargers
 from chargelift_ocpp import __version__
-from chargelift_ocpp.auth import Authenticator
+from chargelift_ocpp.auth import Authenticator, PasswordChecks
 from chargelift_ocpp.chargepoint import OcppChargePoint
 from chargelift_ocpp.config import Settings
 from chargelift_ocpp.mapping import ChargePointMapper, MappingError
-from chargelift_ocpp.metrics import MapperCounters, OcppMetrics
+from chargelift_ocpp.metrics import MapperCounters, OcppMetrics, PasswordCheckCounters
 from chargelift_ocpp.registry import ChargePointEntry, Registry
 from chargelift_ocpp.server import OcppServer
 from chargelift_ocpp.sink import Mapper, MapperFactory, ReadingSink
@@ -73,6 +73,9 @@ class OcppService:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = OcppMetrics(self.registry)
         self.registry.register(MapperCounters(lambda: list(self.mappers.values())))
+        #: The handshakes' password checks (threads start at the first check).
+        self.checks = PasswordChecks(settings.password_check_threads, settings.password_check_queue)
+        self.registry.register(PasswordCheckCounters(self.checks))
         self._mapper_factory = mapper_factory
         self._mapping_error = mapping_error
         #: One mapper per charge point, kept across its reconnections.
@@ -177,6 +180,7 @@ class OcppService:
         with TransactionStore(s.transactions_file) as transactions:
             self.transactions = transactions
             async with contextlib.AsyncExitStack() as stack:
+                stack.callback(self.checks.close)
                 if self.mqtt is not None:
                     edge_id, chargers = self._edge_chargers(self.mqtt)
                     self.uplink = await stack.enter_async_context(
@@ -191,7 +195,10 @@ class OcppService:
                     )
                     self.sink = self.uplink
                 self.server = OcppServer(
-                    s, Authenticator(registry, s.path), self.metrics, self._session
+                    s,
+                    Authenticator(registry, s.path, checks=self.checks),
+                    self.metrics,
+                    self._session,
                 )
                 self.endpoint = endpoint = HttpEndpoint(
                     s.metrics_host,

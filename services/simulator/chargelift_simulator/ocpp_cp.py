@@ -47,7 +47,7 @@ from ocpp.v16 import ChargePoint as OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from chargelift_simulator.model import (
@@ -92,6 +92,20 @@ def after(action: str) -> Callable[[_F], _F]:
 def basic_token(cp_id: str, password: str) -> str:
     """The credentials of an HTTP Basic ``Authorization`` header (RFC 7617)."""
     return base64.b64encode(f"{cp_id}:{password}".encode()).decode()
+
+
+#: The longest Retry-After honoured (s); a longer one is waited for this long.
+MAX_RETRY_AFTER_S = 600.0
+
+
+def retry_after(error: BaseException) -> float | None:
+    """The seconds of a 503 answer's ``Retry-After`` (delta-seconds), None otherwise."""
+    if not isinstance(error, InvalidStatus) or error.response.status_code != 503:
+        return None
+    value = error.response.headers.get("Retry-After", "").strip()
+    if not value.isdigit() or len(value) > 6:
+        return None
+    return min(float(value), MAX_RETRY_AFTER_S)
 
 
 def ocpp_time(ts: float) -> str:
@@ -365,6 +379,7 @@ class SimChargePoint:
         self.online = False  # connected and booted
         self.connections = 0
         self.connect_failures = 0
+        self.retry_afters = 0  # 503 answers whose Retry-After was waited for
         self.calls_received: list[str] = []
         self.calls_ignored = 0
         self.call_errors: list[tuple[str, str]] = []
@@ -946,6 +961,11 @@ class SimChargePoint:
             except (OSError, InvalidHandshake, TimeoutError) as e:
                 self.connect_failures += 1
                 log.info("%s: cannot connect to %s: %s", self.id, self.endpoint.url, e)
+                told = retry_after(e)
+                if told is not None:  # a busy central system said when: no sooner
+                    self.retry_afters += 1
+                    await asyncio.sleep(told)
+                    continue
                 backoff = await self._backoff(backoff)
                 continue
             self.connections += 1

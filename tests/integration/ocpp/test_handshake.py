@@ -3,11 +3,16 @@ HTTP handshake (before the upgrade) and counted by reason (docs/ocpp.md, "What i
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import ssl
+import threading
 
 import pytest
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
+from chargelift_ocpp.registry import verify_password
 from tests.integration.ocpp.conftest import PASSWORD_1, PASSWORD_2, GatewayFactory
 
 pytestmark = pytest.mark.integration
@@ -217,3 +222,112 @@ async def test_metrics_and_healthz_are_served(gateways: GatewayFactory) -> None:
         text = (await http.get(f"{base}/metrics")).text
         assert "ocpp_connected_charge_points 1.0" in text
         assert 'ocpp_handshakes_refused_total{reason="wrong_password"} 0.0' in text
+
+
+class Gate:
+    """A password check that holds its thread until :meth:`open`; counts its calls."""
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self.started = threading.Event()
+        self.calls = 0
+
+    def __call__(self, password: bytes, stored: str) -> bool:
+        self.calls += 1
+        self.started.set()
+        assert self.opened.wait(20), "the test never opened the gate"
+        return verify_password(password, stored)
+
+    def open(self) -> None:
+        self.opened.set()
+
+
+async def test_a_full_password_queue_answers_503_and_the_connected_keep_being_served(
+    gateways: GatewayFactory,
+) -> None:
+    """One check running, none may wait: the next password handshake gets 503 with a
+    Retry-After at once (counted ``busy``), while a connected charge point's calls are
+    answered; the held handshake connects once its check is done."""
+    gw = await gateways.start(password_check_threads=1, password_check_queue=0, busy_retry_after=10)
+    gate = Gate()
+    gw.service.checks.check = gate
+    try:
+        async with await gw.connect("cp-cert", cert="cp-cert") as connected:
+            held = asyncio.create_task(gw.connect("cp-pass", password=PASSWORD_2))
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            with pytest.raises(InvalidStatus) as refused:
+                await gw.connect("cp-two", password=PASSWORD_2)
+            answer = refused.value.response
+            assert answer.status_code == 503
+            assert 10 <= int(answer.headers["Retry-After"]) <= 20
+            assert gw.refused("busy") == 1
+            assert gw.metrics()['ocpp_password_checks_total{outcome="busy"}'] == 1
+            await connected.send(json.dumps([2, "hb-1", "Heartbeat", {}]))
+            reply = json.loads(await asyncio.wait_for(connected.recv(), 10))
+            assert reply[:2] == [3, "hb-1"]
+            gate.open()
+            async with await held:
+                pass
+    finally:
+        gate.open()
+    assert gate.calls == 1
+
+
+async def test_a_handshake_whose_client_has_gone_is_not_checked(
+    gateways: GatewayFactory,
+) -> None:
+    """A client that sends its upgrade request and disconnects while its password check
+    waits costs no check: the gateway sees the connection closed at its turn."""
+    gw = await gateways.start(password_check_threads=1, password_check_queue=8)
+    gate = Gate()
+    gw.service.checks.check = gate
+    try:
+        held = asyncio.create_task(gw.connect("cp-pass", password=PASSWORD_2))
+        assert await asyncio.to_thread(gate.started.wait, 10)
+        assert gw.service.server is not None
+        _, writer = await asyncio.open_connection(
+            "127.0.0.1", gw.service.server.tls_port, ssl=gw.client_context()
+        )
+        token = base64.b64encode(f"cp-two:{PASSWORD_2}".encode()).decode()
+        writer.write(
+            (
+                "GET /ocpp/cp-two HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
+                f"Authorization: Basic {token}\r\n\r\n"
+            ).encode()
+        )
+        await writer.drain()
+        async with asyncio.timeout(10):
+            while gw.service.checks.waiting < 1:
+                await asyncio.sleep(0.01)
+        writer.close()  # the client gives up
+        await writer.wait_closed()
+        await asyncio.sleep(0.5)  # the gateway reads the end of the stream
+        gate.open()
+        async with await held:
+            pass
+        async with asyncio.timeout(10):
+            while gw.service.checks.counts["abandoned"] < 1:
+                await asyncio.sleep(0.01)
+    finally:
+        gate.open()
+    assert gate.calls == 1  # only the charge point that stayed
+    assert gw.metrics()['ocpp_password_checks_total{outcome="abandoned"}'] == 1
+    assert gw.refused("abandoned") == 1
+
+
+async def test_a_tls_connection_has_a_small_read_buffer(gateways: GatewayFactory) -> None:
+    """asyncio gives each TLS connection a zero-filled 256-KiB read buffer (250 MB at
+    1,000 charge points); the gateway's are 32 KiB, and a message of the largest
+    accepted size still arrives whole."""
+    gw = await gateways.start(max_message_bytes=65536)
+    assert gw.service.server is not None
+    async with await gw.connect("cp-cert", cert="cp-cert") as ws:
+        live = gw.service.server.live["cp-cert"]
+        buffer = live.transport._ssl_protocol._ssl_buffer  # type: ignore[attr-defined]
+        assert len(buffer) <= 32 * 1024
+        big = json.dumps([2, "big-1", "DataTransfer", {"vendorId": "v", "data": "x" * 60000}])
+        await ws.send(big)
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert answer[1] == "big-1"  # answered (NotSupported): read whole

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -341,3 +343,35 @@ async def test_a_transaction_id_of_another_charge_point_is_unknown(
             )
         )
     assert gw.metrics()['ocpp_transactions_total{outcome="unknown"}'] == 1
+
+
+async def test_calls_are_answered_while_the_default_thread_pool_is_taken(
+    gateways: GatewayFactory,
+) -> None:
+    """The schema validation of a call runs on the event loop (docs/benchmarks.md,
+    "OCPP"): a charge point's MeterValues is answered even while every thread of the
+    default pool, which anything in the process may use, is busy."""
+    gw = await gateways.start()
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    loop.set_default_executor(ThreadPoolExecutor(1))
+    taken = loop.run_in_executor(None, release.wait, 30)
+    try:
+        async with await gw.connect("cp-pass", password=PASSWORD_2) as ws:
+            meter = {
+                "connectorId": 1,
+                "meterValue": [
+                    {
+                        "timestamp": "2026-01-02T10:00:00Z",
+                        "sampledValue": [{"value": "1234", "measurand": "Power.Active.Import"}],
+                    }
+                ],
+            }
+            answer = await raw_call(ws, json.dumps([2, "mv-1", "MeterValues", meter]))
+            assert answer == [3, "mv-1", {}]
+            broken = await raw_call(ws, '[2,"mv-2","MeterValues",{"connectorId":"one"}]')
+            assert broken[:3] == [4, "mv-2", "TypeConstraintViolation"]
+    finally:
+        release.set()
+        await taken
+    assert gw.metrics()['ocpp_messages_total{action="MeterValues"}'] == 1

@@ -16,12 +16,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 from ocpp.messages import MessageType, unpack
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from chargelift_simulator.ocpp_cp import on
 
@@ -47,6 +49,11 @@ class CentralSystem:
     scheme: str = "ws"
     connected: dict[str, ChargePoint] = field(default_factory=dict)
     port: int = 0
+    #: Answer this many handshakes 503 with ``Retry-After: retry_after`` (a busy gateway).
+    busy: int = 0
+    retry_after: int = 1
+    #: When each handshake came (loop time).
+    handshakes: list[float] = field(default_factory=list)
     _tx_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
 
     @property
@@ -66,6 +73,15 @@ class CentralSystem:
         async with asyncio.timeout(timeout):
             while not predicate():
                 await asyncio.sleep(0.02)
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        self.handshakes.append(asyncio.get_running_loop().time())
+        if self.busy > 0:
+            self.busy -= 1
+            response = ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "busy, retry later\n")
+            response.headers["Retry-After"] = str(self.retry_after)
+            return response
+        return None
 
     async def _handler(self, ws: ServerConnection) -> None:
         assert ws.request is not None
@@ -144,6 +160,7 @@ async def central_system(
         0,
         subprotocols=["ocpp1.6"],  # type: ignore[list-item]
         ssl=tls,
+        process_request=cs._process_request,
     ) as server:
         cs.port = next(iter(server.sockets)).getsockname()[1]
         yield cs

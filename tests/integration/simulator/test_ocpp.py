@@ -453,3 +453,15 @@ async def test_the_console_script_runs_until_sigterm_and_never_logs_the_password
     assert "ocpp-sim-2" in log
     assert PASSWORD not in log
     assert base64.b64encode(f"ocpp-sim-1:{PASSWORD}".encode()).decode() not in log
+
+
+async def test_a_503_with_retry_after_is_honoured(cs: CentralSystem) -> None:
+    """A busy central system (the gateway's full password-check line) answers 503 with
+    Retry-After: the charge point waits that long, not its own short backoff."""
+    cs.busy, cs.retry_after = 1, 1
+    async with OcppFleet(fleet_config(cs)) as fleet:  # backoff 0.05-0.2 s
+        cp = fleet.charge_points[0]
+        await fleet.wait_online(10)
+    assert len(cs.handshakes) == 2
+    assert cs.handshakes[1] - cs.handshakes[0] >= 0.95
+    assert cp.retry_afters == 1
