@@ -44,7 +44,7 @@ from chargelift_edge.announce import EdgeAnnouncer
 from chargelift_edge.clock import Clock, SystemClock
 from chargelift_edge.housekeeping import Housekeeper, drain
 from chargelift_edge.outbox import Entry, Outbox
-from chargelift_edge.publisher import Publisher, Window
+from chargelift_edge.publisher import Publisher, Window, memory_share
 from chargelift_ocpp.config import Settings
 from chargelift_ocpp.control import Control, charge_point_of
 from chargelift_ocpp.metrics import OcppMetrics
@@ -249,6 +249,7 @@ class Uplink:
             await self._stack.aclose()
             raise
         window = Window(s.edge_inflight)
+        buffer_limit, page = memory_share(len(self.chargers))
         self.publishers = [
             Publisher(
                 charger,
@@ -258,6 +259,8 @@ class Uplink:
                 availability=functools.partial(self._availability, charger),
                 window=window,
                 halt_when_not_authorized=True,
+                buffer_limit=buffer_limit,
+                page=page,
             )
             for charger in sorted(self.chargers)
         ]

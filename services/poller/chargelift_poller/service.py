@@ -49,7 +49,7 @@ from chargelift_edge.announce import EdgeAnnouncer
 from chargelift_edge.clock import Clock, SystemClock
 from chargelift_edge.housekeeping import Housekeeper, drain
 from chargelift_edge.outbox import Entry, Outbox
-from chargelift_edge.publisher import Publisher, Window
+from chargelift_edge.publisher import Publisher, Window, memory_share
 from chargelift_poller import __version__
 from chargelift_poller.checks import StartupError
 from chargelift_poller.commands import Commander, Device
@@ -264,6 +264,7 @@ class PollerService:
             self.windows.append(shared[1])
             self.clients.append(edge_client)
             self.announcer = EdgeAnnouncer(self.edge_id, [c.id for c in self.chargers], edge_client)
+        buffer_limit, page = memory_share(len(self.chargers))
         for index, charger in enumerate(self.chargers):
             http = await stack.enter_async_context(
                 httpx.AsyncClient(
@@ -303,6 +304,8 @@ class PollerService:
                     availability=functools.partial(self._availability, coordinator),
                     window=window,
                     halt_when_not_authorized=shared is not None,
+                    buffer_limit=buffer_limit,
+                    page=page,
                 )
             )
             self.coordinators.append(coordinator)

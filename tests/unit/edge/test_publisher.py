@@ -12,7 +12,15 @@ from prometheus_client import CollectorRegistry
 
 from chargelift_edge.metrics import EdgeMetrics
 from chargelift_edge.outbox import Entry, Outbox
-from chargelift_edge.publisher import Publisher, Window
+from chargelift_edge.publisher import (
+    DEFAULT_BUFFER_LIMIT,
+    DEFAULT_PAGE,
+    EDGE_MEMORY_ROWS,
+    MIN_SHARE_ROWS,
+    Publisher,
+    Window,
+    memory_share,
+)
 from chargelift_runtime.mqtt import ConnectionLostError, PublishRefusedError
 from tests.unit.edge.conftest import sample
 
@@ -485,3 +493,49 @@ async def test_a_queued_row_over_the_packet_limit_is_dropped_not_sent(
     assert nums(client.payloads()) == [1, 2]
     assert all(len(p) < 100 for p in client.payloads())
     assert sample(metrics, "edge_outbox_dropped_total", reason="too_large") == 1
+
+
+def test_the_memory_share_keeps_an_edge_s_publishers_within_one_bound() -> None:
+    assert memory_share(1) == (DEFAULT_BUFFER_LIMIT, DEFAULT_PAGE)  # a small edge: defaults
+    for chargers in (1, 10, 66, 100, 1000, 5000):
+        buffer_limit, page = memory_share(chargers)
+        assert min(buffer_limit, page) >= MIN_SHARE_ROWS
+        assert chargers * (buffer_limit + page) <= max(
+            EDGE_MEMORY_ROWS, chargers * 2 * MIN_SHARE_ROWS
+        )
+    assert memory_share(1000) == (50, 50)
+    assert memory_share(10**6) == (MIN_SHARE_ROWS, MIN_SHARE_ROWS)
+
+
+async def test_publishers_behind_hold_only_their_share_of_rows_in_memory(
+    client: FakeClient, outbox: Outbox, metrics: EdgeMetrics, wall: Wall
+) -> None:
+    # 40 chargers, a bound of 1,600 rows: 20 buffered each at most, the rest stays in
+    # the outbox (read back in pages when the broker takes them again).
+    buffer_limit, page = memory_share(40, total=1600)
+    window = Window(4)  # one connection: 4 in flight, never acknowledged
+    pubs = [
+        Publisher(
+            f"c{i}", client, outbox, metrics, availability=lambda: None, window=window,
+            buffer_limit=buffer_limit, page=page, clock=wall,
+        )
+        for i in range(40)
+    ]  # fmt: skip
+    tasks = [asyncio.create_task(p.run()) for p in pubs]
+    try:
+        client.auto_ack = False
+        client.connect()
+        await settle()
+        for rnd in range(5):
+            outbox.append(
+                [Entry(f"c{i}", f"chargers/c{i}/PowerOutput", b"%d" % (rnd * 10 + j), rnd * 10 + j)
+                 for i in range(40) for j in range(10)]
+            )  # fmt: skip
+            await settle()
+        assert len(client.sent) == 4
+        held = sum(len(p._buffer) for p in pubs)
+        assert 0 < held <= 1600 // 2  # with the defaults: 1,996
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
