@@ -22,6 +22,7 @@ from chargelift_bridge.watermark import Watermarks, is_newer
 from chargelift_contract.commands import parse_command
 from chargelift_contract.envelope import decode
 from chargelift_contract.topics import TopicError
+from tests.support.hass import documented_key_problems, ha_schema_problems, ha_venv
 
 T0 = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 
@@ -125,35 +126,15 @@ def test_topics_round_trip_and_refuse_what_is_not_ours() -> None:
 
 # --- discovery documents (the keys documented by Home Assistant) ------------------------
 
-#: Keys of Home Assistant's MQTT discovery per component that these documents may use
-#: (https://www.home-assistant.io/integrations/sensor.mqtt/ and the other platforms'
-#: pages; also checked against Home Assistant's own schemas when HA_VENV is set:
-#: tests/unit/bridge/test_ha_schema.py).
-COMMON = {
-    "name", "unique_id", "object_id", "device", "origin", "availability",
-    "availability_mode", "payload_available", "payload_not_available", "qos", "icon",
-}  # fmt: skip
-ALLOWED = {
-    "sensor": COMMON | {"state_topic", "value_template", "device_class", "state_class",
-                        "unit_of_measurement", "options"},
-    "binary_sensor": COMMON | {"state_topic", "value_template", "device_class"},
-    "number": COMMON | {"command_topic", "command_template", "state_topic", "value_template",
-                        "min", "max", "step", "mode", "unit_of_measurement", "device_class"},
-    "button": COMMON | {"command_topic", "command_template"},
-}  # fmt: skip
-DEVICE_KEYS = {"identifiers", "name", "manufacturer", "model", "serial_number", "sw_version"}
-
 
 def test_discovery_documents_use_only_documented_keys_and_stable_ids() -> None:
     dev = Device("Mennekes", "AMTRON 4You", "SN-1", "5.22")
     docs = documents("amtron-1", dev, version="0.1.0", control=True,
                      min_current=6, max_current=32)  # fmt: skip
     assert len(docs) == 7 + 1 + 3
+    assert documented_key_problems(docs) == {}
     ids = set()
-    for topic, doc in docs.items():
-        component = topic.split("/")[1]
-        assert set(doc) <= ALLOWED[component], (topic, set(doc) - ALLOWED[component])
-        assert set(doc["device"]) <= DEVICE_KEYS
+    for doc in docs.values():
         assert doc["device"]["identifiers"] == ["chargelift_amtron-1"]
         assert doc["origin"]["name"] == "chargelift"
         assert doc["availability"][0]["topic"] == "chargers/amtron-1/availability"
@@ -341,3 +322,15 @@ def test_the_number_of_chargers_is_bounded() -> None:
         b.handle(f"chargers/{c}/PowerOutput", env(T0, 1))
     assert set(b.chargers) == {"c1", "c2"}
     assert drops == [Dropped.TOO_MANY_CHARGERS]
+
+
+@pytest.mark.skipif(ha_venv() is None, reason="HA_VENV is not set (docs/testing.md)")
+def test_discovery_documents_are_valid_for_home_assistant_s_own_schemas() -> None:
+    docs: dict[str, dict[str, Any]] = {}
+    for control in (True, False):
+        dev = Device("Mennekes", "AMTRON 4You", "SN-1", "5.22")
+        docs |= documents("amtron-1", dev, version="0.1.0", control=control, min_current=6,
+                          max_current=32)  # fmt: skip
+    docs |= documents("ocpp-sim-1", Device(), version="0.1.0", control=True, min_current=0,
+                      max_current=80)  # fmt: skip
+    assert ha_schema_problems(docs) == {}
