@@ -77,6 +77,8 @@ class _Charger:
     #: discovery topics of this charger on the broker (found retained or published).
     documents: set[str] = field(default_factory=set)
     announced: bool = False
+    #: The derived values last published (leaf → value).
+    derived: dict[str, Any] = field(default_factory=dict)
 
 
 class Bridge:
@@ -228,7 +230,12 @@ class Bridge:
             if result is None or at is None:
                 continue
             topic = output_topic(charger, leaf)
-            if self.watermarks.admit(topic, at):
+            # The fields of one reading share a SamplingTime and arrive one by one: a
+            # derived value computed from part of them may be corrected at the same
+            # time (never with an older one).
+            changed = state.derived.get(leaf) != result
+            if self.watermarks.admit(topic, at, same_time=changed):
+                state.derived[leaf] = result
                 out.append(Out(topic, encode(Envelope(at, result))))
         return out
 

@@ -26,7 +26,6 @@ from typing import Any
 
 from chargelift_bridge.topics import discovery_topic, node_id, output_topic
 from chargelift_contract.commands import Command, command_topic
-from chargelift_contract.states import OperationState
 from chargelift_contract.topics import BRIDGE_STATUS, availability_topic
 
 #: The fields that describe the device (not entities): a change re-publishes the documents.
@@ -86,8 +85,9 @@ SENSORS: tuple[tuple[Entity, str], ...] = (
             device_class="energy", state_class="total_increasing", unit_of_measurement="Wh"),
     _sensor("current", "Current", "OutputCurrent",
             device_class="current", state_class="measurement", unit_of_measurement="A"),
-    _sensor("state", "State", "OperationState",
-            device_class="enum", options=[s.value for s in OperationState]),
+    # A text sensor: Home Assistant 2024.1's MQTT sensor has no ``options`` (the enum
+    # device class needs them); the values are docs/contract.md's OperationState.
+    _sensor("state", "State", "OperationState", icon="mdi:ev-station"),
     _sensor("price", "Energy price", "EnergyPrice",
             state_class="measurement", unit_of_measurement="ct/kWh", icon="mdi:cash"),
     (Entity("binary_sensor", "vehicle", "Vehicle connected",
@@ -100,8 +100,9 @@ BUTTONS = ((Command.PAUSE, "pause", "Pause"), (Command.RESUME, "resume", "Resume
 def device_block(charger: str, device: Device) -> dict[str, Any]:
     block: dict[str, Any] = {"identifiers": [node_id(charger)], "name": charger}
     given = {
-        "manufacturer": device.vendor, "model": device.model,
-        "serial_number": device.serial, "sw_version": device.firmware,
+        # No serial_number: Home Assistant 2024.1's device schema refuses it (newer
+        # versions know it); the serial is in the charger's own SerialNumber field.
+        "manufacturer": device.vendor, "model": device.model, "sw_version": device.firmware,
     }  # fmt: skip
     block.update({k: v for k, v in given.items() if v is not None})
     return block

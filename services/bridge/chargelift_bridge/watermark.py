@@ -38,9 +38,13 @@ class Watermarks:
         if last is None or sampling_time > last:
             self._last[topic] = sampling_time
 
-    def admit(self, topic: str, sampling_time: datetime) -> bool:
-        """If the sample is newer than ``topic``'s watermark, raise it and return True."""
-        if not is_newer(self._last.get(topic), sampling_time):
+    def admit(self, topic: str, sampling_time: datetime, *, same_time: bool = False) -> bool:
+        """If the sample is newer than ``topic``'s watermark, raise it and return True.
+
+        ``same_time``: also admit a sample as old as the watermark (a derived value whose
+        inputs of one reading arrived one by one: never older, only completed)."""
+        last = self._last.get(topic)
+        if not (is_newer(last, sampling_time) or (same_time and sampling_time == last)):
             return False
         self._last[topic] = sampling_time
         return True

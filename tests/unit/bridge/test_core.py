@@ -59,6 +59,8 @@ def test_only_a_strictly_newer_sampling_time_is_admitted() -> None:
     assert not w.admit("a", T0)
     assert not w.admit("a", T0 - timedelta(hours=1))
     assert w.admit("b", T0 - timedelta(hours=1))  # per topic
+    assert w.admit("a", T0, same_time=True)
+    assert not w.admit("a", T0 - timedelta(seconds=1), same_time=True)
     w.seen("a", T0 - timedelta(days=1))  # seeing an older one never lowers it
     assert w.get("a") == T0
     w.forget("a")
@@ -223,6 +225,24 @@ def test_derived_values_for_evcc() -> None:
     # an older ConnectedVehicle changes neither the field nor the derived status
     out = b.handle("chargers/c1/ConnectedVehicle", env(T0 - timedelta(seconds=1), False))
     assert published(out) == {}
+
+
+def test_a_derived_value_is_completed_by_the_other_fields_of_the_same_reading() -> None:
+    # One poll: the fields share a SamplingTime and arrive one by one; the status
+    # computed from the first of them is corrected at the same time, never older.
+    b, _ = new_bridge()
+    b.handle("chargers/c1/ConnectedVehicle", env(T0, False))
+    b.handle("chargers/c1/OperationState", env(T0, "idle"))
+    t1 = T0 + timedelta(seconds=5)
+    out = b.handle("chargers/c1/OperationState", env(t1, "charging"))
+    assert published(out)["chargelift/ha/c1/status"] == "A"  # the plug is not read yet
+    out = b.handle("chargers/c1/ConnectedVehicle", env(t1, True))
+    assert published(out)["chargelift/ha/c1/status"] == "C"
+    assert decode(next(o.payload for o in out if o.topic.endswith("/status"))).sampling_time == t1
+    # the same value at the same time is not published again
+    assert "chargelift/ha/c1/status" not in published(
+        b.handle("chargers/c1/VendorState", env(t1, "Charging"))
+    )
 
 
 def test_discovery_on_first_sight_on_device_change_and_on_home_assistant_birth() -> None:
