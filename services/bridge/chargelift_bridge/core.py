@@ -267,7 +267,10 @@ class Bridge:
         """Home Assistant (re)started: every charger's documents again."""
         out: list[Out] = []
         for charger in sorted(self.chargers):
-            out += self.announce(charger)
+            # Only chargers seen alive (an availability or a sample): documents found
+            # retained for a charger that is no longer there are not revived.
+            if self.chargers[charger].announced:
+                out += self.announce(charger)
         return out
 
     def retire(self, charger: str) -> list[Out]:

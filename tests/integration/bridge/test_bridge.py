@@ -116,3 +116,24 @@ async def test_birth_message_republishes_and_retiring_removes_the_documents(
         await fresh.wait_for(doc_b)
         await asyncio.sleep(0.5)
     assert not [t for t in fresh.topics() if "charger-a" in t]
+
+
+async def test_the_bridge_says_online_and_its_will_says_offline(
+    hass_broker: MosquittoServer, certs: TestCerts
+) -> None:
+    # Every discovery document's availability includes chargelift/ha/status: a bridge
+    # that is gone shows its chargers as unavailable, not frozen.
+    status = Inbox()
+    async with client(hass_broker, certs.tls(HA), HA, subscribe=("chargelift/ha/status",),
+                      inbox=status):  # fmt: skip
+        async with running_bridge(hass_broker, certs):
+            async with asyncio.timeout(10):
+                while [m.payload for m in status.messages][-1:] != [b"online"]:
+                    await asyncio.sleep(0.05)
+        async with asyncio.timeout(10):
+            while [m.payload for m in status.messages][-1:] != [b"offline"]:
+                await asyncio.sleep(0.05)
+    fresh = Inbox()
+    async with client(hass_broker, certs.tls(HA), HA, subscribe=("chargelift/ha/status",),
+                      inbox=fresh):  # fmt: skip
+        assert (await fresh.wait_for("chargelift/ha/status")).payload == b"offline"

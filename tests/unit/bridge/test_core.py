@@ -285,6 +285,12 @@ def test_a_retired_charger_s_documents_and_outputs_are_removed() -> None:
     assert not [o for o in b.handle("homeassistant/status", b"online") if "c1" in o.topic]
 
 
+def test_the_birth_message_does_not_revive_documents_of_a_charger_not_seen() -> None:
+    b, _ = new_bridge()
+    b.handle("homeassistant/sensor/chargelift_gone/power/config", b"{}")  # retained, old
+    assert b.handle("homeassistant/status", b"online") == []
+
+
 def test_documents_of_a_switched_off_control_are_removed_on_announce() -> None:
     b, _ = new_bridge(control=False)
     b.handle("homeassistant/button/chargelift_c1/pause/config", b"{}")
