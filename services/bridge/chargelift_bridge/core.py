@@ -43,8 +43,14 @@ from chargelift_contract.fields import field_spec
 from chargelift_contract.topics import (
     AVAILABILITY,
     BRIDGE_ROOT,
+    EDGES_ROOT,
     HA_STATUS,
+    OFFLINE,
+    ONLINE,
     ROOT,
+    EdgeAvailabilityTopic,
+    decode_edge_chargers,
+    parse_edge_topic,
     validate_charger_id,
 )
 
@@ -52,6 +58,10 @@ from chargelift_contract.topics import (
 #: default limit is the same).
 MAX_PAYLOAD_BYTES = 4096
 HA_ONLINE = b"online"
+#: An edge's charger list may fill a packet (docs/contract.md).
+MAX_EDGE_LIST_BYTES = 65_536
+#: The output leaf of a charger's availability through its edges (online/offline).
+EDGE_LEAF = "edge"
 
 
 class Dropped(StrEnum):
@@ -77,6 +87,8 @@ class _Charger:
     #: discovery topics of this charger on the broker (found retained or published).
     documents: set[str] = field(default_factory=set)
     announced: bool = False
+    #: What ``chargelift/ha/{c}/edge`` says (None: not published yet).
+    reachable: bool | None = None
     #: The derived values last published (leaf → value).
     derived: dict[str, Any] = field(default_factory=dict)
 
@@ -99,12 +111,17 @@ class Bridge:
         self.max_chargers = max_chargers
         self.watermarks = Watermarks()
         self.chargers: dict[str, _Charger] = {}
+        #: edge → the chargers it lists; edge → online (None: not said yet).
+        self.edge_chargers: dict[str, frozenset[str]] = {}
+        self.edge_online: dict[str, bool] = {}
         self._on_drop = on_drop or (lambda _reason: None)
 
     # -- dispatch -------------------------------------------------------------------------
 
     def handle(self, topic: str, payload: bytes) -> list[Out]:
         """The messages to publish in answer to one incoming message (in order)."""
+        if topic.startswith(EDGES_ROOT + "/"):
+            return self._edge(topic, payload)
         if len(payload) > MAX_PAYLOAD_BYTES:
             self._on_drop(Dropped.INVALID)
             return []
@@ -130,7 +147,61 @@ class Bridge:
             return self._availability(charger, payload)
         return self._sample(charger, leaf, payload)
 
-    # -- what is already on the broker ---------------------------------------------------
+    # -- edges (one connection for the chargers of a site) ------------------------------
+
+    def _edge(self, topic: str, payload: bytes) -> list[Out]:
+        """An edge's charger list or availability: a charger listed only by edges that
+        are offline is offline (docs/contract.md, "Availability and the last will")."""
+        affected = self._note_edge(topic, payload)
+        if affected is None:
+            self._on_drop(Dropped.INVALID)
+            return []
+        out: list[Out] = []
+        for charger in sorted(affected):
+            state = self.chargers.get(charger)
+            if state is not None and state.announced:
+                out += self._edge_availability(charger, state)
+        return out
+
+    def _note_edge(self, topic: str, payload: bytes) -> frozenset[str] | None:
+        """Note an edge message; the chargers it may affect (None: invalid)."""
+        if len(payload) > MAX_EDGE_LIST_BYTES:
+            return None
+        try:
+            parsed = parse_edge_topic(topic)
+            listed = (
+                None
+                if isinstance(parsed, EdgeAvailabilityTopic)
+                else frozenset(decode_edge_chargers(payload) if payload else ())
+            )
+        except ContractError:
+            return None
+        before = self.edge_chargers.get(parsed.edge, frozenset())
+        if listed is not None:
+            self.edge_chargers[parsed.edge] = listed
+            return before | listed
+        word = payload.strip().lower()
+        if word not in (ONLINE, OFFLINE, b""):
+            return None
+        if word:
+            self.edge_online[parsed.edge] = word == ONLINE
+        else:
+            self.edge_online.pop(parsed.edge, None)
+        return before
+
+    def reachable(self, charger: str) -> bool:
+        """Not listed by any edge, or listed by one that is not known to be offline."""
+        edges = [e for e, listed in self.edge_chargers.items() if charger in listed]
+        return not edges or any(self.edge_online.get(e, True) for e in edges)
+
+    def _edge_availability(
+        self, charger: str, state: _Charger, *, force: bool = False
+    ) -> list[Out]:
+        now = self.reachable(charger)
+        if not force and state.reachable == now:
+            return []
+        state.reachable = now
+        return [Out(output_topic(charger, EDGE_LEAF), ONLINE if now else OFFLINE)]
 
     def _seed(self, topic: str, payload: bytes) -> None:
         """An output topic read back (retained on start, or our own publish echoed)."""
@@ -261,7 +332,7 @@ class Bridge:
         out += [Out(t, orjson.dumps(doc)) for t, doc in docs.items()]
         state.documents = set(docs)
         state.announced = True
-        return out
+        return out + self._edge_availability(charger, state, force=True)
 
     def announce_all(self) -> list[Out]:
         """Home Assistant (re)started: every charger's documents again."""
@@ -282,6 +353,6 @@ class Bridge:
         out = [Out(t, b"") for t in sorted(topics)]
         prefix = output_prefix(charger)
         outputs = [t for t in self.watermarks.topics() if t.startswith(prefix)]
-        out += [Out(t, b"") for t in sorted(outputs)]
+        out += [Out(t, b"") for t in sorted({*outputs, output_topic(charger, EDGE_LEAF)})]
         self.watermarks.forget(prefix)
         return out

@@ -6,8 +6,9 @@ discovery (``homeassistant/device/...``, Home Assistant 2024.11). Each document 
 the same ``device`` (so Home Assistant groups the entities under one device), the
 ``origin`` (chargelift and its version), a ``unique_id`` derived from the charger id
 (stable across restarts: ``chargelift_<charger>_<object>``), and availability: the
-charger's own ``chargers/{id}/availability`` and the bridge's ``chargelift/ha/status``
-(``availability_mode: all``: a value is shown only while both are online).
+charger's own ``chargers/{id}/availability``, its edges' (``chargelift/ha/{id}/edge``,
+offline when every edge that lists it is offline) and the bridge's
+``chargelift/ha/status`` (``availability_mode: all``: shown only while all are online).
 
 States are the bridge's output topics (``chargelift/ha/{id}/{Field}``, only ever newer
 samples: :mod:`chargelift_bridge.watermark`), read with ``value_template:
@@ -121,7 +122,11 @@ def documents(
     common: dict[str, Any] = {
         "device": device_block(charger, device),
         "origin": {"name": "chargelift", "sw_version": version},
-        "availability": [{"topic": availability_topic(charger)}, {"topic": BRIDGE_STATUS}],
+        "availability": [
+            {"topic": availability_topic(charger)},
+            {"topic": output_topic(charger, "edge")},
+            {"topic": BRIDGE_STATUS},
+        ],
         "availability_mode": "all",
         "payload_available": "online",
         "payload_not_available": "offline",

@@ -39,6 +39,7 @@ from chargelift_contract.topics import (
     OFFLINE,
     ONLINE,
     SUBSCRIBE_ALL,
+    SUBSCRIBE_EDGES,
 )
 from chargelift_runtime.http import HttpEndpoint, Response
 from chargelift_runtime.mqtt import ConnectionLostError, Message, MqttClient, MqttError, Will
@@ -47,7 +48,7 @@ from chargelift_runtime.service import health
 log = logging.getLogger("chargelift_bridge")
 
 #: Order matters (module docstring): the outputs first, so they seed the watermarks.
-SUBSCRIPTIONS = (BRIDGE_FILTER, HA_DISCOVERY_FILTER, SUBSCRIBE_ALL, HA_STATUS)
+SUBSCRIPTIONS = (BRIDGE_FILTER, HA_DISCOVERY_FILTER, SUBSCRIBE_ALL, SUBSCRIBE_EDGES, HA_STATUS)
 #: How long a publish may wait for its PUBACK before it counts as lost.
 PUBLISH_TIMEOUT_S = 10.0
 #: How long a stop waits for the message being handled.

@@ -4,6 +4,7 @@
 
     chargelift/ha/{charger}/{Field}      a field's newest sample (the envelope), retained
     chargelift/ha/{charger}/{derived}    status | enabled | power | energy (evcc), retained
+    chargelift/ha/{charger}/edge         online | offline: through the edges that list it
     chargelift/ha/status                 the bridge's availability (its last will: offline)
     homeassistant/{component}/chargelift_{charger}/{object}/config   discovery, retained
 """
@@ -22,7 +23,7 @@ from chargelift_contract.topics import (
 )
 
 #: The derived values (lower case: they never clash with a PascalCase field).
-DERIVED = ("status", "enabled", "power", "energy")
+DERIVED = ("status", "enabled", "power", "energy", "edge")
 #: Home Assistant's discovery node id of a charger: ``chargelift_<charger id>``.
 NODE_PREFIX = "chargelift_"
 _FIELD_RE = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")

@@ -22,11 +22,18 @@ BRIDGE = "bridge-test"
 
 
 @pytest.fixture
-def hass_broker(own_broker: MosquittoServer, certs: TestCerts) -> MosquittoServer:
+def hass_certs(certs: TestCerts) -> TestCerts:
     certs.issue_role(BRIDGE, "bridge")
     certs.issue_role(HA, "homeassistant", ("charger-a",))
     certs.issue_role(HA_READONLY, "homeassistant")
-    own_broker.reload()
+    certs.issue_edge("edge-ha", ("charger-a",))
+    return certs
+
+
+@pytest.fixture
+def hass_broker(hass_certs: TestCerts, own_broker: MosquittoServer) -> MosquittoServer:
+    """A broker of this test alone, started after the identities were issued (its ACL
+    has them: no reload, whose SIGHUP could reach a broker still starting)."""
     return own_broker
 
 

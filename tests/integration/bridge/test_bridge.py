@@ -137,3 +137,26 @@ async def test_the_bridge_says_online_and_its_will_says_offline(
     async with client(hass_broker, certs.tls(HA), HA, subscribe=("chargelift/ha/status",),
                       inbox=fresh):  # fmt: skip
         assert (await fresh.wait_for("chargelift/ha/status")).payload == b"offline"
+
+
+async def test_a_charger_behind_a_dead_edge_is_unavailable_to_home_assistant(
+    hass_broker: MosquittoServer, certs: TestCerts
+) -> None:
+    # An edge identity's will covers the edge's connection, not each charger's own
+    # availability topic (docs/contract.md): the bridge combines them.
+    edge_topic = "chargelift/ha/charger-a/edge"
+    seen = Inbox()
+    async with (
+        client(hass_broker, certs.tls(HA), HA, subscribe=(edge_topic,), inbox=seen),
+        running_bridge(hass_broker, certs),
+        client(hass_broker, certs.tls("edge-ha"), "edge-ha") as edge,
+    ):
+        await edge.publish("edges/edge-ha/chargers", b'["charger-a"]', retain=True)
+        await edge.publish("edges/edge-ha/availability", b"online", retain=True)
+        await edge.publish("chargers/charger-a/availability", b"online", retain=True)
+        await seen.wait_for(edge_topic)
+        await edge.publish("edges/edge-ha/availability", b"offline", retain=True)
+        async with asyncio.timeout(10):
+            while [m.payload for m in seen.messages if m.topic == edge_topic][-1] != b"offline":
+                await asyncio.sleep(0.05)
+    assert [m.payload for m in seen.messages if m.topic == edge_topic] == [b"online", b"offline"]

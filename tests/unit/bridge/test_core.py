@@ -35,7 +35,7 @@ def published(outs: list[Out]) -> dict[str, Any]:
     """{topic: Value} of the output envelopes among ``outs``."""
     found: dict[str, Any] = {}
     for o in outs:
-        if o.topic.startswith("chargelift/ha/") and o.payload:
+        if o.topic.startswith("chargelift/ha/") and o.payload and not o.topic.endswith("/edge"):
             found[o.topic] = decode(o.payload).value
     return found
 
@@ -204,7 +204,8 @@ def test_retained_outputs_seed_the_watermarks_so_a_restart_does_not_regress() ->
     out = b.handle("chargers/c1/PowerOutput", env(T0, 3000))
     assert published(out) == {}
     assert out  # the discovery documents of a charger seen for the first time
-    assert all(o.topic.startswith("homeassistant/") for o in out)
+    assert all(o.topic.startswith("homeassistant/") for o in out[:-1])
+    assert out[-1] == Out("chargelift/ha/c1/edge", b"online")
 
 
 def test_derived_values_for_evcc() -> None:
@@ -289,6 +290,34 @@ def test_the_birth_message_does_not_revive_documents_of_a_charger_not_seen() -> 
     b, _ = new_bridge()
     b.handle("homeassistant/sensor/chargelift_gone/power/config", b"{}")  # retained, old
     assert b.handle("homeassistant/status", b"online") == []
+
+
+def test_a_charger_behind_an_edge_is_offline_while_every_edge_listing_it_is() -> None:
+    b, drops = new_bridge()
+    first = b.handle("chargers/c1/availability", b"online")
+    assert Out("chargelift/ha/c1/edge", b"online") in first  # with the documents
+    off, on = Out("chargelift/ha/c1/edge", b"offline"), Out("chargelift/ha/c1/edge", b"online")
+    assert b.handle("edges/site-1/chargers", b'["c1"]') == []  # still online
+    assert b.handle("edges/site-1/availability", b"offline") == [off]
+    # listed by a second edge whose availability is not known yet: reachable
+    assert b.handle("edges/site-2/chargers", b'["c1", "c2"]') == [on]
+    assert b.handle("edges/site-2/availability", b"offline") == [off]
+    assert b.handle("edges/site-1/availability", b"online") == [on]
+    assert b.handle("edges/site-1/chargers", b"[]") == [off]  # moved away: only site-2
+    assert b.handle("edges/site-2/chargers", b"") == [on]  # listed by none
+    assert b.reachable("c2")
+    # hostile edge messages: dropped, nothing else changes
+    for topic, payload in (
+        ("edges/site-1/chargers", b"not json"),
+        ("edges/site-1/chargers", b'["BAD ID"]'),
+        ("edges/site-1/availability", b"maybe"),
+        ("edges/site-1/other", b"x"),
+        ("edges/site-1/chargers", b"[" + b'"c1",' * 20_000 + b'"c1"]'),
+    ):
+        assert b.handle(topic, payload) == []
+    assert drops.count(Dropped.INVALID) == 5
+    # a retired charger's edge topic is deleted with the rest
+    assert Out("chargelift/ha/c1/edge", b"") in b.handle("chargers/c1/availability", b"")
 
 
 def test_documents_of_a_switched_off_control_are_removed_on_announce() -> None:
