@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PACKAGES := services/contract services/runtime services/edge services/certs services/simulator services/poller \
-            services/ingest services/api services/ocpp tools/devstack
+            services/ingest services/api services/ocpp services/bridge tools/devstack
 CERTS_DIR ?= certs
 DEV_CHARGERS ?= 3
 DEV_SPEED ?= 10

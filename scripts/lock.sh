@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 common=(--quiet --generate-hashes --python-version 3.11 --no-header --no-emit-index-url --no-emit-find-links)
 .venv/bin/uv pip compile "${common[@]}" --universal \
   requirements-bootstrap.in -o requirements-bootstrap.lock
-services=(services/contract services/runtime services/edge services/certs services/simulator services/poller services/ingest services/api services/ocpp)
+services=(services/contract services/runtime services/edge services/certs services/simulator services/poller services/ingest services/api services/ocpp services/bridge)
 .venv/bin/uv pip compile "${common[@]}" \
   pyproject.toml "${services[@]/%//pyproject.toml}" tools/devstack/pyproject.toml -o requirements.lock
 .venv/bin/uv pip compile "${common[@]}" --universal \

@@ -25,7 +25,7 @@
 # (0600): broker.key to Mosquitto (uid $MOSQUITTO_UID; the broker drops to it before it
 # reads the key), ingest.key to ingest (uid 10001), api.key to the API (uid 10002),
 # charger keys to the poller
-# (uid 10003), the OCPP gateway's files to it (uid 10005), the simulated OCPP charge
+# (uid 10003), the OCPP gateway's files to it (uid 10005), bridge.key to the bridge (uid 10006), the simulated OCPP charge
 # point's password to the simulator (uid 10004); the CA key (in its own volume, $CHARGELIFT_CA_KEY) stays root's.
 # That chown is why compose runs it as root.
 set -eu
@@ -105,6 +105,8 @@ else
     # the broker's health check logs in with an identity of its own (role monitor): the
     # broker binds a client id to its identity, so it must not share one with a dashboard
     [ -f "$dir/clients/healthcheck.crt" ] || certs client healthcheck --role monitor
+    # the Home Assistant bridge (docs/integrations/home-assistant.md)
+    [ -f "$dir/clients/bridge.crt" ] || certs client bridge --role bridge
     # the second ingest of the scale-out profile (an identity of role ingest)
     [ -f "$dir/clients/ingest-2.crt" ] || certs client ingest-2 --role ingest
     i=1
@@ -145,6 +147,7 @@ for key in "$dir"/clients/*.key; do
         ingest|ingest-[0-9]*) chown 10001 "$key" ;;
         api) chown 10002 "$key" ;;
         ocpp-gateway) chown 10005 "$key" ;;
+        bridge) chown 10006 "$key" ;;
         monitor|healthcheck|poller) ;;
         *) chown 10003 "$key" ;;
     esac

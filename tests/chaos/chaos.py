@@ -687,6 +687,7 @@ async def run(args: argparse.Namespace) -> int:
         simulator_control=free_port(),
         poller_metrics=free_port(),
         ingest_metrics=free_port(),
+        bridge_metrics=free_port(),
     )
     outbox = work / "outbox.sqlite"
     stack = Stack(

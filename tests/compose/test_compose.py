@@ -299,7 +299,16 @@ def _talk_tls_without_a_certificate(stack: Stack) -> None:
 def test_each_service_has_least_privilege(stack: Stack) -> None:
     """Issue 14, finding 13: the CA key is only where certificates are issued, and each
     service logs in to the database with a role of its own (not the superuser)."""
-    for service in ("mosquitto", "ingest", "poller", "simulator", "api", "ocpp", "simulator-ocpp"):
+    for service in (
+        "mosquitto",
+        "ingest",
+        "poller",
+        "simulator",
+        "api",
+        "ocpp",
+        "simulator-ocpp",
+        "bridge",
+    ):
         seen = stack.compose(
             "exec", "-T", service, "sh", "-c",
             "test ! -e /certs/ca.key && test ! -e /ca/ca.key && echo no-ca-key",

@@ -40,7 +40,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "docker" / "requirements-runtime.lock"
 #: The distributions under services/ (each is a wheel of its own).
-SERVICES = ("contract", "runtime", "edge", "certs", "poller", "ingest", "api", "simulator", "ocpp")
+SERVICES = (
+    "contract",
+    "runtime",
+    "edge",
+    "certs",
+    "poller",
+    "ingest",
+    "api",
+    "simulator",
+    "ocpp",
+    "bridge",
+)
 PACKAGES = tuple(f"chargelift_{s}" for s in SERVICES)
 #: uv beside the test's interpreter (make venv installs it); it builds and installs
 #: from its cache, so the test takes seconds, not minutes.

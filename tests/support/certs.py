@@ -61,6 +61,15 @@ class TestCerts:
             pki.issue_client(self.dir, identity, role="controller", chargers=chargers)
         return self.tls(identity)
 
+    def issue_role(self, identity: str, role: str, chargers: tuple[str, ...] = ()) -> TlsFiles:
+        """Issue a certificate of any role (``bridge``, ``homeassistant`` with the chargers
+        it may command, ...); reload the broker after."""
+        from chargelift_certs import pki
+
+        if not (self.dir / "clients" / f"{identity}.crt").exists():
+            pki.issue_client(self.dir, identity, role=role, chargers=chargers)  # type: ignore[arg-type]
+        return self.tls(identity)
+
 
 def make_certs(directory: Path) -> TestCerts:
     from chargelift_certs import pki

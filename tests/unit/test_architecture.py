@@ -30,6 +30,7 @@ PACKAGES = {
     "chargelift_ingest": "services/ingest",
     "chargelift_api": "services/api",
     "chargelift_ocpp": "services/ocpp",
+    "chargelift_bridge": "services/bridge",
     "chargelift_devstack": "tools/devstack",
 }
 

@@ -31,6 +31,8 @@ from prometheus_client.registry import Collector
 
 from chargelift_api.config import Settings as ApiSettings
 from chargelift_api.metrics import ApiMetrics
+from chargelift_bridge.config import Settings as BridgeSettings
+from chargelift_bridge.metrics import BridgeMetrics
 from chargelift_devstack.mosquitto import COMPOSE_CONFIG, render_compose_config
 from chargelift_ingest.config import Settings as IngestSettings
 from chargelift_ingest.metrics import IngestMetrics
@@ -47,7 +49,7 @@ from tests.support.settings import from_env
 REPO = Path(__file__).resolve().parents[2]
 MOSQUITTO_VERSION = "2.0.22"
 PROMETHEUS = REPO / "deploy" / "prometheus"
-OUR_PREFIXES = ("poller_", "ingest_", "api_", "ocpp_", "chargelift_")
+OUR_PREFIXES = ("poller_", "ingest_", "api_", "ocpp_", "bridge_", "chargelift_")
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "gauge": ("",),
@@ -68,11 +70,13 @@ def _sample_names(collectors: Iterable[Collector]) -> set[str]:
 def exported_metrics() -> set[str]:
     """Every sample name the services can export (labels aside)."""
     poller, ingest, ocpp = CollectorRegistry(), CollectorRegistry(), CollectorRegistry()
+    bridge = CollectorRegistry()
     PollerMetrics(poller)
     IngestMetrics(ingest)
     OcppMetrics(ocpp)
+    BridgeMetrics(bridge)
     certs = CertificateExpiryCollector(list)
-    return _sample_names([ingest, poller, ocpp, ApiMetrics().registry, certs])
+    return _sample_names([ingest, poller, ocpp, bridge, ApiMetrics().registry, certs])
 
 
 def referenced_metrics(expr: str) -> set[str]:
@@ -139,6 +143,7 @@ def test_prometheus_scrapes_the_compose_services_on_their_default_ports() -> Non
         "chargelift-api": ("api", ApiSettings.model_fields["port"].default),
         "chargelift-poller": ("poller", PollerSettings.model_fields["metrics_port"].default),
         "chargelift-ocpp": ("ocpp", OcppSettings.model_fields["metrics_port"].default),
+        "chargelift-bridge": ("bridge", BridgeSettings.model_fields["metrics_port"].default),
     }
     for job, (service, port) in defaults.items():
         assert f"{service}:{port}" in targets[job]

@@ -104,6 +104,12 @@ ALLOWED: dict[str, tuple[str, str]] = {
             "OCPP_SHUTDOWN_GRACE",
         )
     },
+    # The Home Assistant bridge's container (docs/bridge.md).
+    "BRIDGE_MIN_CURRENT": (OVERRIDE, "the current-limit number's range; the default fits"),
+    "BRIDGE_MAX_CURRENT": (OVERRIDE, "the current-limit number's range; the default fits"),
+    "BRIDGE_MAX_CHARGERS": (OVERRIDE, "tuning; the default fits"),
+    "BRIDGE_LOG_LEVEL": (OVERRIDE, "tuning; the default fits"),
+    "BRIDGE_METRICS_PORT": (FIXED, "deploy/prometheus/prometheus.yml scrapes the default"),
     "OCPP_ALLOW_PLAIN": (OVERRIDE, "profile 1 on a LAN: with OCPP_PLAIN_HOST and its port"),
     "OCPP_PLAIN_HOST": (OVERRIDE, "profile 1 on a LAN: 0.0.0.0 in the container"),
     "OCPP_PLAIN_PORT": (OVERRIDE, "profile 1 on a LAN: published by the same override"),

@@ -115,8 +115,9 @@ def _env(service: str) -> dict[str, str]:
 def test_the_certs_bootstrap_issues_no_charger_the_sim_certs_the_simulated_ones(
     tmp_path: Path,
 ) -> None:
-    # the OCPP gateway's edge identity, listing the spare charge point
-    services = ["api", "healthcheck", "ingest", "ingest-2", "monitor", "ocpp-gateway"]
+    # the OCPP gateway's edge identity, listing the spare charge point; the Home Assistant
+    # bridge's identity
+    services = ["api", "bridge", "healthcheck", "ingest", "ingest-2", "monitor", "ocpp-gateway"]
     assert _run_certs(tmp_path, **_env("certs")) == services
     registry = read_registry(tmp_path / "ocpp" / "charge_points.toml")
     assert list(registry) == ["ocpp-spare"]
@@ -125,6 +126,9 @@ def test_the_certs_bootstrap_issues_no_charger_the_sim_certs_the_simulated_ones(
     # the API publishes the commands it accepts: a controller of every charger
     api_rules = acl.split("user api\n", 1)[1].split("\n\n", 1)[0]
     assert "topic write chargers/+/set/+" in api_rules
+    bridge_rules = acl.split("user bridge\n", 1)[1].split("\n\n", 1)[0]
+    assert "topic readwrite chargelift/ha/#" in bridge_rules
+    assert "set" not in bridge_rules
     # the sim profile: sim-certs after certs, with the CA key (in its own directory)
     assert (tmp_path / "ca" / "ca.key").is_file()
     sim_env = _env("sim-certs")

@@ -21,6 +21,9 @@ def _role_text(c: pki.CertInfo) -> str:
         return f"edge ({len(c.chargers)} chargers)"
     if c.role == "controller":
         return f"controller ({len(c.chargers)} chargers)" if c.chargers else "controller (all)"
+    if c.role == "homeassistant":
+        n = len(c.chargers)
+        return f"homeassistant (controls {n} chargers)" if n else "homeassistant (read-only)"
     return c.role
 
 
@@ -147,15 +150,18 @@ def parser() -> argparse.ArgumentParser:
         "their results; service: ingest, monitor, api, poller; edge: one poller writing "
         "for every --charger; ingest: one more ingest of a $share group (reads "
         "everything); monitor: one more read-only reader; controller: may command every "
-        "--charger (every charger when none is given)",
+        "--charger (every charger when none is given); bridge: the Home Assistant bridge "
+        "(reads chargers/#, writes chargelift/ha/# and discovery); homeassistant: Home "
+        "Assistant or evcc (reads the bridge's output, may command each --charger, none "
+        "when none is given)",
     )
     s.add_argument(
         "--charger",
         action="append",
         default=[],
         metavar="ID",
-        help="(edge, controller; repeat) a charger this edge may write for, or this "
-        "controller may command",
+        help="(edge, controller, homeassistant; repeat) a charger this edge may write "
+        "for, or this controller or Home Assistant may command",
     )
     s.add_argument("--days", type=int, default=825)
     s.add_argument("--force", action="store_true")

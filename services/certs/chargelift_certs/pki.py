@@ -37,9 +37,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from chargelift_contract.acl import (
     Grant,
     acl_lines,
+    bridge_grants,
     charger_grants,
     controller_grants,
     edge_grants,
+    homeassistant_grants,
     monitor_grants,
     reader_grants,
 )
@@ -47,11 +49,16 @@ from chargelift_contract.identity import charger_urn, listed_chargers
 from chargelift_contract.topics import CHARGER_ID_RE, CHARGER_ID_RULE
 
 KeyType = Literal["ec", "rsa"]
-Role = Literal["charger", "service", "edge", "ingest", "monitor", "controller"]
-ROLES: tuple[Role, ...] = ("charger", "service", "edge", "ingest", "monitor", "controller")
+Role = Literal[
+    "charger", "service", "edge", "ingest", "monitor", "controller", "bridge", "homeassistant"
+]
+ROLES: tuple[Role, ...] = (
+    "charger", "service", "edge", "ingest", "monitor", "controller", "bridge", "homeassistant"
+)  # fmt: skip
 #: Roles whose certificate may list chargers (URI SANs): an edge must, a controller may
-#: (none listed: it may command every charger).
-LISTING_ROLES = frozenset({"edge", "controller"})
+#: (none listed: it may command every charger), Home Assistant may (the chargers it may
+#: command; none listed: it may command none).
+LISTING_ROLES = frozenset({"edge", "controller", "homeassistant"})
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 #: Identities of the services; they can never be charger ids.
@@ -67,12 +74,19 @@ ROLE_RULES: dict[str, tuple[str, ...]] = {
     "ingest": tuple(acl_lines(reader_grants())),
     # dashboards, people (mosquitto_sub) and the broker's health check: read-only
     "monitor": tuple(acl_lines(monitor_grants())),
+    # the Home Assistant bridge (services/bridge): reads every charger, writes its own
+    # output (chargelift/ha/#) and the discovery documents
+    "bridge": tuple(acl_lines(bridge_grants())),
 }
 #: The role of a service identity with role ``service``: ingest reads, monitor reads,
 #: the API is a controller of every charger (it publishes the commands it accepts).
 _SERVICE_ROLES = {"ingest": "ingest", "monitor": "monitor", "api": "controller"}
 DEV_CHARGERS = ("amtron-1", "amtron-2", "amtron-3")
 DEV_SERVICES = ("ingest", "api", "monitor")
+#: The Home Assistant bridge's identity, and Home Assistant's (allowed to command the
+#: development chargers), in a development set.
+DEV_BRIDGE = "bridge"
+DEV_HOMEASSISTANT = "homeassistant"
 BROKER_SANS = ("localhost", "mosquitto", "127.0.0.1")
 CRL_DAYS = 365
 #: `dev-set` and the compose `certs` service re-sign the CRL when less than this is left,
@@ -185,7 +199,8 @@ def validate_chargers(role: str, chargers: Iterable[str]) -> tuple[str, ...]:
     if role not in LISTING_ROLES:
         if listed:
             raise CertError(
-                f"only an edge or controller certificate lists chargers (role {role!r})"
+                "only an edge, controller or homeassistant certificate lists chargers "
+                f"(role {role!r})"
             )
         return ()
     if not listed and role == "edge":
@@ -594,6 +609,10 @@ def render_acl(certs_dir: Path, services_acl: Path | None = None) -> str:
         elif role == "controller":
             # commands to the listed chargers (every charger when none is listed)
             grants = controller_grants(info.chargers)
+        elif role == "homeassistant":
+            # the bridge's output, discovery, availability, its birth message; commands
+            # only to the listed chargers (none listed: read-only)
+            grants = homeassistant_grants(info.chargers)
         else:
             continue
         lines += [f"user {info.identity}", *acl_lines(grants), ""]
@@ -626,5 +645,9 @@ def dev_set(certs_dir: Path) -> None:
     for name in DEV_CHARGERS:
         if not client_paths(certs_dir, name)[0].exists():
             issue_client(certs_dir, name, role="charger")
+    if not client_paths(certs_dir, DEV_BRIDGE)[0].exists():
+        issue_client(certs_dir, DEV_BRIDGE, role="bridge")
+    if not client_paths(certs_dir, DEV_HOMEASSISTANT)[0].exists():
+        issue_client(certs_dir, DEV_HOMEASSISTANT, role="homeassistant", chargers=DEV_CHARGERS)
     refresh_crl(certs_dir, within_days=CRL_RENEW_DAYS)
     write_acl(certs_dir)

@@ -13,6 +13,11 @@ controller     write ``chargers/c/set/+`` and read ``chargers/c/#`` for each lis
                or for every charger (``+``) when it lists none
 reader         read ``chargers/#`` and ``edges/#`` (ingest)
 monitor        a reader's grants and read ``$SYS/#``
+bridge         read ``chargers/#``, ``edges/#``, ``homeassistant/status``; readwrite
+               ``chargelift/ha/#`` and ``homeassistant/+/+/+/config``
+homeassistant  read ``chargelift/ha/#``, ``homeassistant/#``, ``chargers/+/availability``;
+               write ``homeassistant/status``; with listed chargers (control allowed):
+               write ``chargers/c/set/+`` and read ``chargers/c/result/+`` of each
 =============  ===========================================================================
 
 No identity but a controller may publish a command: a charger's own grant is
@@ -26,7 +31,12 @@ from typing import Literal
 
 from chargelift_contract.commands import RESULT, SET
 from chargelift_contract.topics import (
+    AVAILABILITY_FILTER,
+    BRIDGE_FILTER,
     EDGES_ROOT,
+    HA_DISCOVERY_FILTER,
+    HA_DISCOVERY_PREFIX,
+    HA_STATUS,
     MONITOR_FILTERS,
     READER_FILTERS,
     ROOT,
@@ -70,6 +80,33 @@ def reader_grants() -> tuple[Grant, ...]:
 
 def monitor_grants() -> tuple[Grant, ...]:
     return tuple(("read", f) for f in MONITOR_FILTERS)
+
+
+def bridge_grants() -> tuple[Grant, ...]:
+    """The Home Assistant bridge: read every charger and edge and Home Assistant's birth
+    message; write its own output and the discovery documents (and read them back: the
+    retained ones seed its watermarks and its list of published documents)."""
+    return (
+        *reader_grants(),
+        ("read", HA_STATUS),
+        ("readwrite", BRIDGE_FILTER),
+        ("readwrite", HA_DISCOVERY_FILTER),
+    )
+
+
+def homeassistant_grants(chargers: Iterable[str] = ()) -> tuple[Grant, ...]:
+    """Home Assistant (or evcc): read the bridge's output, the discovery documents and the
+    chargers' availability; publish its birth message; and, for each listed charger (none
+    listed: no control at all), publish commands and read their results."""
+    out: list[Grant] = [
+        ("read", BRIDGE_FILTER),
+        ("read", f"{HA_DISCOVERY_PREFIX}/#"),
+        ("read", AVAILABILITY_FILTER),
+        ("write", HA_STATUS),
+    ]
+    for c in (validate_charger_id(c) for c in chargers):
+        out += [("write", f"{ROOT}/{c}/{SET}/+"), ("read", f"{ROOT}/{c}/{RESULT}/+")]
+    return tuple(out)
 
 
 def acl_lines(grants: Iterable[Grant]) -> list[str]:

@@ -218,3 +218,25 @@ def parse_topic(topic: str) -> FieldTopic | AvailabilityTopic:
     if leaf == AVAILABILITY:
         return AvailabilityTopic(charger)
     return FieldTopic(charger, leaf)
+
+
+# --- Home Assistant and evcc (services/bridge) ------------------------------------------
+# The bridge (chargelift-bridge) reads chargers/# and republishes, per charger and field,
+# only samples newer than the last one it published there, plus Home Assistant's MQTT
+# discovery documents (docs/integrations/home-assistant.md).
+
+#: The bridge's output: ``chargelift/ha/{charger}/{Field}`` (a catalogue field, the
+#: envelope) and ``chargelift/ha/{charger}/{derived}`` (lower-case: ``status``,
+#: ``enabled``, ``power``, ``energy`` for evcc), retained.
+BRIDGE_ROOT = "chargelift/ha"
+BRIDGE_FILTER = f"{BRIDGE_ROOT}/#"
+#: The bridge's own availability (its last will: ``offline``), retained.
+BRIDGE_STATUS = f"{BRIDGE_ROOT}/status"
+#: Home Assistant's MQTT discovery prefix (its default).
+HA_DISCOVERY_PREFIX = "homeassistant"
+#: ``homeassistant/<component>/<node_id>/<object_id>/config``: what the bridge writes.
+HA_DISCOVERY_FILTER = f"{HA_DISCOVERY_PREFIX}/+/+/+/config"
+#: Home Assistant's birth (``online``) and last will (``offline``).
+HA_STATUS = f"{HA_DISCOVERY_PREFIX}/status"
+#: Every charger's availability.
+AVAILABILITY_FILTER = f"{ROOT}/+/{AVAILABILITY}"

@@ -50,6 +50,7 @@ def stack(base_dir: Path) -> Iterator[Stack]:
         simulator_control=free_port(),
         poller_metrics=free_port(),
         ingest_metrics=free_port(),
+        bridge_metrics=free_port(),
     )
     s = Stack(certs_dir=certs, chargers=2, speed=10, run_dir=work, ports=ports)
     try:

@@ -67,6 +67,7 @@ def stack(base_dir: Path) -> Iterator[Stack]:
         simulator_control=free_port(),
         poller_metrics=free_port(),
         ingest_metrics=free_port(),
+        bridge_metrics=free_port(),
         ocpp=free_port(),
         ocpp_metrics=free_port(),
     )

@@ -249,7 +249,7 @@ def test_edge_names_are_checked(ca: Path, identity: str, chargers: list[str], er
 
 
 def test_only_an_edge_or_a_controller_lists_chargers(ca: Path) -> None:
-    with pytest.raises(pki.CertError, match="only an edge or controller"):
+    with pytest.raises(pki.CertError, match="only an edge, controller or homeassistant"):
         pki.issue_client(ca, "amtron-1", role="charger", chargers=["amtron-2"])
 
 

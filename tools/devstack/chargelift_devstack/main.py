@@ -53,6 +53,7 @@ class Ports:
     ingest_metrics: int = 9102
     ocpp: int = 9000
     ocpp_metrics: int = 9103
+    bridge_metrics: int = 9104
 
 
 @dataclass
@@ -150,6 +151,19 @@ class Stack:
                 [self.bin("chargelift-certs"), "--dir", str(self.certs_dir), "client", charger],
                 check=True,
             )
+        # The Home Assistant bridge's identity, and Home Assistant's (it may command the
+        # simulated chargers): docs/integrations/home-assistant.md.
+        chargers = [a for c in self.charger_ids() for a in ("--charger", c)]
+        for identity, extra in (
+            ("bridge", ["--role", "bridge"]),
+            ("homeassistant", ["--role", "homeassistant", *chargers]),
+        ):
+            if not (self.certs_dir / "clients" / f"{identity}.crt").exists():
+                subprocess.run(
+                    [self.bin("chargelift-certs"), "--dir", str(self.certs_dir), "client",
+                     identity, *extra],
+                    check=True,
+                )  # fmt: skip
 
     def ocpp_ids(self) -> list[str]:
         """The simulated OCPP charge points (each one connector: charger id = its id)."""
@@ -303,6 +317,16 @@ class Stack:
                     "MQTT_IDENTITY": "api",
                 },
             ),
+            (
+                "bridge",
+                [self.bin("chargelift-bridge")],
+                {
+                    # Home Assistant and evcc: chargelift/ha/# and the discovery documents
+                    "BRIDGE_METRICS_PORT": str(self.ports.bridge_metrics),
+                    "BRIDGE_CONTROL": "true",
+                    "MQTT_IDENTITY": "bridge",
+                },
+            ),
         ]
         ocpp_url = f"wss://127.0.0.1:{self.ports.ocpp}/ocpp"
         if ocpp_env is not None:
@@ -343,6 +367,7 @@ class Stack:
             "SIMULATOR_CONTROL_URL": f"http://127.0.0.1:{self.ports.simulator_control}",
             "POLLER_METRICS_URL": f"http://127.0.0.1:{self.ports.poller_metrics}/metrics",
             "INGEST_METRICS_URL": f"http://127.0.0.1:{self.ports.ingest_metrics}/metrics",
+            "BRIDGE_METRICS_URL": f"http://127.0.0.1:{self.ports.bridge_metrics}/metrics",
         }
         if ocpp_env is not None:
             self.env_values |= {
