@@ -300,7 +300,10 @@ def run_one(
                 "first polls",
             )
         except TimeoutError as e:
-            m = scrape(metrics_port)
+            try:
+                m = scrape(metrics_port)
+            except OSError:  # a starved poller does not answer its metrics either
+                raise TimeoutError(f"{e} ({protocol}: the metrics do not answer)") from None
             ok, failed = total(m, "poller_polls_ok_total"), total(m, "poller_polls_failed_total")
             raise TimeoutError(f"{e} ({protocol}: {ok:.0f} ok, {failed:.0f} failed)") from None
         time.sleep(warmup)
