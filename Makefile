@@ -11,6 +11,7 @@ CERTS_DIR ?= certs
 DEV_CHARGERS ?= 3
 DEV_SPEED ?= 10
 DEV_OCPP ?= 1
+DEV_MODBUS ?= 0
 PYTEST_ARGS ?=
 
 .PHONY: help
@@ -95,8 +96,9 @@ test-unit: venv ## Unit tests only (no servers)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: dev
-dev: venv dev-deps certs ## Run the native stack with simulated chargers (Ctrl-C stops it; DEV_SPEED=10 times real time)
-	$(VENV)/bin/chargelift-devstack up --certs-dir $(CERTS_DIR) --chargers $(DEV_CHARGERS) --speed $(DEV_SPEED) --ocpp $(DEV_OCPP)
+dev: venv dev-deps certs ## Run the native stack with simulated chargers (Ctrl-C stops it; DEV_SPEED=10 times real time; DEV_MODBUS=1 a mixed site)
+	$(VENV)/bin/chargelift-devstack up --certs-dir $(CERTS_DIR) --chargers $(DEV_CHARGERS) --speed $(DEV_SPEED) --ocpp $(DEV_OCPP) \
+	    $(if $(filter 1,$(DEV_MODBUS)),--modbus)
 
 .PHONY: dev-down
 dev-down: ## Stop a stack started by `make dev` in another terminal

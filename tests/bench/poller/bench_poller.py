@@ -4,7 +4,11 @@ For each N (default 10, 100, 1000) this starts, as separate processes: Mosquitto
 repository's configuration, mutual TLS), the simulator (``chargelift-simulator``), and
 the poller (``python -m chargelift_poller.main``) with one certificate per charger
 (``--identity charger``, the default) or one edge certificate listing all N chargers
-and one MQTT connection (``--identity edge``). After a warm-up it measures for
+and one MQTT connection (``--identity edge``). ``--protocol`` picks how the poller reads
+the chargers: ``mhcp`` (HTTP, the default) or a Modbus TCP driver, ``hcc3`` or ``bender``
+(the simulator serves that register map, one Modbus server per charger on a free loopback
+port, beside its MHCP port); ``--protocol mhcp,hcc3`` runs each size with each, one after
+the other in the same run, for figures side by side. After a warm-up it measures for
 ``--duration`` seconds:
 
 * the poller's CPU (utime + stime from /proc, as % of one core) and peak RSS (VmHWM);
@@ -52,6 +56,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 @dataclass
 class Result:
+    protocol: str
     identity: str
     chargers: int
     duration_s: float
@@ -166,20 +171,39 @@ def wait(predicate: object, timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def write_config(path: Path, n: int, base_port: int, identity: str = "charger") -> None:
+#: What ``--protocol`` may name: the poller's driver, which is also the simulator's map.
+PROTOCOLS = ("mhcp", "hcc3", "bender")
+
+
+def write_config(
+    path: Path,
+    n: int,
+    base_port: int,
+    identity: str = "charger",
+    protocol: str = "mhcp",
+    modbus_ports: dict[str, int] | None = None,
+) -> None:
     lines = []
     if identity == "edge":
         lines += ["[mqtt]", 'identity = "edge"', f'edge_id = "{edge_id(n)}"', ""]
-    lines += ["[defaults]", 'driver = "mhcp"', "interval = 1.0", "timeout = 2.0", ""]
+    lines += ["[defaults]", f'driver = "{protocol}"', "interval = 1.0", "timeout = 2.0", ""]
     for i in range(1, n + 1):
-        lines += [
-            "[[chargers]]",
-            f'id = "{charger_id(i)}"',
-            f'url = "http://127.0.0.1:{base_port + i - 1}"',
-            'pin_env = "BENCH_PIN"',
-            "",
-        ]
+        lines += ["[[chargers]]", f'id = "{charger_id(i)}"']
+        if protocol == "mhcp":
+            lines += [f'url = "http://127.0.0.1:{base_port + i - 1}"', 'pin_env = "BENCH_PIN"']
+        else:
+            assert modbus_ports is not None
+            lines.append(f'url = "tcp://127.0.0.1:{modbus_ports[charger_id(i)]}"')
+        lines.append("")
     path.write_text("\n".join(lines))
+
+
+def modbus_ports(control_port: int, protocol: str) -> dict[str, int]:
+    """Charger id -> the port of its ``protocol`` Modbus server, from the control endpoint."""
+    url = f"http://127.0.0.1:{control_port}/chargers"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        chargers = json.loads(r.read())["chargers"]
+    return {c["id"]: int(c["modbus"][protocol]) for c in chargers}
 
 
 def find_base_port(n: int) -> int:
@@ -219,34 +243,36 @@ def run_one(
     identity: str,
     python_args: Sequence[str] = (),
     python: Path = Path(sys.executable),
+    protocol: str = "mhcp",
 ) -> Result:
     certs = ensure_certs(n, identity)
-    broker = MosquittoServer(certs_dir=certs, run_dir=shared_dir(work / f"broker-{n}"))
+    broker = MosquittoServer(certs_dir=certs, run_dir=shared_dir(work / f"broker-{protocol}-{n}"))
     base_port = find_base_port(n)
     metrics_port = free_port()
     control_port = free_port()
     logs = shared_dir(work / "logs")
+    tag = f"{protocol}-{n}"
+    # Modbus: the map on a free loopback port per charger (--host is the default 127.0.0.1)
+    modbus = [] if protocol == "mhcp" else ["--modbus", protocol, "--modbus-base-port", "0"]
     procs: list[subprocess.Popen[bytes]] = []
     broker.start()
     try:
         simulator_bin = Path(sys.executable).parent / "chargelift-simulator"
-        with (logs / f"simulator-{n}.log").open("wb") as out:
+        with (logs / f"simulator-{tag}.log").open("wb") as out:
             sim = subprocess.Popen(
                 [
                     str(simulator_bin), "--count", str(n), "--base-port", str(base_port),
                     "--control-port", str(control_port), "--pin", PIN, "--seed", "1",
-                    "--speed", "1", "--prefix", "bench-", "--log-level", "WARNING",
+                    "--speed", "1", "--prefix", "bench-", "--log-level", "WARNING", *modbus,
                 ],
                 env={**os.environ, "SIMULATOR_PIN": PIN},
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         procs.append(sim)
-        config = work / f"chargers-{n}.toml"
-        write_config(config, n, base_port, identity)
         env = {
             **os.environ,
-            "POLLER_CONFIG": str(config),
-            "POLLER_OUTBOX": str(work / f"outbox-{n}.sqlite"),
+            "POLLER_CONFIG": str(work / f"chargers-{tag}.toml"),
+            "POLLER_OUTBOX": str(work / f"outbox-{tag}.sqlite"),
             "POLLER_METRICS_PORT": str(metrics_port),
             "MQTT_HOST": broker.host,
             "MQTT_PORT": str(broker.port),
@@ -256,15 +282,30 @@ def run_one(
             "POLLER_LOG_LEVEL": "WARNING",
         }
         wait(lambda: _port_open(control_port), 60, "the simulator")
+        ports = None if protocol == "mhcp" else modbus_ports(control_port, protocol)
+        write_config(work / f"chargers-{tag}.toml", n, base_port, identity, protocol, ports)
         if all_charging:
             plug_all(control_port, n)
-        with (logs / f"poller-{n}.log").open("wb") as out:
+        with (logs / f"poller-{tag}.log").open("wb") as out:
             poller = subprocess.Popen(
                 [python, *python_args, "-m", "chargelift_poller.main"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         procs.append(poller)
-        wait(lambda: total(scrape(metrics_port), "poller_polls_ok_total") >= n, 90, "first polls")
+        # 1,000 chargers start (TLS handshakes, Modbus connects) slowly on a busy machine
+        try:
+            wait(
+                lambda: total(scrape(metrics_port), "poller_polls_ok_total") >= n,
+                max(90.0, 0.2 * n),
+                "first polls",
+            )
+        except TimeoutError as e:
+            try:
+                m = scrape(metrics_port)
+            except OSError:  # a starved poller does not answer its metrics either
+                raise TimeoutError(f"{e} ({protocol}: the metrics do not answer)") from None
+            ok, failed = total(m, "poller_polls_ok_total"), total(m, "poller_polls_failed_total")
+            raise TimeoutError(f"{e} ({protocol}: {ok:.0f} ok, {failed:.0f} failed)") from None
         time.sleep(warmup)
         assert broker.proc is not None
         pids = {"poller": poller.pid, "simulator": sim.pid, "broker": broker.proc.pid}
@@ -277,6 +318,7 @@ def run_one(
         if poller.poll() is not None:
             raise RuntimeError(f"the poller exited with {poller.returncode}")
         return Result(
+            protocol=protocol,
             identity=identity,
             chargers=n,
             duration_s=round(elapsed, 1),
@@ -324,12 +366,13 @@ def _port_open(port: int) -> bool:
 
 def table(results: list[Result]) -> str:
     head = (
-        "| identity | chargers | poller CPU (% of a core) | peak RSS (MB) | polls/s "
+        "| protocol | identity | chargers | poller CPU (% of a core) | peak RSS (MB) | polls/s "
         "| publishes/s | p50 / p99 sample→PUBACK (ms) | simulator CPU | broker CPU |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     rows = [
-        f"| {r.identity} | {r.chargers} | {r.poller_cpu_pct} | {r.poller_peak_rss_mb} "
+        f"| {r.protocol} | {r.identity} | {r.chargers} | {r.poller_cpu_pct} "
+        f"| {r.poller_peak_rss_mb} "
         f"| {r.polls_per_s} "
         f"| {r.publishes_per_s} | {r.p50_sample_to_puback_ms} / {r.p99_sample_to_puback_ms} "
         f"| {r.simulator_cpu_pct} % | {r.broker_cpu_pct} % |"
@@ -411,29 +454,45 @@ def main() -> int:
         default="deployed",
         help="deployed: the poller's own runtime dependencies only (default); dev: .venv",
     )
+    parser.add_argument(
+        "--protocol",
+        default="mhcp",
+        help="how the poller reads the chargers: mhcp (default), hcc3 or bender (Modbus TCP), "
+        "or a comma-separated list (each size runs with each, in this order)",
+    )
     args = parser.parse_args()
+    protocols = [p.strip() for p in args.protocol.split(",") if p.strip()]
+    if not protocols or set(protocols) - set(PROTOCOLS):
+        parser.error(f"--protocol: one or more of {', '.join(PROTOCOLS)}")
     python = deployed_python() if args.poller_env == "deployed" else Path(sys.executable)
     sizes = [int(s) for s in args.sizes.split(",")]
     work = shared_dir(Path(tempfile.mkdtemp(prefix="bench-poller-", dir=shared_dir(STATE))))
     results = []
     try:
         for n in sizes:
-            print(f"== {n} chargers, {args.identity} identity: warm-up {args.warmup:.0f} s, "
-                  f"measuring {args.duration:.0f} s", flush=True)  # fmt: skip
-            result = run_one(
-                n,
-                args.duration,
-                args.warmup,
-                work,
-                not args.as_simulated,
-                args.identity,
-                args.python_args,
-                python,
-            )
-            print("  " + json.dumps(asdict(result)), flush=True)
-            results.append(result)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            for protocol in protocols:
+                print(
+                    f"== {n} chargers over {protocol}, {args.identity} identity: "
+                    f"warm-up {args.warmup:.0f} s, measuring {args.duration:.0f} s",
+                    flush=True,
+                )
+                result = run_one(
+                    n,
+                    args.duration,
+                    args.warmup,
+                    work,
+                    not args.as_simulated,
+                    args.identity,
+                    args.python_args,
+                    python,
+                    protocol,
+                )
+                print("  " + json.dumps(asdict(result)), flush=True)
+                results.append(result)
+    except BaseException:
+        print(f"the logs of the failed run are kept in {work / 'logs'}", flush=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
     print()
     print(table(results))
     if args.json:

@@ -40,6 +40,12 @@ SERVER_ACCOUNTS = ("mosquitto", "postgres")  # the accounts the servers drop roo
 OCPP_PREFIX = "ocpp-sim-"
 OCPP_SPARE = "ocpp-spare"
 OCPP_EDGE = "ocpp-gateway"
+#: ``--modbus`` (``make dev DEV_MODBUS=1``): a mixed site. These simulated chargers (1-based
+#: number -> driver) also serve that Modbus TCP map, and the poller reads them through it
+#: (the same physical model, so the API shows them like the others); the rest stay MHCP.
+MODBUS_CHARGERS = {2: "hcc3", 3: "bender"}
+#: The simulator's map index (``--modbus-base-port``: charger i, map k on base + 2i + k).
+MODBUS_MAP_INDEX = {"hcc3": 0, "bender": 1}
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class Ports:
     ocpp: int = 9000
     ocpp_metrics: int = 9103
     bridge_metrics: int = 9104
+    #: The simulator's Modbus servers: charger i (from 0), map k on modbus + 2i + k.
+    modbus: int = 25200
 
 
 @dataclass
@@ -119,6 +127,9 @@ class Stack:
     #: Simulated OCPP charge points (0: no OCPP gateway either).
     ocpp_charge_points: int = 0
     ocpp_simulator_args: list[str] = field(default_factory=list)
+    #: A mixed site: charger 2 read over Modbus as an HCC3, charger 3 as a Bender
+    #: (``MODBUS_CHARGERS``; those that exist).
+    modbus: bool = False
     services: list[Service] = field(default_factory=list)
     env_values: dict[str, str] = field(default_factory=dict)  # what up() wrote to dev.env
     broker: MosquittoServer | None = None
@@ -208,18 +219,46 @@ class Stack:
             "MQTT_IDENTITY": OCPP_EDGE,
         }
 
+    def modbus_drivers(self) -> dict[str, str]:
+        """Charger id -> Modbus driver of the chargers read over Modbus (empty: all MHCP)."""
+        if not self.modbus:
+            return {}
+        return {
+            f"amtron-{n}": driver for n, driver in MODBUS_CHARGERS.items() if n <= self.chargers
+        }
+
+    def modbus_port(self, charger: str) -> int:
+        """The simulator's port of ``charger``'s Modbus map (``--modbus-base-port`` rule)."""
+        i = self.charger_ids().index(charger)
+        return self.ports.modbus + 2 * i + MODBUS_MAP_INDEX[self.modbus_drivers()[charger]]
+
+    def modbus_simulator_args(self) -> list[str]:
+        drivers = self.modbus_drivers()
+        if not drivers:
+            return []
+        per = [a for c, d in drivers.items() for a in ("--modbus-for", f"{c}={d}")]
+        return [*per, "--modbus-base-port", str(self.ports.modbus)]
+
     def poller_config(self, pin_env: str) -> Path:
         lines = ["# Written by chargelift-devstack: the simulated chargers of `make dev`.", ""]
+        modbus = self.modbus_drivers()
         for i, charger in enumerate(self.charger_ids()):
-            lines += [
-                "[[chargers]]",
-                f'id = "{charger}"',
-                'driver = "mhcp"',
-                f'url = "http://127.0.0.1:{self.ports.simulator + i}"',
-                f'pin_env = "{pin_env}"',
-                "interval = 1.0",
-                "",
-            ]
+            lines += ["[[chargers]]", f'id = "{charger}"']
+            if charger in modbus:
+                lines += [
+                    f'driver = "{modbus[charger]}"',
+                    f'url = "tcp://127.0.0.1:{self.modbus_port(charger)}"',
+                ]
+                if modbus[charger] == "bender":
+                    # the Bender map does not tell the box's maximum: the simulator's
+                    lines.append("max_current = 16.0")
+            else:
+                lines += [
+                    'driver = "mhcp"',
+                    f'url = "http://127.0.0.1:{self.ports.simulator + i}"',
+                    f'pin_env = "{pin_env}"',
+                ]
+            lines += ["interval = 1.0", ""]
         path = self.run_dir / "poller.toml"
         path.write_text("\n".join(lines))
         return path
@@ -290,6 +329,7 @@ class Stack:
                     str(self.seed),
                     "--truth-log",
                     str(self.run_dir / "truth.jsonl"),
+                    *self.modbus_simulator_args(),
                     *self.simulator_args,
                 ],
                 {"SIMULATOR_PIN": pin},
@@ -442,6 +482,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         chargers=args.chargers,
         speed=args.speed,
         ocpp_charge_points=args.ocpp,
+        modbus=args.modbus,
     )
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
@@ -511,6 +552,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     up.add_argument(
         "--ocpp", type=int, default=1, help="simulated OCPP charge points (0: no OCPP gateway)"
+    )
+    up.add_argument(
+        "--modbus",
+        action="store_true",
+        help="a mixed site: charger 2 read over Modbus TCP as an HCC3, charger 3 as a Bender",
     )
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop a running stack").set_defaults(func=cmd_down)
