@@ -1,7 +1,11 @@
 """``make bench-api``: the read API over 20 chargers x 30 days of 1 Hz data, under wrk.
 
 1. A PostgreSQL of its own in ``.dev/bench-api`` (kept for the next run: loading is
-   the slow part), migrated with ingest's migrations (the real schema).
+   the slow part), migrated with ingest's migrations (the real schema). The database
+   path follows the installation (``PG_BINDIR``): TimescaleDB when it has the extension
+   (cluster in ``.dev/bench-api/postgres-timescaledb``), plain PostgreSQL otherwise
+   (``.dev/bench-api/postgres``); the output says which. On TimescaleDB the schema's
+   background policies are paused in the bench's database: the bench compresses itself.
 2. The data set, generated inside PostgreSQL (``INSERT … SELECT``, not through MQTT):
    what the edge publishes when it polls every charger at 1 Hz with change-only
    publishing and a full snapshot every 5 minutes. One charging session per charger
@@ -16,12 +20,23 @@
    chargers and days and reports p50/p95/p99. Closed loop: ``--connections`` requests
    in flight; everything shares the machine's 2 cores.
 4. ``EXPLAIN (ANALYZE, BUFFERS)`` of the queries that matter, written next to the
-   results (``.dev/bench-api/plans.txt``).
+   results (``.dev/bench-api/plans-<path>-<state>.txt``).
+5. Storage: bytes per reading on disk (table, and with indexes). Plain PostgreSQL: raw
+   only (``pg_table_size``/``pg_indexes_size``: its rows are far below the TOAST
+   threshold, so nothing of them is compressed). TimescaleDB: raw (uncompressed
+   chunks, ``hypertable_detailed_size``), then every chunk compressed with the schema's
+   segmenting and ordering (``compress_chunk`` over ``show_chunks``) and measured again,
+   and the scenarios run a second time on the compressed chunks (what the compression
+   policy makes of data older than 7 days). A kept data set with compressed chunks is
+   loaded again, so that "raw" is always the data set as loaded (decompressing would
+   leave bloated indexes behind).
 
 Scenarios: ``state`` (GET /chargers/{id}), ``history_24h`` (PowerOutput, 24 h in 1 h
 buckets, a random day), ``history_24h_dense`` (the same for SessionEnergy, which changes
 every second while charging), ``energy_30d`` (30 days of daily energy and cost),
-``sessions_30d`` (a month of sessions). Traffic stays on 127.0.0.1.
+``sessions_30d`` (a month of sessions), ``energy_365d`` (a year view as the API answers it
+today: 365 daily values ending with the data set, whose days are all in it). Traffic stays
+on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -40,6 +55,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -48,9 +64,31 @@ from chargelift_api import repository as sql
 from chargelift_api.auth import hash_token
 from chargelift_api.config import Settings as ApiSettings
 from chargelift_devstack.mosquitto import REPO
-from chargelift_devstack.postgres import PostgresServer
+from chargelift_devstack.postgres import PostgresServer, preload_settings
 from chargelift_devstack.procs import free_port, shared_dir
-from chargelift_ingest.migrate import migrate
+from chargelift_ingest.migrate import has_timescaledb, migrate
+
+if TYPE_CHECKING:  # the type checker sees the package; at run time it is a sibling script
+    from tests.bench.api.storage import (
+        PLAIN,
+        TIMESCALEDB,
+        Storage,
+        describe_path,
+        path_key,
+        ratio,
+        storage_table,
+    )
+else:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from storage import (
+        PLAIN,
+        TIMESCALEDB,
+        Storage,
+        describe_path,
+        path_key,
+        ratio,
+        storage_table,
+    )
 
 STATE = REPO / ".dev" / "bench-api"
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -288,10 +326,101 @@ async def stats(conn: asyncpg.Connection) -> dict[str, float]:
     m = re.search(r"load_s=(\d+)", comment or "")
     return {
         "rows": float(await conn.fetchval("SELECT count(*) FROM readings")),
-        "table_mb": await conn.fetchval("SELECT pg_table_size('readings') / 1e6::float8"),
-        "indexes_mb": await conn.fetchval("SELECT pg_indexes_size('readings') / 1e6::float8"),
         "load_s": float(m.group(1)) if m else float("nan"),
     }
+
+
+# --- the database path and storage --------------------------------------------------
+
+
+async def database_path(dsn: str) -> tuple[str, str]:
+    """(``plain`` or ``timescaledb``, the path in words) of the migrated database."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        version = await conn.fetchval(
+            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+        )
+        server = await conn.fetchval("SHOW server_version")
+    finally:
+        await conn.close()
+    return path_key(version), describe_path(server, version)
+
+
+async def pause_policies(dsn: str) -> None:
+    """TimescaleDB: no background job may compress, refresh or drop during the bench."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
+            " WHERE hypertable_schema = 'public'"
+        )
+    finally:
+        await conn.close()
+
+
+async def measure_storage(dsn: str, state: str) -> Storage:
+    """The readings' size on disk now: heap + TOAST, and indexes."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = int(await conn.fetchval("SELECT count(*) FROM readings"))
+        if await has_timescaledb(conn):
+            # The parent of a hypertable is empty (pg_table_size 0): sum over its chunks,
+            # compressed chunks' internal tables included.
+            r = await conn.fetchrow(
+                "SELECT coalesce(table_bytes, 0) + coalesce(toast_bytes, 0) AS t,"
+                " coalesce(index_bytes, 0) AS i FROM hypertable_detailed_size('readings')"
+            )
+            assert r is not None
+            table, index = int(r["t"]), int(r["i"])
+        else:
+            table = int(await conn.fetchval("SELECT pg_table_size('readings')"))
+            index = int(await conn.fetchval("SELECT pg_indexes_size('readings')"))
+        return Storage(state, rows, table, index)
+    finally:
+        await conn.close()
+
+
+async def compressed_chunks(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM timescaledb_information.chunks"
+                " WHERE hypertable_name = 'readings' AND is_compressed"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def compress_all(dsn: str) -> tuple[int, float]:
+    """(Chunks compressed, seconds): every chunk, with the schema's settings; then ANALYZE."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        t = time.monotonic()
+        n = await conn.fetchval(
+            "SELECT count(compress_chunk(c, if_not_compressed => true))"
+            " FROM show_chunks('readings') c"
+        )
+        await conn.execute("VACUUM ANALYZE readings")
+        return int(n or 0), time.monotonic() - t
+    finally:
+        await conn.close()
+
+
+async def compression_stats(dsn: str) -> dict[str, int]:
+    """TimescaleDB's own before/after totals of the compressed chunks."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        r = await conn.fetchrow(
+            "SELECT number_compressed_chunks AS chunks,"
+            " before_compression_total_bytes AS before,"
+            " after_compression_total_bytes AS after"
+            " FROM hypertable_compression_stats('readings')"
+        )
+        return {k: int(v or 0) for k, v in (r or {}).items()}
+    finally:
+        await conn.close()
 
 
 # --- the load generator ------------------------------------------------------------
@@ -359,6 +488,10 @@ def scenario_paths(name: str, chargers: int, days: int) -> list[str]:
                 )
         elif name == "energy_30d":
             out.append(f"{base}/energy?from={iso(T0)}&to={iso(end)}&period=day")
+        elif name == "energy_365d":
+            # A year before the data set's end (wall-clock arithmetic: a local midnight).
+            start = end - timedelta(days=365)
+            out.append(f"{base}/energy?from={iso(start)}&to={iso(end)}&period=day")
         elif name == "sessions_30d":
             out.append(f"{base}/sessions?from={iso(T0)}&to={iso(end)}")
     # Interleave the chargers so consecutive requests hit different ones.
@@ -437,7 +570,9 @@ async def plans(dsn: str) -> str:
         ),
         (
             "energy: register deltas over 30 days, merged between cuts",
-            sql.ENERGY_DELTAS.format(num=sql.plausible("SessionEnergy")),
+            sql.ENERGY_DELTAS.format(
+                num=sql.plausible("SessionEnergy"), context=sql.GLITCH_CONTEXT
+            ),
             [c, "SessionEnergy", T0, month, cuts, True, limit],
         ),
     ]
@@ -485,6 +620,23 @@ def start_api(dsn: str, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit(f"the API did not start: see {STATE / 'api.log'}")
 
 
+def run_scenarios(wrk: str, url: str, args: argparse.Namespace, label: str) -> list[Result]:
+    results: list[Result] = []
+    for conns in [int(x) for x in args.connections.split(",")]:
+        for name in args.scenarios.split(","):
+            paths = scenario_paths(name, args.chargers, args.days)
+            run_wrk(wrk, url, name, paths[:50], conns, 3)  # warm-up
+            r = run_wrk(wrk, url, name, paths, conns, args.duration)
+            results.append(r)
+            print(
+                f"  [{label}] {name:<18} c={conns}  {r.rps:7.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
+                f"p95 {r.p95_ms:7.1f} ms  p99 {r.p99_ms:7.1f} ms  "
+                f"errors {r.errors} non-2xx {r.non2xx}",
+                flush=True,
+            )
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--chargers", type=int, default=20)
@@ -493,7 +645,7 @@ def main() -> int:
     parser.add_argument("--connections", default="1,4", help="comma-separated wrk -c values")
     parser.add_argument(
         "--scenarios",
-        default="state,history_24h,history_24h_dense,energy_30d,sessions_30d",
+        default="state,history_24h,history_24h_dense,energy_30d,sessions_30d,energy_365d",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--reload", action="store_true", help="drop and load the data again")
@@ -501,53 +653,98 @@ def main() -> int:
 
     wrk = ensure_wrk()
     shared_dir(STATE)
-    server = PostgresServer(run_dir=STATE / "postgres", settings=PG_SETTINGS)
+    # The installation decides the path: the launcher preloads TimescaleDB when it has it.
+    expected = TIMESCALEDB if preload_settings() else PLAIN
+    run_dir = STATE / ("postgres" if expected == PLAIN else "postgres-timescaledb")
+    server = PostgresServer(run_dir=run_dir, settings=PG_SETTINGS)
     print(f"PostgreSQL in {server.run_dir}", flush=True)
     server.start()
     api: subprocess.Popen[bytes] | None = None
     try:
         dsn = server.dsn
         asyncio.run(migrate(dsn))
+        path, words = asyncio.run(database_path(dsn))
+        print(f"database path: {words}", flush=True)
+        if path != expected:
+            raise SystemExit(f"expected the {expected} path, the schema is on {path}")
+        if path == TIMESCALEDB:
+            asyncio.run(pause_policies(dsn))
+        states = ["raw"]
+        if path == TIMESCALEDB:
+            states.append("compressed")
+            if not args.reload and asyncio.run(compressed_chunks(dsn)):
+                print("  the kept data set is compressed: loading it again", flush=True)
+                args.reload = True
         if args.reload:
             asyncio.run(_uncomment(dsn))
         data = asyncio.run(load(dsn, args.chargers, args.days))
-        print(
-            f"data: {data['rows']:,.0f} readings, table {data['table_mb']:.0f} MB, "
-            f"indexes {data['indexes_mb']:.0f} MB, loaded in {data['load_s']:.0f} s",
-            flush=True,
-        )
+        print(f"data: {data['rows']:,.0f} readings, loaded in {data['load_s']:.0f} s", flush=True)
         port = free_port()
         api = start_api(dsn, port)
         url = f"http://127.0.0.1:{port}"
-        results: list[Result] = []
-        for conns in [int(x) for x in args.connections.split(",")]:
-            for name in args.scenarios.split(","):
-                paths = scenario_paths(name, args.chargers, args.days)
-                run_wrk(wrk, url, name, paths[:50], conns, 3)  # warm-up
-                r = run_wrk(wrk, url, name, paths, conns, args.duration)
-                results.append(r)
-                print(
-                    f"  {name:<18} c={conns}  {r.rps:7.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
-                    f"p95 {r.p95_ms:7.1f} ms  p99 {r.p99_ms:7.1f} ms  "
-                    f"errors {r.errors} non-2xx {r.non2xx}",
-                    flush=True,
-                )
-        text = asyncio.run(plans(dsn))
-        (STATE / "plans.txt").write_text(text)
-        print(f"query plans: {STATE / 'plans.txt'}")
-        print()
-        print("| scenario | connections | req/s | p50 ms | p95 ms | p99 ms | errors |")
-        print("|---|---|---|---|---|---|---|")
-        for r in results:
+        results: dict[str, list[Result]] = {}
+        storage: list[Storage] = []
+        for state in states:
+            if state == "compressed":
+                n, secs = asyncio.run(compress_all(dsn))
+                print(f"  {n} chunks compressed, then VACUUM ANALYZE, in {secs:.0f} s", flush=True)
+            storage.append(asyncio.run(measure_storage(dsn, state)))
+            s = storage[-1]
             print(
-                f"| {r.scenario} | {r.connections} | {r.rps:.0f} | {r.p50_ms:.1f} | "
-                f"{r.p95_ms:.1f} | {r.p99_ms:.1f} | {r.errors + r.non2xx} |"
+                f"storage ({state}): table {s.table_bytes / 1e6:,.1f} MB, indexes "
+                f"{s.index_bytes / 1e6:,.1f} MB: {s.table_per_reading:.1f} bytes per reading "
+                f"(table), {s.total_per_reading:.1f} with indexes",
+                flush=True,
             )
+            label = f"{path} {state}"
+            results[label] = run_scenarios(wrk, url, args, label)
+            text = asyncio.run(plans(dsn))
+            plan_file = STATE / f"plans-{path}-{state}.txt"
+            plan_file.write_text(text)
+            print(f"query plans: {plan_file}", flush=True)
+        compression: dict[str, int] = {}
+        if path == TIMESCALEDB:
+            compression = asyncio.run(compression_stats(dsn))
+            print(
+                f"compression: {ratio(storage[0], storage[1]):.1f}x smaller (with indexes); "
+                f"TimescaleDB's own stats: {compression}",
+                flush=True,
+            )
+        print()
+        print(f"database path: {words}")
+        print()
+        print("| path | scenario | connections | req/s | p50 ms | p95 ms | p99 ms | errors |")
+        print("|---|---|---|---|---|---|---|---|")
+        for label, rs in results.items():
+            for r in rs:
+                print(
+                    f"| {label} | {r.scenario} | {r.connections} | {r.rps:.1f} | "
+                    f"{r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.p99_ms:.1f} | {r.errors + r.non2xx} |"
+                )
+        print()
+        print(storage_table(path, storage))
         if args.json:
             args.json.write_text(
-                json.dumps({"data": data, "results": [asdict(r) for r in results]}, indent=2)
+                json.dumps(
+                    {
+                        "path": path,
+                        "database": words,
+                        "data": data,
+                        "storage": [
+                            {
+                                **asdict(s),
+                                "table_per_reading": s.table_per_reading,
+                                "total_per_reading": s.total_per_reading,
+                            }
+                            for s in storage
+                        ],
+                        "compression_stats": compression,
+                        "results": {k: [asdict(r) for r in v] for k, v in results.items()},
+                    },
+                    indent=2,
+                )
             )
-        failed = any(r.errors or r.non2xx for r in results)
+        failed = any(r.errors or r.non2xx for rs in results.values() for r in rs)
         return 1 if failed else 0
     finally:
         if api is not None:
