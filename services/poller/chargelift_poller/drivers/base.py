@@ -26,6 +26,7 @@ from typing import Protocol, runtime_checkable
 import httpx
 
 from chargelift_contract.commands import Command
+from chargelift_poller.errors import ConfigError
 from chargelift_poller.models import ChargerReading, DriverSpec
 
 #: What each command asks of a charger, for the reason of a refusal ("the <driver>
@@ -41,6 +42,21 @@ ACTIONS: Mapping[Command, str] = MappingProxyType(
         Command.INOPERATIVE: "make a charger inoperative",
     }
 )
+
+
+def not_declared(driver: str, charger: str, command: Command) -> ConfigError:
+    """The error of a write a driver does not declare (the poller never asks for it)."""
+    return ConfigError(charger, f"the {driver} driver cannot {ACTIONS[command]}")
+
+
+def limit_shown(reading: ChargerReading, value: float | None) -> str | None:
+    """A CurrentLimit's read-back: ``None`` when the reading's ``MaximumOutputCurrent``
+    is ``value`` (to 0.01 A), else what it shows instead."""
+    limit = reading.values.get("MaximumOutputCurrent")
+    if isinstance(limit, int | float) and value is not None and abs(limit - value) < 0.01:
+        return None
+    asked = "no value" if value is None else f"{value:g} A"
+    return f"the charger reads back a limit of {limit!r} A, not {asked}"
 
 
 class Driver(Protocol):

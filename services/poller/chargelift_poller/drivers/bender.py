@@ -59,6 +59,7 @@ from chargelift_poller.drivers._modbus import (
     check_options,
     decode,
 )
+from chargelift_poller.drivers.base import limit_shown, not_declared
 from chargelift_poller.errors import ConfigError
 from chargelift_poller.models import ChargerReading, DriverSpec
 
@@ -244,28 +245,23 @@ class BenderDriver:
 
     async def stop(self) -> None:
         """Not in :data:`COMMANDS`: this register set has no command that ends a session."""
-        raise ConfigError(self._id, "the bender driver cannot stop a session")
+        raise not_declared("bender", self._id, Command.STOP)
 
     async def start(self) -> None:
         """Not in :data:`COMMANDS`: the poller never calls it."""
-        raise ConfigError(self._id, "the bender driver cannot start a session")
+        raise not_declared("bender", self._id, Command.START)
 
     async def set_operative(self, operative: bool) -> None:
         """Not in :data:`COMMANDS`: the poller never calls it."""
-        state = "operative" if operative else "inoperative"
-        raise ConfigError(self._id, f"the bender driver cannot make a charger {state}")
+        command = Command.OPERATIVE if operative else Command.INOPERATIVE
+        raise not_declared("bender", self._id, command)
 
     def shows(self, reading: ChargerReading, command: Command, value: float | None) -> str | None:
         """Whether ``reading`` (a full read after the write) shows ``command`` in effect."""
         limit = reading.values.get("MaximumOutputCurrent")
         match command:
             case Command.CURRENT_LIMIT:
-                if (
-                    isinstance(limit, int | float)
-                    and value is not None
-                    and abs(limit - value) < 0.01
-                ):
-                    return None
+                return limit_shown(reading, value)
             case Command.PAUSE:
                 if limit == 0:
                     return None

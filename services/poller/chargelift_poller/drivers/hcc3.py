@@ -56,7 +56,7 @@ from chargelift_poller.drivers._modbus import (
     check_options,
     decode,
 )
-from chargelift_poller.errors import ConfigError
+from chargelift_poller.drivers.base import limit_shown, not_declared
 from chargelift_poller.models import ChargerReading, DriverSpec
 
 log = logging.getLogger(__name__)
@@ -224,12 +224,12 @@ class Hcc3Driver:
 
     async def start(self) -> None:
         """Not in :data:`COMMANDS`: the poller never calls it."""
-        raise ConfigError(self._id, "the hcc3 driver cannot start a session")
+        raise not_declared("hcc3", self._id, Command.START)
 
     async def set_operative(self, operative: bool) -> None:
         """Not in :data:`COMMANDS`: the poller never calls it."""
-        state = "operative" if operative else "inoperative"
-        raise ConfigError(self._id, f"the hcc3 driver cannot make a charger {state}")
+        command = Command.OPERATIVE if operative else Command.INOPERATIVE
+        raise not_declared("hcc3", self._id, command)
 
     def shows(self, reading: ChargerReading, command: Command, value: float | None) -> str | None:
         """Whether ``reading`` (a full read after the write) shows ``command`` in effect."""
@@ -237,14 +237,7 @@ class Hcc3Driver:
         state = values.get("VendorState")
         match command:
             case Command.CURRENT_LIMIT:
-                limit = values.get("MaximumOutputCurrent")
-                if (
-                    isinstance(limit, int | float)
-                    and value is not None
-                    and abs(limit - value) < 0.01
-                ):
-                    return None
-                return f"the charger reads back a limit of {limit!r} A, not {value!r} A"
+                return limit_shown(reading, value)
             case Command.PAUSE:
                 ok = state != "Charging"
             case Command.RESUME:

@@ -83,6 +83,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from chargelift_contract import OperationState
 from chargelift_contract.commands import Command
 from chargelift_contract.envelope import Value
+from chargelift_poller.drivers.base import limit_shown, not_declared
 from chargelift_poller.errors import (
     AuthError,
     ChargerConnectionError,
@@ -346,12 +347,12 @@ class MhcpDriver:
 
     async def start(self) -> None:
         """Not in :data:`COMMANDS`: the poller never calls it."""
-        raise ConfigError(self._id, "the mhcp driver cannot start a session")
+        raise not_declared("mhcp", self._id, Command.START)
 
     async def set_operative(self, operative: bool) -> None:
         """Not in :data:`COMMANDS`: the poller never calls it."""
-        state = "operative" if operative else "inoperative"
-        raise ConfigError(self._id, f"the mhcp driver cannot make a charger {state}")
+        command = Command.OPERATIVE if operative else Command.INOPERATIVE
+        raise not_declared("mhcp", self._id, command)
 
     def shows(self, reading: ChargerReading, command: Command, value: float | None) -> str | None:
         """Whether ``reading`` (a full read after the write) shows ``command`` in effect."""
@@ -359,14 +360,7 @@ class MhcpDriver:
         state = values.get("VendorState")
         match command:
             case Command.CURRENT_LIMIT:
-                limit = values.get("MaximumOutputCurrent")
-                if (
-                    isinstance(limit, int | float)
-                    and value is not None
-                    and abs(limit - value) < 0.01
-                ):
-                    return None
-                return f"the charger reads back a limit of {limit!r} A, not {value:g} A"
+                return limit_shown(reading, value)
             case Command.PAUSE:
                 ok = state != "Charging"
             case Command.RESUME:
