@@ -436,6 +436,7 @@ def test_prometheus_scrapes_every_service_and_evaluates_every_rule(stack: Stack)
         "chargelift-api",
         "chargelift-poller",
         "chargelift-ocpp",
+        "chargelift-bridge",
     }
 
     # The chargers are up, and the certificates' expiry is exported by ingest and poller.
