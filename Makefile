@@ -34,7 +34,7 @@ venv: $(STAMP) ## Create .venv with every package and tool (from requirements.lo
 .PHONY: dev-deps test-deps server-deps system-deps
 dev-deps: ## make dev's packages: mosquitto, PostgreSQL >= 15, mosquitto-clients, curl
 	@scripts/system-deps.sh dev
-test-deps: ## make test's packages: mosquitto, PostgreSQL >= 15, prometheus (promtool)
+test-deps: ## make test's packages: mosquitto, PostgreSQL >= 15, prometheus (promtool), chromium, jq
 	@scripts/system-deps.sh test
 server-deps:
 	@scripts/system-deps.sh servers

@@ -6,7 +6,8 @@
 #   test    (make test): the servers, promtool (package prometheus), which checks
 #                        and unit-tests the alert rules in deploy/prometheus/, and a
 #                        headless chromium, which checks that the API's /docs render
-#                        with every other host blocked
+#                        with every other host blocked, and jq, with which a test runs
+#                        the evcc configuration of docs/integrations/evcc.md
 # Installs what is missing with apt-get when running as root (as CI does); otherwise
 # prints the one `sudo apt-get install` line to run and fails.
 set -euo pipefail
@@ -48,6 +49,7 @@ case $what in
   test)
     have promtool || missing+=(prometheus)
     have chromium || have chromium-browser || missing+=(chromium)
+    have jq || missing+=(jq)
     ;;
   servers) ;;
   *) echo "usage: system-deps.sh servers|dev|test" >&2; exit 2 ;;

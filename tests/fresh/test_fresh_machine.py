@@ -267,8 +267,8 @@ def test_readme_development_section_on_a_fresh_machine(box: Box) -> None:
 
     t = time.monotonic()
     if m.user != "root":
-        # what make test needs beyond make dev: promtool, and chromium for /docs
-        assert install_as_user_would(box, "test") == ["prometheus", "chromium"]
+        # what make test needs beyond make dev: promtool, chromium for /docs, jq for evcc
+        assert install_as_user_would(box, "test") == ["prometheus", "chromium", "jq"]
     args = "" if m.pytest_args is None else f" PYTEST_ARGS={shlex.quote(m.pytest_args)}"
     result = box.sh(f"make test{args}", check=False, timeout=3000)
     tail = (result.stdout + result.stderr)[-3000:]
