@@ -59,6 +59,27 @@ def limit_shown(reading: ChargerReading, value: float | None) -> str | None:
     return f"the charger reads back a limit of {limit!r} A, not {asked}"
 
 
+def state_shown(
+    driver: str, reading: ChargerReading, command: Command, value: float | None, label: str
+) -> str | None:
+    """The read-back of a driver whose ``VendorState`` says ``Charging`` and ``Paused``
+    (MHCP ``ChgState``, HCC3's state): ``None`` when ``reading`` shows ``command`` in
+    effect, else what it shows (``label`` names the state in the message)."""
+    state = reading.values.get("VendorState")
+    match command:
+        case Command.CURRENT_LIMIT:
+            return limit_shown(reading, value)
+        case Command.PAUSE:
+            ok = state != "Charging"
+        case Command.RESUME:
+            ok = state != "Paused"
+        case Command.STOP:
+            ok = state not in ("Charging", "Paused")
+        case _:
+            return f"the {driver} driver cannot {ACTIONS[command]}"
+    return None if ok else f"the charger reads back {label} {state!r}"
+
+
 class Driver(Protocol):
     """The one required capability: read the charger's current values."""
 

@@ -56,7 +56,7 @@ from chargelift_poller.drivers._modbus import (
     check_options,
     decode,
 )
-from chargelift_poller.drivers.base import limit_shown, not_declared
+from chargelift_poller.drivers.base import not_declared, state_shown
 from chargelift_poller.models import ChargerReading, DriverSpec
 
 log = logging.getLogger(__name__)
@@ -233,20 +233,7 @@ class Hcc3Driver:
 
     def shows(self, reading: ChargerReading, command: Command, value: float | None) -> str | None:
         """Whether ``reading`` (a full read after the write) shows ``command`` in effect."""
-        values = reading.values
-        state = values.get("VendorState")
-        match command:
-            case Command.CURRENT_LIMIT:
-                return limit_shown(reading, value)
-            case Command.PAUSE:
-                ok = state != "Charging"
-            case Command.RESUME:
-                ok = state != "Paused"
-            case Command.STOP:
-                ok = state not in ("Charging", "Paused")
-            case _:
-                return f"the hcc3 driver cannot apply {command.value}"
-        return None if ok else f"the charger reads back the state {state!r}"
+        return state_shown("hcc3", reading, command, value, "the state")
 
     def _state(self, regs: Mapping[str, Decoded], letter: str | None) -> OperationState:
         if regs.get("error") or regs.get("state") == 6:

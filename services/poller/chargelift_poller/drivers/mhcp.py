@@ -83,7 +83,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from chargelift_contract import OperationState
 from chargelift_contract.commands import Command
 from chargelift_contract.envelope import Value
-from chargelift_poller.drivers.base import limit_shown, not_declared
+from chargelift_poller.drivers.base import not_declared, state_shown
 from chargelift_poller.errors import (
     AuthError,
     ChargerConnectionError,
@@ -356,20 +356,7 @@ class MhcpDriver:
 
     def shows(self, reading: ChargerReading, command: Command, value: float | None) -> str | None:
         """Whether ``reading`` (a full read after the write) shows ``command`` in effect."""
-        values = reading.values
-        state = values.get("VendorState")
-        match command:
-            case Command.CURRENT_LIMIT:
-                return limit_shown(reading, value)
-            case Command.PAUSE:
-                ok = state != "Charging"
-            case Command.RESUME:
-                ok = state != "Paused"
-            case Command.STOP:
-                ok = state not in ("Charging", "Paused")
-            case _:
-                return f"the mhcp driver cannot {command.value}"
-        return None if ok else f"the charger reads back ChgState {state!r}"
+        return state_shown("mhcp", reading, command, value, "ChgState")
 
     async def _post(self, endpoint: str, body: Mapping[str, object]) -> None:
         content = orjson.dumps(dict(body))
